@@ -1,0 +1,28 @@
+// Job options: Boost.Program_options over the command line and an optional
+// `--config FILE.ini` (the command line wins). Every job gets --help and --config.
+#pragma once
+
+#include <boost/program_options.hpp>
+#include <string>
+
+namespace smoe {
+
+namespace po = boost::program_options;
+
+struct JobUsage {
+  std::string job;       // "score"
+  std::string synopsis;  // "--model DIR --corpus FILE [options]"
+  std::string summary;   // one paragraph on what the job does
+};
+
+// Fills `vm` from argv (argv[0] is the job name) and the INI file named by
+// --config. Returns false after printing help for --help. InputError on bad usage
+// (unknown option, bad value, missing required option, unreadable config).
+bool parse_job_options(int argc, char** argv, const JobUsage& usage, po::options_description& options,
+                       po::variables_map& vm);
+
+// Number of threads for LibTorch's intra-op pool: the option's value, or every
+// core of the machine (LibTorch's own default assumes hyper-threading and takes half).
+int resolve_threads(int requested);
+
+}  // namespace smoe

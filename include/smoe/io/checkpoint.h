@@ -1,0 +1,48 @@
+// A Hugging Face checkpoint folder: config.json plus model.safetensors, or shards
+// listed in model.safetensors.index.json. Every shard's header is validated when
+// the checkpoint is opened, before any tensor data is read.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "smoe/io/safetensors.h"
+#include "smoe/model/config.h"
+
+namespace smoe {
+
+class Checkpoint {
+ public:
+  explicit Checkpoint(const std::string& dir);
+
+  const std::string& dir() const { return dir_; }
+  const ModelConfig& config() const { return config_; }
+
+  bool has(const std::string& name) const { return where_.count(name) != 0; }
+  std::vector<std::string> tensor_names() const;
+  // Header entry of a tensor; InputError naming the checkpoint when absent.
+  const TensorInfo& info(const std::string& name) const;
+
+  // Loads a tensor as `dtype`. With `shape` given, InputError naming the file
+  // when the stored shape differs.
+  at::Tensor load(const std::string& name, at::ScalarType dtype, const std::vector<int64_t>& shape = {}) const;
+
+  // Sum of all tensors' bytes on disk.
+  uint64_t total_bytes() const;
+
+ private:
+  struct Location {
+    std::shared_ptr<const SafetensorsFile> file;
+    const TensorInfo* info;
+  };
+  std::string dir_;
+  ModelConfig config_;
+  std::vector<std::shared_ptr<const SafetensorsFile>> shards_;
+  std::map<std::string, Location> where_;
+};
+
+}  // namespace smoe

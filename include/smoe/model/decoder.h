@@ -1,0 +1,55 @@
+// The decoder-only SMoE transformer, built from a checkpoint. The same code runs
+// whether MoE layers execute locally or expert-parallel: the caller passes the
+// MoeExecutor, and which experts this process loads.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <functional>
+#include <optional>
+#include <vector>
+
+#include "smoe/model/config.h"
+#include "smoe/model/layers.h"
+#include "smoe/model/moe.h"
+
+namespace smoe {
+
+class Checkpoint;
+
+struct DecoderOptions {
+  at::ScalarType dtype;  // compute dtype: float32 or bfloat16
+  // Which routed experts this process loads; all when empty.
+  std::function<bool(int64_t layer, int64_t expert)> holds_expert;
+};
+
+class Decoder {
+ public:
+  Decoder(const Checkpoint& checkpoint, const DecoderOptions& options);
+
+  const ModelConfig& config() const { return config_; }
+  at::ScalarType dtype() const { return dtype_; }
+
+  // tokens: [B, S] int64 -> logits [B, S, V] float32.
+  at::Tensor forward(const at::Tensor& tokens, MoeExecutor& executor, RoutingObserver* observer = nullptr) const;
+
+  // nullptr for a dense layer.
+  const MoeLayer* moe_layer(int64_t layer) const;
+  // Bytes of all parameters this process holds.
+  uint64_t parameter_bytes() const;
+
+ private:
+  struct Layer {
+    at::Tensor input_norm, post_attention_norm;
+    AttentionWeights attention;
+    GatedMlp mlp;                 // dense layers
+    std::optional<MoeLayer> moe;  // MoE layers
+  };
+
+  ModelConfig config_;
+  at::ScalarType dtype_;
+  at::Tensor embed_tokens, final_norm, lm_head;
+  std::vector<Layer> layers_;
+};
+
+}  // namespace smoe

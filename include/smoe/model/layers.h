@@ -1,0 +1,40 @@
+// The dense building blocks of a decoder layer: RMSNorm, rotary embeddings,
+// attention, the gated MLP. Numerics follow the Hugging Face modules: norms and
+// softmax in float32, everything else in the compute dtype.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include "smoe/model/config.h"
+
+namespace smoe {
+
+// x * rsqrt(mean(x^2) + eps) in float32, cast back, times weight.
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps);
+
+// cos and sin tables for positions [0, seq_len), [seq_len, head_dim], in `dtype`.
+struct RopeTables {
+  at::Tensor cos;
+  at::Tensor sin;
+};
+RopeTables rope_tables(int64_t seq_len, int64_t head_dim, double theta, at::ScalarType dtype);
+
+struct AttentionWeights {
+  at::Tensor q_proj, k_proj, v_proj, o_proj;  // [out, in]
+  at::Tensor q_bias, k_bias, v_bias;          // undefined without attention_bias
+  at::Tensor q_norm, k_norm;                  // undefined without q/k norm
+};
+
+// Causal self-attention (grouped-query) over x: [B, S, d] -> [B, S, d].
+at::Tensor attention(const ModelConfig& config, const AttentionWeights& w, const at::Tensor& x,
+                     const RopeTables& rope);
+
+// The gated MLP used by dense layers and by every expert: down(silu(gate x) * up x).
+struct GatedMlp {
+  at::Tensor gate_proj, up_proj;  // [ff, d]
+  at::Tensor down_proj;           // [d, ff]
+  bool defined() const { return gate_proj.defined(); }
+};
+at::Tensor gated_mlp(const GatedMlp& mlp, const at::Tensor& x);
+
+}  // namespace smoe

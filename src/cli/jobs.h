@@ -1,0 +1,9 @@
+// The jobs of the `smoe` binary; each takes argv with argv[0] = the job's name
+// and returns the process exit status.
+#pragma once
+
+namespace smoe {
+
+int run_score(int argc, char** argv);
+
+}  // namespace smoe

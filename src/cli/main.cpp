@@ -1,0 +1,65 @@
+// smoe: one binary, one subcommand per job.
+#include <c10/util/Exception.h>
+
+#include <cstring>
+#include <exception>
+#include <iostream>
+#include <string>
+
+#include "jobs.h"
+#include "smoe/core/error.h"
+#include "smoe/core/log.h"
+
+namespace {
+
+struct Job {
+  const char* name;
+  int (*run)(int, char**);
+  const char* summary;
+};
+
+const Job kJobs[] = {
+    {"score", smoe::run_score, "run a checkpoint over a corpus: perplexity, and optionally the logits"},
+};
+
+void print_usage(std::ostream& os) {
+  os << "usage: smoe JOB [options]   (smoe JOB --help for a job's options)\n\n"
+     << "smoe " << SMOE_VERSION << ": task-specific expert pruning of sparse Mixture-of-Experts models\n\njobs:\n";
+  for (const auto& j : kJobs) os << "  " << j.name << std::string(10 - std::strlen(j.name), ' ') << j.summary << "\n";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    print_usage(std::cerr);
+    return 2;
+  }
+  const std::string name = argv[1];
+  if (name == "--help" || name == "-h" || name == "help") {
+    print_usage(std::cout);
+    return 0;
+  }
+  if (name == "--version") {
+    std::cout << "smoe " << SMOE_VERSION << "\n";
+    return 0;
+  }
+  for (const auto& job : kJobs) {
+    if (name != job.name) continue;
+    try {
+      return job.run(argc - 1, argv + 1);
+    } catch (const smoe::Error& e) {
+      smoe::log_error(e.what());
+      return e.exit_status();
+    } catch (const c10::Error& e) {
+      smoe::log_error(std::string("LibTorch: ") + e.what_without_backtrace());
+      return 1;
+    } catch (const std::exception& e) {
+      smoe::log_error(e.what());
+      return 1;
+    }
+  }
+  std::cerr << "smoe: unknown job '" << name << "'\n\n";
+  print_usage(std::cerr);
+  return 2;
+}

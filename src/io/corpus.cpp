@@ -1,0 +1,75 @@
+#include "smoe/io/corpus.h"
+
+#include <nlohmann/json.hpp>
+
+#include "smoe/core/error.h"
+#include "smoe/io/tokenizer.h"
+
+namespace smoe {
+
+CorpusReader::CorpusReader(const std::string& path, const Tokenizer& tokenizer, int64_t vocab_size)
+    : path_(path), tokenizer_(tokenizer), vocab_size_(vocab_size), in_(path, std::ios::binary) {
+  SMOE_CHECK_INPUT(in_.good(), path, ": cannot open corpus: ", errno_text());
+}
+
+bool CorpusReader::next(Document* doc) {
+  std::string text;
+  while (std::getline(in_, text)) {
+    ++line_;
+    if (text.find_first_not_of(" \t\r") == std::string::npos) continue;
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(text);
+    } catch (const nlohmann::json::exception& e) {
+      throw InputError(str(path_, ":", line_, ": not a JSON record: ", e.what()));
+    }
+    SMOE_CHECK_INPUT(j.is_object(), path_, ":", line_, ": a record must be a JSON object");
+    doc->line = line_;
+    doc->tokens.clear();
+    doc->text_bytes = 0;
+    if (auto t = j.find("text"); t != j.end()) {
+      SMOE_CHECK_INPUT(t->is_string(), path_, ":", line_, ": 'text' must be a string");
+      const std::string& s = t->get_ref<const std::string&>();
+      doc->tokens = tokenizer_.encode(s);
+      doc->text_bytes = s.size();
+    } else if (auto ids = j.find("input_ids"); ids != j.end()) {
+      SMOE_CHECK_INPUT(ids->is_array(), path_, ":", line_, ": 'input_ids' must be a list of integers");
+      doc->tokens.reserve(ids->size());
+      for (const auto& v : *ids) {
+        SMOE_CHECK_INPUT(v.is_number_integer(), path_, ":", line_, ": 'input_ids' holds a non-integer: ", v.dump());
+        doc->tokens.push_back(v.get<int64_t>());
+      }
+    } else {
+      throw InputError(str(path_, ":", line_, ": record has neither 'text' nor 'input_ids'"));
+    }
+    for (int64_t id : doc->tokens)
+      SMOE_CHECK_INPUT(id >= 0 && id < vocab_size_, path_, ":", line_, ": token id ", id,
+                       " is outside the model's vocabulary [0, ", vocab_size_, ")");
+    return true;
+  }
+  SMOE_CHECK_INPUT(in_.eof(), path_, ": read error after line ", line_);
+  return false;
+}
+
+std::vector<Document> read_corpus(const std::string& path, const Tokenizer& tokenizer, int64_t vocab_size) {
+  CorpusReader reader(path, tokenizer, vocab_size);
+  std::vector<Document> docs;
+  Document d;
+  while (reader.next(&d)) docs.push_back(d);
+  SMOE_CHECK_INPUT(!docs.empty(), path, ": corpus holds no records");
+  return docs;
+}
+
+std::vector<std::vector<int64_t>> split_sequences(const std::vector<Document>& docs, int64_t context) {
+  SMOE_ASSERT(context >= 2, "context must be at least 2 tokens");
+  std::vector<std::vector<int64_t>> seqs;
+  for (const auto& d : docs) {
+    for (size_t begin = 0; begin < d.tokens.size(); begin += static_cast<size_t>(context)) {
+      size_t end = std::min(d.tokens.size(), begin + static_cast<size_t>(context));
+      if (end - begin >= 2) seqs.emplace_back(d.tokens.begin() + begin, d.tokens.begin() + end);
+    }
+  }
+  return seqs;
+}
+
+}  // namespace smoe
