@@ -73,6 +73,14 @@ TEST(Checkpoint, LoadsAsBf16AndChecksShapes) {
   at::Tensor h = ck.load("model.norm.weight", at::kBFloat16, {32});
   EXPECT_EQ(h.scalar_type(), at::kBFloat16);
   EXPECT_TRUE(at::equal(h, f.to(at::kBFloat16)));
+  // F16 on disk converts to either compute dtype.
+  const std::string f16 = dir + "/f16.safetensors";
+  at::Tensor x = at::randn({3, 5});
+  save_safetensors(f16, {{"x", x.to(at::kHalf)}});
+  auto file = std::make_shared<const SafetensorsFile>(f16);
+  at::Tensor back = tensor_from_file(file, file->info("x"), at::kFloat);
+  EXPECT_TRUE(at::equal(back, x.to(at::kHalf).to(at::kFloat)));
+  EXPECT_TRUE(at::allclose(back, x, 1e-3, 1e-3));
   try {
     ck.load("model.norm.weight", at::kFloat, {64});
     FAIL();
