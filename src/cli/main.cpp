@@ -9,6 +9,7 @@
 #include "jobs.h"
 #include "smoe/core/error.h"
 #include "smoe/core/log.h"
+#include "smoe/dist/mpi.h"
 
 namespace {
 
@@ -28,6 +29,32 @@ void print_usage(std::ostream& os) {
   for (const auto& j : kJobs) os << "  " << j.name << std::string(10 - std::strlen(j.name), ' ') << j.summary << "\n";
 }
 
+// Runs a job; a failure on any rank is logged by that rank and, under MPI with
+// more than one rank, ends the whole job (peers may be blocked in a collective).
+int run_job(const Job& job, int argc, char** argv) {
+  int status = 0;
+  try {
+    smoe::MpiSession mpi(&argc, &argv);
+    try {
+      return job.run(argc - 1, argv + 1);
+    } catch (const smoe::Error& e) {
+      smoe::log_error(e.what());
+      status = e.exit_status();
+    } catch (const c10::Error& e) {
+      smoe::log_error(std::string("LibTorch: ") + e.what_without_backtrace());
+      status = 1;
+    } catch (const std::exception& e) {
+      smoe::log_error(e.what());
+      status = 1;
+    }
+    smoe::abort_job_if_parallel(status);
+  } catch (const smoe::Error& e) {  // MPI itself failed to start
+    smoe::log_error(e.what());
+    status = e.exit_status();
+  }
+  return status;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -44,21 +71,8 @@ int main(int argc, char** argv) {
     std::cout << "smoe " << SMOE_VERSION << "\n";
     return 0;
   }
-  for (const auto& job : kJobs) {
-    if (name != job.name) continue;
-    try {
-      return job.run(argc - 1, argv + 1);
-    } catch (const smoe::Error& e) {
-      smoe::log_error(e.what());
-      return e.exit_status();
-    } catch (const c10::Error& e) {
-      smoe::log_error(std::string("LibTorch: ") + e.what_without_backtrace());
-      return 1;
-    } catch (const std::exception& e) {
-      smoe::log_error(e.what());
-      return 1;
-    }
-  }
+  for (const auto& job : kJobs)
+    if (name == job.name) return run_job(job, argc, argv);
   std::cerr << "smoe: unknown job '" << name << "'\n\n";
   print_usage(std::cerr);
   return 2;

@@ -1,18 +1,27 @@
 // smoe score: loads a checkpoint, runs a corpus through it, prints the mean
 // negative log-likelihood and perplexity; optionally writes the logits and the
 // routing choices. The way to check that a checkpoint loads and runs right.
+//
+// Under MPI the experts are sharded over the ranks (expert parallelism) and each
+// rank reads its own share of the corpus's records (record i on rank i % P).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <map>
 
 #include "jobs.h"
 #include "smoe/core/error.h"
 #include "smoe/core/log.h"
 #include "smoe/core/options.h"
+#include "smoe/dist/comm.h"
+#include "smoe/dist/ep-executor.h"
+#include "smoe/dist/placement.h"
 #include "smoe/io/checkpoint.h"
 #include "smoe/io/corpus.h"
 #include "smoe/io/tensor-io.h"
@@ -27,7 +36,7 @@ namespace {
 class RoutingRecorder : public RoutingObserver {
  public:
   void on_routing(const MoeLayer& layer, const at::Tensor&, const Routing& r) override {
-    choices_[layer.layer].push_back(r.experts.clone());
+    choices_[layer.layer].push_back(r.experts.cpu());
   }
   std::map<int64_t, std::vector<at::Tensor>>& choices() { return choices_; }
 
@@ -41,6 +50,40 @@ at::ScalarType parse_compute_dtype(const std::string& name) {
   throw InputError(str("--dtype must be f32 or bf16, found '", name, "'"));
 }
 
+// The GPU of this rank on its node: the launcher's local rank.
+int local_rank() {
+  for (const char* var : {"OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "LOCAL_RANK"})
+    if (const char* v = std::getenv(var)) return std::atoi(v);
+  return 0;
+}
+
+// Sequences gathered on rank 0 come in rank order; `meta` holds (document,
+// piece, length) per sequence. Returns the sequences' indices in corpus order.
+std::vector<int64_t> sequence_order(const at::Tensor& meta) {
+  auto m = meta.accessor<int64_t, 2>();
+  std::vector<int64_t> order(static_cast<size_t>(meta.size(0)));
+  for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int64_t>(i);
+  std::sort(order.begin(), order.end(),
+            [&](int64_t a, int64_t b) { return m[a][0] != m[b][0] ? m[a][0] < m[b][0] : m[a][1] < m[b][1]; });
+  return order;
+}
+
+// `rows` holds the sequences' rows end to end, in gathered order; returns them in corpus order.
+at::Tensor corpus_order(const at::Tensor& meta, const at::Tensor& rows) {
+  auto m = meta.accessor<int64_t, 2>();
+  std::vector<int64_t> start(static_cast<size_t>(meta.size(0)));
+  int64_t offset = 0;
+  for (size_t i = 0; i < start.size(); ++i) {
+    start[i] = offset;
+    offset += m[static_cast<int64_t>(i)][2];
+  }
+  std::vector<int64_t> index;
+  index.reserve(static_cast<size_t>(offset));
+  for (int64_t i : sequence_order(meta))
+    for (int64_t j = 0; j < m[i][2]; ++j) index.push_back(start[static_cast<size_t>(i)] + j);
+  return rows.index_select(0, at::tensor(index, at::kLong));
+}
+
 }  // namespace
 
 int run_score(int argc, char** argv) {
@@ -48,11 +91,18 @@ int run_score(int argc, char** argv) {
   opts.add_options()("model", po::value<std::string>()->required(), "checkpoint folder (HF layout)")(
       "corpus", po::value<std::string>()->required(), "JSONL corpus: {\"text\": ...} or {\"input_ids\": [...]}")(
       "dtype", po::value<std::string>()->default_value("f32"), "compute dtype: f32 or bf16")(
+      "device", po::value<std::string>()->default_value("cpu"),
+      "cpu (MPI between ranks) or cuda (one GPU per rank, NCCL between ranks)")(
       "threads", po::value<int>()->default_value(0), "LibTorch threads (0: every core this process may use)")(
       "context", po::value<int64_t>()->default_value(2048), "longest sequence; longer documents are cut")(
-      "batch", po::value<int64_t>()->default_value(8), "sequences of equal length run together, up to this many")(
+      "batch", po::value<int64_t>()->default_value(8), "pieces of one document of equal length run together, up to this many")(
       "tokenizer", po::value<std::string>()->default_value("byte"),
       "tokenizer for text records: byte, or a SentencePiece .model file")(
+      "executor", po::value<std::string>()->default_value("auto"),
+      "MoE execution: local, expert-parallel, or auto (expert-parallel under MPI with more than one rank)")(
+      "placement", po::value<std::string>(), "expert placement map (JSON); default: contiguous blocks of experts")(
+      "capacity-factor", po::value<double>()->default_value(0.0),
+      "if > 0, each expert takes at most factor * T * k / E of a rank's T tokens; the lowest gates are dropped")(
       "logits", po::value<std::string>(), "write logits, tokens and routing choices to this .safetensors file");
   po::variables_map vm;
   if (!parse_job_options(argc, argv, {"score", "--model DIR --corpus FILE [options]",
@@ -62,27 +112,83 @@ int run_score(int argc, char** argv) {
     return 0;
 
   const at::ScalarType dtype = parse_compute_dtype(vm["dtype"].as<std::string>());
+  const std::string device_name = vm["device"].as<std::string>();
+  SMOE_CHECK_INPUT(device_name == "cpu" || device_name == "cuda", "--device must be cpu or cuda, found '",
+                   device_name, "'");
+  const std::string executor_name = vm["executor"].as<std::string>();
+  SMOE_CHECK_INPUT(executor_name == "auto" || executor_name == "local" || executor_name == "expert-parallel",
+                   "--executor must be auto, local or expert-parallel, found '", executor_name, "'");
   const int64_t context = vm["context"].as<int64_t>();
   const int64_t batch = vm["batch"].as<int64_t>();
+  const double capacity_factor = vm["capacity-factor"].as<double>();
   SMOE_CHECK_INPUT(context >= 2, "--context must be at least 2, found ", context);
   SMOE_CHECK_INPUT(batch >= 1, "--batch must be at least 1, found ", batch);
+  SMOE_CHECK_INPUT(capacity_factor >= 0, "--capacity-factor must not be negative, found ", capacity_factor);
   SMOE_CHECK_INPUT(vm["threads"].as<int>() >= 0, "--threads must not be negative");
   const int threads = resolve_threads(vm["threads"].as<int>());
   at::set_num_threads(threads);
 
+  // Host data (counts, sums, logits for the output) always moves over MPI.
+  std::unique_ptr<Communicator> host = make_mpi_communicator();
+  const int rank = host->rank(), ranks = host->size();
+  const bool cuda = device_name == "cuda";
+  const at::Device device = cuda ? at::Device(at::kCUDA, local_rank()) : at::Device(at::kCPU);
+  std::unique_ptr<Communicator> nccl;
+  if (cuda) nccl = make_nccl_communicator(MPI_COMM_WORLD, local_rank());
+  Communicator& comm = cuda ? *nccl : *host;
+  const bool parallel = executor_name == "expert-parallel" ||
+                        (executor_name == "auto" && (ranks > 1 || capacity_factor > 0));
+  SMOE_CHECK_INPUT(parallel || ranks == 1, "--executor local runs every expert in one process; with ", ranks,
+                   " ranks use expert-parallel");
+
   Checkpoint checkpoint(vm["model"].as<std::string>());
+  const ModelConfig& config = checkpoint.config();
+  const ExpertPlacement placement = vm.count("placement")
+                                        ? ExpertPlacement::from_file(vm["placement"].as<std::string>(), config, ranks)
+                                        : ExpertPlacement::contiguous(config, ranks);
+  DecoderOptions dopts{dtype, device, {}};
+  if (parallel) dopts.holds_expert = [&](int64_t l, int64_t e) { return placement.owner(l, e) == rank; };
+  Decoder decoder(checkpoint, dopts);
+
   auto tokenizer = make_tokenizer(vm["tokenizer"].as<std::string>());
   const std::string corpus_path = vm["corpus"].as<std::string>();
-  std::vector<Document> docs = read_corpus(corpus_path, *tokenizer, checkpoint.config().vocab_size);
-  std::vector<std::vector<int64_t>> seqs = split_sequences(docs, context);
-  SMOE_CHECK_INPUT(!seqs.empty(), corpus_path, ": no record holds two or more tokens: nothing to score");
+  std::vector<Document> docs = read_corpus(corpus_path, *tokenizer, config.vocab_size, rank, ranks);
+  std::vector<Sequence> seqs = split_sequences(docs, context);
+  docs.clear();
 
-  Decoder decoder(checkpoint, {dtype, {}});
-  log_info(str("score: ", family_name(decoder.config().family), " model ", checkpoint.dir(), " (",
-               decoder.parameter_bytes() / 1e6, " MB of parameters, ", vm["dtype"].as<std::string>(), ", ", threads,
-               " threads), ", seqs.size(), " sequences"));
+  // Consecutive sequences of equal length form a batch.
+  std::vector<std::pair<size_t, size_t>> batches;
+  for (size_t i = 0; i < seqs.size();) {
+    size_t j = i + 1;
+    while (j < seqs.size() && static_cast<int64_t>(j - i) < batch && seqs[j].document == seqs[i].document &&
+           seqs[j].tokens.size() == seqs[i].tokens.size())
+      ++j;
+    batches.emplace_back(i, j);
+    i = j;
+  }
+  at::Tensor counts = at::tensor({static_cast<int64_t>(batches.size()), static_cast<int64_t>(seqs.size())}, at::kLong);
+  at::Tensor max_counts = counts.clone();
+  host->all_reduce_max(max_counts);
+  host->all_reduce_sum(counts);
+  SMOE_CHECK_INPUT(counts[1].item<int64_t>() > 0, corpus_path, ": no record holds two or more tokens: nothing to score");
+  // Every rank takes part in every step's exchanges, with an empty batch once its own run out.
+  const int64_t steps = max_counts[0].item<int64_t>();
 
-  LocalMoeExecutor executor;
+  log_info(str("score: ", family_name(config.family), " model ", checkpoint.dir(), " (", decoder.parameter_bytes() / 1e6,
+               " MB of parameters on rank 0, ", vm["dtype"].as<std::string>(), " on ", device_name, ", ", ranks,
+               " rank(s) x ", threads, " threads, ", parallel ? "expert-parallel" : "local", " experts), ",
+               counts[1].item<int64_t>(), " sequences"));
+
+  std::unique_ptr<MoeExecutor> executor;
+  ExpertParallelExecutor* ep = nullptr;
+  if (parallel) {
+    auto e = std::make_unique<ExpertParallelExecutor>(comm, placement, capacity_factor);
+    ep = e.get();
+    executor = std::move(e);
+  } else {
+    executor = std::make_unique<LocalMoeExecutor>();
+  }
+
   RoutingRecorder recorder;
   const bool keep = vm.count("logits") != 0;
   std::vector<at::Tensor> all_logits, all_tokens;
@@ -91,15 +197,21 @@ int run_score(int argc, char** argv) {
   const auto start = std::chrono::steady_clock::now();
 
   at::NoGradGuard no_grad;
-  for (size_t i = 0; i < seqs.size();) {
-    size_t j = i + 1;
-    while (j < seqs.size() && static_cast<int64_t>(j - i) < batch && seqs[j].size() == seqs[i].size()) ++j;
-    const int64_t B = static_cast<int64_t>(j - i), S = static_cast<int64_t>(seqs[i].size());
-    at::Tensor tokens = at::empty({B, S}, at::kLong);
-    for (int64_t b = 0; b < B; ++b)
-      std::memcpy(tokens[b].data_ptr<int64_t>(), seqs[i + static_cast<size_t>(b)].data(), S * sizeof(int64_t));
-
-    at::Tensor logits = decoder.forward(tokens, executor, keep ? &recorder : nullptr);
+  for (int64_t step = 0; step < steps; ++step) {
+    at::Tensor tokens;
+    if (step < static_cast<int64_t>(batches.size())) {
+      const auto [i, j] = batches[static_cast<size_t>(step)];
+      const int64_t B = static_cast<int64_t>(j - i), S = static_cast<int64_t>(seqs[i].tokens.size());
+      tokens = at::empty({B, S}, at::kLong);
+      for (int64_t b = 0; b < B; ++b)
+        std::memcpy(tokens[b].data_ptr<int64_t>(), seqs[i + static_cast<size_t>(b)].tokens.data(),
+                    static_cast<size_t>(S) * sizeof(int64_t));
+    } else {
+      tokens = at::empty({0, 2}, at::kLong);
+    }
+    const int64_t B = tokens.size(0), S = tokens.size(1);
+    at::Tensor logits = decoder.forward(tokens, *executor, keep ? &recorder : nullptr).cpu();
+    if (B == 0) continue;
     at::Tensor logp = at::log_softmax(logits.narrow(1, 0, S - 1), -1);
     at::Tensor target = tokens.narrow(1, 1, S - 1).unsqueeze(-1);
     nll_sum -= logp.gather(-1, target).sum().to(at::kDouble).item<double>();
@@ -108,27 +220,59 @@ int run_score(int argc, char** argv) {
       all_logits.push_back(logits.reshape({B * S, -1}));
       all_tokens.push_back(tokens.reshape({-1}));
     }
-    i = j;
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
-  const double nll = nll_sum / static_cast<double>(predicted);
-  std::printf("tokens=%lld\nnll=%.6f\nperplexity=%.6f\n", static_cast<long long>(predicted), nll, std::exp(nll));
-  log_info(str("score: ", predicted, " predicted tokens in ", seconds, " s"));
+  at::Tensor totals = at::tensor({nll_sum, static_cast<double>(predicted)}, at::kDouble);
+  host->all_reduce_sum(totals);
+  const double nll = totals[0].item<double>() / totals[1].item<double>();
+  if (rank == 0)
+    std::printf("tokens=%lld\nnll=%.6f\nperplexity=%.6f\n", static_cast<long long>(totals[1].item<double>()), nll,
+                std::exp(nll));
+  if (ep) {
+    at::Tensor slots = at::tensor({ep->dropped_slots(), ep->routed_slots()}, at::kLong);
+    host->all_reduce_sum(slots);
+    if (capacity_factor > 0 && rank == 0)
+      std::printf("dropped_slots=%lld\nrouted_slots=%lld\n", static_cast<long long>(slots[0].item<int64_t>()),
+                  static_cast<long long>(slots[1].item<int64_t>()));
+    log_info(str("score: rank 0 spent ", ep->exchange_seconds(), " s of ", seconds, " s in token exchanges"));
+  }
+  log_info(str("score: ", static_cast<int64_t>(totals[1].item<double>()), " predicted tokens in ", seconds, " s"));
 
   if (keep) {
+    const int64_t vocab = config.vocab_size;
+    std::vector<int64_t> meta;
+    for (const auto& s : seqs) meta.insert(meta.end(), {s.document, s.piece, static_cast<int64_t>(s.tokens.size())});
+    at::Tensor local_meta = at::tensor(meta, at::kLong).view({-1, 3});
+    auto rows = [&](std::vector<at::Tensor>& parts, at::Tensor empty) {
+      return parts.empty() ? empty : at::cat(parts, 0);
+    };
+    at::Tensor g_meta = host->gather_rows(local_meta, 0);
+    at::Tensor g_logits = host->gather_rows(rows(all_logits, at::empty({0, vocab}, at::kFloat)), 0);
+    at::Tensor g_tokens = host->gather_rows(rows(all_tokens, at::empty({0}, at::kLong)), 0);
     std::vector<std::pair<std::string, at::Tensor>> out;
-    out.emplace_back("logits", at::cat(all_logits, 0));
-    out.emplace_back("tokens", at::cat(all_tokens, 0));
-    std::vector<int64_t> lengths;
-    for (const auto& s : seqs) lengths.push_back(static_cast<int64_t>(s.size()));
-    out.emplace_back("sequence_lengths", at::tensor(lengths, at::kLong));
-    for (auto& [layer, parts] : recorder.choices())
-      out.emplace_back("routing.layer" + std::to_string(layer) + ".experts", at::cat(parts, 0));
-    const std::string path = vm["logits"].as<std::string>();
-    save_safetensors(path, out,
-                     {{"model", checkpoint.dir()}, {"corpus", corpus_path}, {"dtype", vm["dtype"].as<std::string>()}});
-    log_info("score: wrote " + path);
+    std::map<int64_t, at::Tensor> g_routing;
+    for (int64_t l = 0; l < config.num_layers; ++l) {
+      if (!config.is_moe(l)) continue;
+      auto& parts = recorder.choices()[l];
+      g_routing[l] = host->gather_rows(rows(parts, at::empty({0, config.router.top_k}, at::kLong)), 0);
+    }
+    if (rank == 0) {
+      out.emplace_back("logits", corpus_order(g_meta, g_logits));
+      out.emplace_back("tokens", corpus_order(g_meta, g_tokens));
+      std::vector<int64_t> lengths;
+      for (int64_t i : sequence_order(g_meta)) lengths.push_back(g_meta[i][2].item<int64_t>());
+      out.emplace_back("sequence_lengths", at::tensor(lengths, at::kLong));
+      for (auto& [layer, t] : g_routing)
+        out.emplace_back("routing.layer" + std::to_string(layer) + ".experts", corpus_order(g_meta, t));
+      const std::string path = vm["logits"].as<std::string>();
+      save_safetensors(path, out,
+                       {{"model", checkpoint.dir()},
+                        {"corpus", corpus_path},
+                        {"dtype", vm["dtype"].as<std::string>()},
+                        {"ranks", std::to_string(ranks)}});
+      log_info("score: wrote " + path);
+    }
   }
   return 0;
 }

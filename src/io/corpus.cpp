@@ -7,9 +7,16 @@
 
 namespace smoe {
 
-CorpusReader::CorpusReader(const std::string& path, const Tokenizer& tokenizer, int64_t vocab_size)
-    : path_(path), tokenizer_(tokenizer), vocab_size_(vocab_size), in_(path, std::ios::binary) {
+CorpusReader::CorpusReader(const std::string& path, const Tokenizer& tokenizer, int64_t vocab_size, int shard_index,
+                           int shard_count)
+    : path_(path),
+      tokenizer_(tokenizer),
+      vocab_size_(vocab_size),
+      in_(path, std::ios::binary),
+      shard_index_(shard_index),
+      shard_count_(shard_count) {
   SMOE_CHECK_INPUT(in_.good(), path, ": cannot open corpus: ", errno_text());
+  SMOE_ASSERT(shard_count >= 1 && shard_index >= 0 && shard_index < shard_count, "bad corpus shard");
 }
 
 bool CorpusReader::next(Document* doc) {
@@ -17,6 +24,8 @@ bool CorpusReader::next(Document* doc) {
   while (std::getline(in_, text)) {
     ++line_;
     if (text.find_first_not_of(" \t\r") == std::string::npos) continue;
+    const int64_t index = records_++;
+    if (index % shard_count_ != shard_index_) continue;
     nlohmann::json j;
     try {
       j = nlohmann::json::parse(text);
@@ -25,6 +34,7 @@ bool CorpusReader::next(Document* doc) {
     }
     SMOE_CHECK_INPUT(j.is_object(), path_, ":", line_, ": a record must be a JSON object");
     doc->line = line_;
+    doc->index = index;
     doc->tokens.clear();
     doc->text_bytes = 0;
     if (auto t = j.find("text"); t != j.end()) {
@@ -51,22 +61,25 @@ bool CorpusReader::next(Document* doc) {
   return false;
 }
 
-std::vector<Document> read_corpus(const std::string& path, const Tokenizer& tokenizer, int64_t vocab_size) {
-  CorpusReader reader(path, tokenizer, vocab_size);
+std::vector<Document> read_corpus(const std::string& path, const Tokenizer& tokenizer, int64_t vocab_size,
+                                  int shard_index, int shard_count) {
+  CorpusReader reader(path, tokenizer, vocab_size, shard_index, shard_count);
   std::vector<Document> docs;
   Document d;
   while (reader.next(&d)) docs.push_back(d);
-  SMOE_CHECK_INPUT(!docs.empty(), path, ": corpus holds no records");
+  SMOE_CHECK_INPUT(reader.records_seen() > 0, path, ": corpus holds no records");
   return docs;
 }
 
-std::vector<std::vector<int64_t>> split_sequences(const std::vector<Document>& docs, int64_t context) {
+std::vector<Sequence> split_sequences(const std::vector<Document>& docs, int64_t context) {
   SMOE_ASSERT(context >= 2, "context must be at least 2 tokens");
-  std::vector<std::vector<int64_t>> seqs;
+  std::vector<Sequence> seqs;
   for (const auto& d : docs) {
-    for (size_t begin = 0; begin < d.tokens.size(); begin += static_cast<size_t>(context)) {
+    int64_t piece = 0;
+    for (size_t begin = 0; begin < d.tokens.size(); begin += static_cast<size_t>(context), ++piece) {
       size_t end = std::min(d.tokens.size(), begin + static_cast<size_t>(context));
-      if (end - begin >= 2) seqs.emplace_back(d.tokens.begin() + begin, d.tokens.begin() + end);
+      if (end - begin >= 2)
+        seqs.push_back({d.index, piece, std::vector<int64_t>(d.tokens.begin() + begin, d.tokens.begin() + end)});
     }
   }
   return seqs;

@@ -9,12 +9,23 @@ namespace smoe {
 
 namespace {
 
-GatedMlp load_mlp(const Checkpoint& ck, const std::string& prefix, const FamilyLayout& names, int64_t ff, int64_t d,
-                  at::ScalarType dtype) {
+// Loads a tensor as `dtype` onto `device`, checking its shape against the config.
+struct Loader {
+  const Checkpoint& ck;
+  at::ScalarType dtype;
+  at::Device device;
+  at::Tensor operator()(const std::string& name, const std::vector<int64_t>& shape) const {
+    at::Tensor t = ck.load(name, dtype, shape);
+    return device.is_cpu() ? t : t.to(device);
+  }
+  bool has(const std::string& name) const { return ck.has(name); }
+};
+
+GatedMlp load_mlp(const Loader& load, const std::string& prefix, const FamilyLayout& names, int64_t ff, int64_t d) {
   GatedMlp m;
-  m.gate_proj = ck.load(prefix + names.gate_proj + ".weight", dtype, {ff, d});
-  m.up_proj = ck.load(prefix + names.up_proj + ".weight", dtype, {ff, d});
-  m.down_proj = ck.load(prefix + names.down_proj + ".weight", dtype, {d, ff});
+  m.gate_proj = load(prefix + names.gate_proj + ".weight", {ff, d});
+  m.up_proj = load(prefix + names.up_proj + ".weight", {ff, d});
+  m.down_proj = load(prefix + names.down_proj + ".weight", {d, ff});
   return m;
 }
 
@@ -23,64 +34,66 @@ uint64_t bytes_of(const GatedMlp& m) { return bytes_of(m.gate_proj) + bytes_of(m
 
 }  // namespace
 
-Decoder::Decoder(const Checkpoint& ck, const DecoderOptions& options) : config_(ck.config()), dtype_(options.dtype) {
+Decoder::Decoder(const Checkpoint& ck, const DecoderOptions& options)
+    : config_(ck.config()), dtype_(options.dtype), device_(options.device) {
   SMOE_CHECK_INPUT(dtype_ == at::kFloat || dtype_ == at::kBFloat16, "compute dtype must be f32 or bf16");
   const ModelConfig& c = config_;
   const int64_t d = c.hidden_size, H = c.num_heads, Hkv = c.num_kv_heads, D = c.head_dim;
   const FamilyLayout names = c.layout();
   const FamilyLayout dense_names{"mlp.", "gate_proj", "up_proj", "down_proj"};
+  const Loader load{ck, dtype_, device_};
 
-  embed_tokens = ck.load("model.embed_tokens.weight", dtype_, {c.vocab_size, d});
-  final_norm = ck.load("model.norm.weight", dtype_, {d});
-  if (c.tie_word_embeddings && !ck.has("lm_head.weight"))
+  embed_tokens = load("model.embed_tokens.weight", {c.vocab_size, d});
+  final_norm = load("model.norm.weight", {d});
+  if (c.tie_word_embeddings && !load.has("lm_head.weight"))
     lm_head = embed_tokens;
   else
-    lm_head = ck.load("lm_head.weight", dtype_, {c.vocab_size, d});
+    lm_head = load("lm_head.weight", {c.vocab_size, d});
 
   layers_.resize(static_cast<size_t>(c.num_layers));
   for (int64_t l = 0; l < c.num_layers; ++l) {
     Layer& L = layers_[static_cast<size_t>(l)];
     const std::string p = "model.layers." + std::to_string(l) + ".";
-    L.input_norm = ck.load(p + "input_layernorm.weight", dtype_, {d});
-    L.post_attention_norm = ck.load(p + "post_attention_layernorm.weight", dtype_, {d});
+    L.input_norm = load(p + "input_layernorm.weight", {d});
+    L.post_attention_norm = load(p + "post_attention_layernorm.weight", {d});
 
     AttentionWeights& a = L.attention;
     const std::string ap = p + "self_attn.";
-    a.q_proj = ck.load(ap + "q_proj.weight", dtype_, {H * D, d});
-    a.k_proj = ck.load(ap + "k_proj.weight", dtype_, {Hkv * D, d});
-    a.v_proj = ck.load(ap + "v_proj.weight", dtype_, {Hkv * D, d});
-    a.o_proj = ck.load(ap + "o_proj.weight", dtype_, {d, H * D});
+    a.q_proj = load(ap + "q_proj.weight", {H * D, d});
+    a.k_proj = load(ap + "k_proj.weight", {Hkv * D, d});
+    a.v_proj = load(ap + "v_proj.weight", {Hkv * D, d});
+    a.o_proj = load(ap + "o_proj.weight", {d, H * D});
     if (c.attention_bias) {
-      a.q_bias = ck.load(ap + "q_proj.bias", dtype_, {H * D});
-      a.k_bias = ck.load(ap + "k_proj.bias", dtype_, {Hkv * D});
-      a.v_bias = ck.load(ap + "v_proj.bias", dtype_, {Hkv * D});
+      a.q_bias = load(ap + "q_proj.bias", {H * D});
+      a.k_bias = load(ap + "k_proj.bias", {Hkv * D});
+      a.v_bias = load(ap + "v_proj.bias", {Hkv * D});
     }
     if (c.qk_norm == QkNorm::Projection) {
-      a.q_norm = ck.load(ap + "q_norm.weight", dtype_, {H * D});
-      a.k_norm = ck.load(ap + "k_norm.weight", dtype_, {Hkv * D});
+      a.q_norm = load(ap + "q_norm.weight", {H * D});
+      a.k_norm = load(ap + "k_norm.weight", {Hkv * D});
     } else if (c.qk_norm == QkNorm::PerHead) {
-      a.q_norm = ck.load(ap + "q_norm.weight", dtype_, {D});
-      a.k_norm = ck.load(ap + "k_norm.weight", dtype_, {D});
+      a.q_norm = load(ap + "q_norm.weight", {D});
+      a.k_norm = load(ap + "k_norm.weight", {D});
     }
 
     if (!c.is_moe(l)) {
-      L.mlp = load_mlp(ck, p + dense_names.moe, dense_names, c.intermediate_size, d, dtype_);
+      L.mlp = load_mlp(load, p + dense_names.moe, dense_names, c.intermediate_size, d);
       continue;
     }
     MoeLayer m;
     m.layer = l;
     m.num_experts = c.layer_experts[static_cast<size_t>(l)];
     const std::string mp = p + names.moe;
-    m.router = ck.load(mp + "gate.weight", dtype_, {m.num_experts, d});
+    m.router = load(mp + "gate.weight", {m.num_experts, d});
     m.experts.resize(static_cast<size_t>(m.num_experts));
     for (int64_t e = 0; e < m.num_experts; ++e) {
       if (options.holds_expert && !options.holds_expert(l, e)) continue;
       m.experts[static_cast<size_t>(e)] =
-          load_mlp(ck, mp + "experts." + std::to_string(e) + ".", names, c.moe_intermediate_size, d, dtype_);
+          load_mlp(load, mp + "experts." + std::to_string(e) + ".", names, c.moe_intermediate_size, d);
     }
     if (c.shared_expert_intermediate_size > 0) {
-      m.shared = load_mlp(ck, mp + "shared_expert.", names, c.shared_expert_intermediate_size, d, dtype_);
-      if (c.shared_expert_gate) m.shared_gate = ck.load(mp + "shared_expert_gate.weight", dtype_, {1, d});
+      m.shared = load_mlp(load, mp + "shared_expert.", names, c.shared_expert_intermediate_size, d);
+      if (c.shared_expert_gate) m.shared_gate = load(mp + "shared_expert_gate.weight", {1, d});
     }
     L.moe = std::move(m);
   }
@@ -114,9 +127,9 @@ at::Tensor Decoder::forward(const at::Tensor& tokens, MoeExecutor& executor, Rou
   SMOE_ASSERT(tokens.dim() == 2 && tokens.scalar_type() == at::kLong, "tokens must be [B, S] int64");
   const ModelConfig& c = config_;
   const int64_t B = tokens.size(0), S = tokens.size(1), d = c.hidden_size;
-  const RopeTables rope = rope_tables(S, c.head_dim, c.rope_theta, dtype_);
+  const RopeTables rope = rope_tables(S, c.head_dim, c.rope_theta, dtype_, device_);
 
-  at::Tensor h = at::embedding(embed_tokens, tokens);
+  at::Tensor h = at::embedding(embed_tokens, tokens.to(device_));
   for (const auto& L : layers_) {
     h = h + attention(c, L.attention, rms_norm(h, L.input_norm, c.rms_norm_eps), rope);
     at::Tensor x = rms_norm(h, L.post_attention_norm, c.rms_norm_eps);

@@ -14,13 +14,13 @@ at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
   return weight * xf.to(x.scalar_type());
 }
 
-RopeTables rope_tables(int64_t seq_len, int64_t head_dim, double theta, at::ScalarType dtype) {
+RopeTables rope_tables(int64_t seq_len, int64_t head_dim, double theta, at::ScalarType dtype, at::Device device) {
   at::Tensor exponent = at::arange(0, head_dim, 2, at::kLong).to(at::kFloat) / static_cast<double>(head_dim);
   at::Tensor inv_freq = 1.0 / at::pow(theta, exponent);
   at::Tensor pos = at::arange(seq_len, at::kLong).to(at::kFloat);
   at::Tensor freqs = at::outer(pos, inv_freq);
   at::Tensor emb = at::cat({freqs, freqs}, -1);
-  return {emb.cos().to(dtype), emb.sin().to(dtype)};
+  return {emb.cos().to(device, dtype), emb.sin().to(device, dtype)};
 }
 
 namespace {
@@ -74,7 +74,7 @@ at::Tensor attention(const ModelConfig& c, const AttentionWeights& w, const at::
   }
   at::Tensor scores = at::matmul(q, k.transpose(2, 3)) * (1.0 / std::sqrt(static_cast<double>(D)));
   // Position i sees j <= i (and, with a sliding window, i - j < window).
-  at::Tensor idx = at::arange(S, at::kLong);
+  at::Tensor idx = at::arange(S, at::TensorOptions().dtype(at::kLong).device(x.device()));
   at::Tensor masked = idx.unsqueeze(0) > idx.unsqueeze(1);
   if (c.sliding_window > 0) masked = masked.logical_or(idx.unsqueeze(1) - idx.unsqueeze(0) >= c.sliding_window);
   scores = scores.masked_fill(masked, -std::numeric_limits<double>::infinity());

@@ -139,7 +139,9 @@ def random_weights(cfg, seed):
     d, V, H, Hkv, D = cfg["hidden_size"], cfg["vocab_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"], _head_dim(cfg)
     mt = cfg["model_type"]
     moe, gp, up, dp = _names(cfg)
-    w = {"model.embed_tokens.weight": 0.5 * torch.randn(V, d, generator=g)}
+    # A tied head reads the embedding: a smaller one keeps logits O(1..5), as in the untied families.
+    embed_std = 0.15 if cfg.get("tie_word_embeddings") else 0.5
+    w = {"model.embed_tokens.weight": embed_std * torch.randn(V, d, generator=g)}
     for l in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{l}."
         w[p + "input_layernorm.weight"] = norm(d)

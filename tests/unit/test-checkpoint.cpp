@@ -28,7 +28,7 @@ std::string temp_dir(const std::string& name) {
 std::string error_of(const std::string& dir) {
   try {
     Checkpoint ck(dir);
-    Decoder dec(ck, {at::kFloat, {}});
+    Decoder dec(ck, {at::kFloat, at::kCPU, {}});
   } catch (const InputError& e) {
     return e.what();
   }

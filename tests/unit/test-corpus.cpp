@@ -42,6 +42,20 @@ TEST(Corpus, TextAndIdsRecords) {
   EXPECT_EQ(docs[1].line, 3);
 }
 
+TEST(Corpus, ShardsTakeEveryPthRecord) {
+  std::string path = write_corpus("shard.jsonl", "{\"input_ids\": [0]}\n{\"input_ids\": [1]}\n\n"
+                                                 "{\"input_ids\": [2]}\n{\"input_ids\": [3]}\n{\"input_ids\": [4]}\n");
+  auto tok = make_tokenizer("byte");
+  auto docs = read_corpus(path, *tok, 300, 1, 2);
+  ASSERT_EQ(docs.size(), 2u);
+  EXPECT_EQ(docs[0].index, 1);
+  EXPECT_EQ(docs[0].tokens[0], 1);
+  EXPECT_EQ(docs[1].index, 3);
+  EXPECT_EQ(docs[1].line, 5);  // the blank line counts as a line, not a record
+  // A shard with no records of its own is no error while the corpus has records.
+  EXPECT_TRUE(read_corpus(write_corpus("one.jsonl", "{\"text\": \"ab\"}\n"), *tok, 300, 1, 2).empty());
+}
+
 TEST(Corpus, SplitsLongDocumentsAndDropsSingletons) {
   Document a;
   a.tokens = {1, 2, 3, 4, 5, 6, 7};
@@ -49,7 +63,8 @@ TEST(Corpus, SplitsLongDocumentsAndDropsSingletons) {
   b.tokens = {9};
   auto seqs = split_sequences({a, b}, 3);
   ASSERT_EQ(seqs.size(), 2u);  // [1 2 3] [4 5 6]; [7] and [9] have nothing to predict
-  EXPECT_EQ(seqs[1], (std::vector<int64_t>{4, 5, 6}));
+  EXPECT_EQ(seqs[1].tokens, (std::vector<int64_t>{4, 5, 6}));
+  EXPECT_EQ(seqs[1].piece, 1);
 }
 
 TEST(CorpusMalformed, EachFaultNamedWithLine) {

@@ -72,8 +72,8 @@ TEST(Decoder, ExpertFilterLoadsOnlyHeldExperts) {
   std::string dir = testing::TempDir() + "smoe-dec-" + std::to_string(::getpid());
   testing_util::write_tiny_mixtral(dir);
   Checkpoint ck(dir);
-  Decoder all(ck, {at::kFloat, {}});
-  Decoder half(ck, {at::kFloat, [](int64_t, int64_t e) { return e < 2; }});
+  Decoder all(ck, {at::kFloat, at::kCPU, {}});
+  Decoder half(ck, {at::kFloat, at::kCPU, [](int64_t, int64_t e) { return e < 2; }});
   const uint64_t expert_bytes = 3 * 48 * 32 * 4;
   EXPECT_EQ(all.parameter_bytes() - half.parameter_bytes(), 2 * 2 * expert_bytes);
   EXPECT_FALSE(half.moe_layer(0)->experts[3].defined());

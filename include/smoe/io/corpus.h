@@ -12,33 +12,51 @@ namespace smoe {
 class Tokenizer;
 
 struct Document {
+  int64_t index = 0;      // 0-based record number in the file (blank lines not counted)
   std::vector<int64_t> tokens;
   int64_t line = 0;       // 1-based line in the file
   uint64_t text_bytes = 0;  // UTF-8 bytes of the text; 0 for input_ids records
 };
 
 // Reads records one at a time. Every error (malformed JSON, a record with neither
-// field, an id outside [0, vocab_size)) names the file and line.
+// field, an id outside [0, vocab_size)) names the file and line. With a shard
+// (shard_index of shard_count), only records whose number % shard_count ==
+// shard_index are parsed and returned: each MPI rank reads its own share.
 class CorpusReader {
  public:
-  CorpusReader(const std::string& path, const Tokenizer& tokenizer, int64_t vocab_size);
+  CorpusReader(const std::string& path, const Tokenizer& tokenizer, int64_t vocab_size, int shard_index = 0,
+               int shard_count = 1);
   // False at the end of the file. Blank lines are skipped.
   bool next(Document* doc);
   const std::string& path() const { return path_; }
+  // Records seen so far, this shard's and the others'.
+  int64_t records_seen() const { return records_; }
 
  private:
   std::string path_;
   const Tokenizer& tokenizer_;
   int64_t vocab_size_;
   std::ifstream in_;
+  int shard_index_;
+  int shard_count_;
   int64_t line_ = 0;
+  int64_t records_ = 0;
 };
 
-// All records of a corpus; InputError naming the file when it holds none.
-std::vector<Document> read_corpus(const std::string& path, const Tokenizer& tokenizer, int64_t vocab_size);
+// All records of a corpus (of one shard); InputError naming the file when the
+// corpus holds no records at all.
+std::vector<Document> read_corpus(const std::string& path, const Tokenizer& tokenizer, int64_t vocab_size,
+                                  int shard_index = 0, int shard_count = 1);
+
+// A piece of a document, at most `context` tokens long.
+struct Sequence {
+  int64_t document = 0;  // Document::index
+  int64_t piece = 0;     // which piece of the document
+  std::vector<int64_t> tokens;
+};
 
 // Cuts documents into sequences of at most `context` tokens, in order; pieces
 // shorter than two tokens (nothing to predict) are dropped.
-std::vector<std::vector<int64_t>> split_sequences(const std::vector<Document>& docs, int64_t context);
+std::vector<Sequence> split_sequences(const std::vector<Document>& docs, int64_t context);
 
 }  // namespace smoe

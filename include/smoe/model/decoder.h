@@ -19,6 +19,7 @@ class Checkpoint;
 
 struct DecoderOptions {
   at::ScalarType dtype;  // compute dtype: float32 or bfloat16
+  at::Device device;     // where weights live and the forward pass runs
   // Which routed experts this process loads; all when empty.
   std::function<bool(int64_t layer, int64_t expert)> holds_expert;
 };
@@ -29,6 +30,7 @@ class Decoder {
 
   const ModelConfig& config() const { return config_; }
   at::ScalarType dtype() const { return dtype_; }
+  at::Device device() const { return device_; }
 
   // tokens: [B, S] int64 -> logits [B, S, V] float32.
   at::Tensor forward(const at::Tensor& tokens, MoeExecutor& executor, RoutingObserver* observer = nullptr) const;
@@ -48,6 +50,7 @@ class Decoder {
 
   ModelConfig config_;
   at::ScalarType dtype_;
+  at::Device device_;
   at::Tensor embed_tokens, final_norm, lm_head;
   std::vector<Layer> layers_;
 };

@@ -12,12 +12,13 @@ namespace smoe {
 // x * rsqrt(mean(x^2) + eps) in float32, cast back, times weight.
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps);
 
-// cos and sin tables for positions [0, seq_len), [seq_len, head_dim], in `dtype`.
+// cos and sin tables for positions [0, seq_len), [seq_len, head_dim], in `dtype`
+// on `device` (computed in float32 on the CPU).
 struct RopeTables {
   at::Tensor cos;
   at::Tensor sin;
 };
-RopeTables rope_tables(int64_t seq_len, int64_t head_dim, double theta, at::ScalarType dtype);
+RopeTables rope_tables(int64_t seq_len, int64_t head_dim, double theta, at::ScalarType dtype, at::Device device);
 
 struct AttentionWeights {
   at::Tensor q_proj, k_proj, v_proj, o_proj;  // [out, in]

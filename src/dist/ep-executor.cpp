@@ -1,0 +1,123 @@
+#include "smoe/dist/ep-executor.h"
+
+#include <ATen/ATen.h>
+
+#include <chrono>
+#include <cmath>
+
+#include "smoe/core/error.h"
+
+namespace smoe {
+
+namespace {
+
+std::vector<int64_t> to_vector(const at::Tensor& t) {
+  at::Tensor c = t.to(at::kCPU, at::kLong).contiguous();
+  return std::vector<int64_t>(c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + c.numel());
+}
+
+class Timer {
+ public:
+  explicit Timer(double* total) : total_(total), start_(std::chrono::steady_clock::now()) {}
+  ~Timer() { *total_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count(); }
+
+ private:
+  double* total_;
+  std::chrono::steady_clock::time_point start_;
+};
+
+}  // namespace
+
+ExpertParallelExecutor::ExpertParallelExecutor(Communicator& comm, const ExpertPlacement& placement,
+                                               double capacity_factor)
+    : comm_(comm), placement_(placement), capacity_factor_(capacity_factor) {
+  SMOE_ASSERT(placement.ranks() == comm.size(), "placement for ", placement.ranks(), " ranks used on ", comm.size());
+  SMOE_CHECK_INPUT(capacity_factor >= 0, "capacity factor must not be negative, found ", capacity_factor);
+}
+
+at::Tensor ExpertParallelExecutor::run(const MoeLayer& layer, const at::Tensor& x, const Routing& r,
+                                       RoutingObserver* observer) {
+  const int64_t T = x.size(0), k = r.experts.size(1), E = layer.num_experts;
+  const int P = comm_.size();
+  const at::Device device = x.device();
+  at::Tensor experts = r.experts.reshape({-1});
+  at::Tensor weights = r.weights.reshape({-1});
+  routed_ += T * k;
+
+  // The slots to send, sorted by expert (and, under a capacity, by falling weight
+  // within an expert, so that the lowest gates are the ones dropped).
+  at::Tensor slots;
+  if (capacity_factor_ > 0) {
+    const int64_t capacity = static_cast<int64_t>(std::ceil(capacity_factor_ * static_cast<double>(T * k) / E));
+    at::Tensor by_weight = std::get<1>(at::sort(weights.to(at::kFloat), /*stable=*/true, 0, /*descending=*/true));
+    at::Tensor by_expert = std::get<1>(at::sort(experts.index_select(0, by_weight), true, 0, false));
+    at::Tensor order = by_weight.index_select(0, by_expert);
+    at::Tensor counts = at::bincount(experts, {}, E);
+    at::Tensor starts = at::cumsum(counts, 0) - counts;
+    at::Tensor position = at::arange(T * k, experts.options()) - starts.index_select(0, experts.index_select(0, order));
+    at::Tensor keep = position < capacity;
+    slots = order.masked_select(keep);
+    dropped_ += T * k - slots.numel();
+    // Keep slots grouped by expert, in slot order within an expert.
+    slots = std::get<0>(at::sort(experts.index_select(0, slots) * (T * k) + slots, true, 0, false)) % (T * k);
+  } else {
+    slots = std::get<1>(at::sort(experts, /*stable=*/true, 0, false));
+  }
+  at::Tensor slot_experts = experts.index_select(0, slots);
+  at::Tensor owners = at::tensor(placement_.owners(layer.layer), at::kLong).to(device);
+  at::Tensor dest = owners.index_select(0, slot_experts);
+  // Group by destination rank, keeping expert order inside each group.
+  at::Tensor by_dest = std::get<1>(at::sort(dest, true, 0, false));
+  slots = slots.index_select(0, by_dest);
+  slot_experts = slot_experts.index_select(0, by_dest);
+  at::Tensor tokens = at::floor_divide(slots, k);
+  const std::vector<int64_t> send_counts = to_vector(at::bincount(dest, {}, P));
+
+  at::Tensor recv_x, recv_experts;
+  std::vector<int64_t> recv_counts;
+  {
+    Timer t(&exchange_seconds_);
+    recv_counts = comm_.exchange_counts(send_counts);
+    recv_x = comm_.all_to_all(x.index_select(0, tokens), send_counts, recv_counts);
+    recv_experts = comm_.all_to_all(slot_experts, send_counts, recv_counts);
+  }
+
+  // Run the local experts, each on all the rows it received at once.
+  at::Tensor y = at::empty_like(recv_x);
+  ExpertBatches batches = batch_by_expert(recv_experts.unsqueeze(1), E);
+  int64_t offset = 0;
+  for (int64_t e = 0; e < E; ++e) {
+    const int64_t n = batches.counts[static_cast<size_t>(e)];
+    if (n == 0) continue;
+    const GatedMlp& expert = layer.experts[static_cast<size_t>(e)];
+    SMOE_ASSERT(expert.defined(), "layer ", layer.layer, " expert ", e, " received tokens on rank ", comm_.rank(),
+                ", which does not hold it");
+    at::Tensor rows = batches.order.narrow(0, offset, n);
+    y.index_copy_(0, rows, gated_mlp(expert, recv_x.index_select(0, rows)));
+    offset += n;
+  }
+
+  at::Tensor back;
+  {
+    Timer t(&exchange_seconds_);
+    back = comm_.all_to_all(y, recv_counts, send_counts);
+  }
+
+  // Combine in expert order, as the local executor does, so that sums round alike.
+  at::Tensor out = at::zeros_like(x);
+  ExpertBatches mine = batch_by_expert(slot_experts.unsqueeze(1), E);
+  offset = 0;
+  for (int64_t e = 0; e < E; ++e) {
+    const int64_t n = mine.counts[static_cast<size_t>(e)];
+    if (n == 0) continue;
+    at::Tensor rows = mine.order.narrow(0, offset, n);
+    at::Tensor s = slots.index_select(0, rows);
+    at::Tensor ye = back.index_select(0, rows);
+    if (observer) observer->on_expert_output(layer, e, s, ye);
+    out.index_add_(0, tokens.index_select(0, rows), ye * weights.index_select(0, s).unsqueeze(1));
+    offset += n;
+  }
+  return out;
+}
+
+}  // namespace smoe
