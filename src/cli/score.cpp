@@ -6,6 +6,7 @@
 // rank reads its own share of the corpus's records (record i on rank i % P).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <c10/core/GradMode.h>
 
 #include <algorithm>
 #include <chrono>
@@ -196,7 +197,7 @@ int run_score(int argc, char** argv) {
   int64_t predicted = 0;
   const auto start = std::chrono::steady_clock::now();
 
-  at::NoGradGuard no_grad;
+  c10::NoGradGuard no_grad;
   for (int64_t step = 0; step < steps; ++step) {
     at::Tensor tokens;
     if (step < static_cast<int64_t>(batches.size())) {

@@ -10,7 +10,7 @@ ExpertBatches batch_by_expert(const at::Tensor& experts, int64_t num_experts) {
   at::Tensor flat = experts.reshape({-1});
   ExpertBatches b;
   b.order = std::get<1>(at::sort(flat, /*stable=*/true, /*dim=*/0, /*descending=*/false));
-  at::Tensor counts = at::bincount(flat, {}, num_experts).to(at::kLong).contiguous();
+  at::Tensor counts = at::bincount(flat, {}, num_experts).to(at::kCPU, at::kLong).contiguous();
   const int64_t* c = counts.data_ptr<int64_t>();
   b.counts.assign(c, c + num_experts);
   return b;
