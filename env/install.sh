@@ -15,6 +15,7 @@ packages=(
   nlohmann-json3-dev
   libgtest-dev
   libsentencepiece-dev sentencepiece
+  libssl-dev
   python3-torch python3-h5py python3-sklearn python3-numpy python3-scipy
 )
 

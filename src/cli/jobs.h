@@ -5,5 +5,6 @@
 namespace smoe {
 
 int run_score(int argc, char** argv);
+int run_collect(int argc, char** argv);
 
 }  // namespace smoe

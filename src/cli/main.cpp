@@ -21,6 +21,7 @@ struct Job {
 
 const Job kJobs[] = {
     {"score", smoe::run_score, "run a checkpoint over a corpus: perplexity, and optionally the logits"},
+    {"collect", smoe::run_collect, "gather routing statistics over task corpora into stats.h5"},
 };
 
 void print_usage(std::ostream& os) {

@@ -82,19 +82,24 @@ at::Tensor ExpertParallelExecutor::run(const MoeLayer& layer, const at::Tensor& 
     recv_experts = comm_.all_to_all(slot_experts, send_counts, recv_counts);
   }
 
-  // Run the local experts, each on all the rows it received at once.
+  // Run the local experts on what each source rank sent, one (source, expert)
+  // block at a time: a block holds exactly the rows of one batch that one process
+  // would give that expert, so the GEMMs, and the results, do not depend on P.
   at::Tensor y = at::empty_like(recv_x);
-  ExpertBatches batches = batch_by_expert(recv_experts.unsqueeze(1), E);
   int64_t offset = 0;
-  for (int64_t e = 0; e < E; ++e) {
-    const int64_t n = batches.counts[static_cast<size_t>(e)];
+  for (int p = 0; p < P; ++p) {
+    const int64_t n = recv_counts[static_cast<size_t>(p)];
     if (n == 0) continue;
-    const GatedMlp& expert = layer.experts[static_cast<size_t>(e)];
-    SMOE_ASSERT(expert.defined(), "layer ", layer.layer, " expert ", e, " received tokens on rank ", comm_.rank(),
-                ", which does not hold it");
-    at::Tensor rows = batches.order.narrow(0, offset, n);
-    y.index_copy_(0, rows, gated_mlp(expert, recv_x.index_select(0, rows)));
-    offset += n;
+    const std::vector<int64_t> per_expert = to_vector(at::bincount(recv_experts.narrow(0, offset, n), {}, E));
+    for (int64_t e = 0; e < E; ++e) {
+      const int64_t m = per_expert[static_cast<size_t>(e)];
+      if (m == 0) continue;
+      const GatedMlp& expert = layer.experts[static_cast<size_t>(e)];
+      SMOE_ASSERT(expert.defined(), "layer ", layer.layer, " expert ", e, " received tokens on rank ", comm_.rank(),
+                  ", which does not hold it");
+      y.narrow(0, offset, m).copy_(gated_mlp(expert, recv_x.narrow(0, offset, m)));
+      offset += m;
+    }
   }
 
   at::Tensor back;
@@ -106,7 +111,7 @@ at::Tensor ExpertParallelExecutor::run(const MoeLayer& layer, const at::Tensor& 
   // Combine in expert order, as the local executor does, so that sums round alike.
   at::Tensor out = at::zeros_like(x);
   ExpertBatches mine = batch_by_expert(slot_experts.unsqueeze(1), E);
-  offset = 0;
+  offset = 0;  // reused for this rank's own slots
   for (int64_t e = 0; e < E; ++e) {
     const int64_t n = mine.counts[static_cast<size_t>(e)];
     if (n == 0) continue;

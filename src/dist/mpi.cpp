@@ -27,6 +27,13 @@ MpiSession::~MpiSession() {
   if (!finalized) MPI_Finalize();
 }
 
+void broadcast_string(std::string& s, int root, MPI_Comm comm) {
+  long long n = static_cast<long long>(s.size());
+  SMOE_MPI_CHECK(MPI_Bcast(&n, 1, MPI_LONG_LONG, root, comm));
+  s.resize(static_cast<size_t>(n));
+  if (n > 0) SMOE_MPI_CHECK(MPI_Bcast(s.data(), static_cast<int>(n), MPI_CHAR, root, comm));
+}
+
 void abort_job_if_parallel(int status) {
   int initialized = 0, finalized = 0;
   MPI_Initialized(&initialized);

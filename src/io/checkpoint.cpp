@@ -78,6 +78,12 @@ at::Tensor Checkpoint::load(const std::string& name, at::ScalarType dtype, const
   return tensor_from_file(loc.file, i, dtype);
 }
 
+void Checkpoint::release_pages(const std::string& prefix) const {
+  for (auto it = where_.lower_bound(prefix); it != where_.end() && it->first.compare(0, prefix.size(), prefix) == 0;
+       ++it)
+    it->second.file->release_pages(*it->second.info);
+}
+
 uint64_t Checkpoint::total_bytes() const {
   uint64_t n = 0;
   for (const auto& f : shards_)

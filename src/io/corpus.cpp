@@ -8,13 +8,14 @@
 namespace smoe {
 
 CorpusReader::CorpusReader(const std::string& path, const Tokenizer& tokenizer, int64_t vocab_size, int shard_index,
-                           int shard_count)
+                           int shard_count, int64_t max_tokens)
     : path_(path),
       tokenizer_(tokenizer),
       vocab_size_(vocab_size),
       in_(path, std::ios::binary),
       shard_index_(shard_index),
-      shard_count_(shard_count) {
+      shard_count_(shard_count),
+      max_tokens_(max_tokens) {
   SMOE_CHECK_INPUT(in_.good(), path, ": cannot open corpus: ", errno_text());
   SMOE_ASSERT(shard_count >= 1 && shard_index >= 0 && shard_index < shard_count, "bad corpus shard");
 }
@@ -24,8 +25,11 @@ bool CorpusReader::next(Document* doc) {
   while (std::getline(in_, text)) {
     ++line_;
     if (text.find_first_not_of(" \t\r") == std::string::npos) continue;
+    if (max_tokens_ > 0 && tokens_ >= max_tokens_) return false;
     const int64_t index = records_++;
-    if (index % shard_count_ != shard_index_) continue;
+    const bool mine = index % shard_count_ == shard_index_;
+    // Under a token cap every rank reads every record, to know where the cap falls.
+    if (!mine && max_tokens_ == 0) continue;
     nlohmann::json j;
     try {
       j = nlohmann::json::parse(text);
@@ -55,6 +59,12 @@ bool CorpusReader::next(Document* doc) {
     for (int64_t id : doc->tokens)
       SMOE_CHECK_INPUT(id >= 0 && id < vocab_size_, path_, ":", line_, ": token id ", id,
                        " is outside the model's vocabulary [0, ", vocab_size_, ")");
+    if (max_tokens_ > 0) {
+      const int64_t room = max_tokens_ - tokens_;
+      if (static_cast<int64_t>(doc->tokens.size()) > room) doc->tokens.resize(static_cast<size_t>(room));
+      tokens_ += static_cast<int64_t>(doc->tokens.size());
+    }
+    if (!mine) continue;
     return true;
   }
   SMOE_CHECK_INPUT(in_.eof(), path_, ": read error after line ", line_);
@@ -62,8 +72,8 @@ bool CorpusReader::next(Document* doc) {
 }
 
 std::vector<Document> read_corpus(const std::string& path, const Tokenizer& tokenizer, int64_t vocab_size,
-                                  int shard_index, int shard_count) {
-  CorpusReader reader(path, tokenizer, vocab_size, shard_index, shard_count);
+                                  int shard_index, int shard_count, int64_t max_tokens) {
+  CorpusReader reader(path, tokenizer, vocab_size, shard_index, shard_count, max_tokens);
   std::vector<Document> docs;
   Document d;
   while (reader.next(&d)) docs.push_back(d);

@@ -35,51 +35,58 @@ uint64_t bytes_of(const GatedMlp& m) { return bytes_of(m.gate_proj) + bytes_of(m
 }  // namespace
 
 Decoder::Decoder(const Checkpoint& ck, const DecoderOptions& options)
-    : config_(ck.config()), dtype_(options.dtype), device_(options.device) {
+    : checkpoint_(ck), options_(options), config_(ck.config()), dtype_(options.dtype), device_(options.device) {
   SMOE_CHECK_INPUT(dtype_ == at::kFloat || dtype_ == at::kBFloat16, "compute dtype must be f32 or bf16");
+  const ModelConfig& c = config_;
+  const int64_t d = c.hidden_size;
+  const Loader load{ck, dtype_, device_};
+  embed_tokens = load("model.embed_tokens.weight", {c.vocab_size, d});
+  if (options.load_head) {
+    final_norm = load("model.norm.weight", {d});
+    if (c.tie_word_embeddings && !load.has("lm_head.weight"))
+      lm_head = embed_tokens;
+    else
+      lm_head = load("lm_head.weight", {c.vocab_size, d});
+  }
+  layers_.resize(static_cast<size_t>(c.num_layers));
+  if (options.load_layers)
+    for (int64_t l = 0; l < c.num_layers; ++l) load_layer(l);
+}
+
+void Decoder::load_layer(int64_t l) {
   const ModelConfig& c = config_;
   const int64_t d = c.hidden_size, H = c.num_heads, Hkv = c.num_kv_heads, D = c.head_dim;
   const FamilyLayout names = c.layout();
   const FamilyLayout dense_names{"mlp.", "gate_proj", "up_proj", "down_proj"};
-  const Loader load{ck, dtype_, device_};
+  const Loader load{checkpoint_, dtype_, device_};
+  Layer& L = layers_.at(static_cast<size_t>(l));
+  L = Layer{};
+  const std::string p = "model.layers." + std::to_string(l) + ".";
+  L.input_norm = load(p + "input_layernorm.weight", {d});
+  L.post_attention_norm = load(p + "post_attention_layernorm.weight", {d});
 
-  embed_tokens = load("model.embed_tokens.weight", {c.vocab_size, d});
-  final_norm = load("model.norm.weight", {d});
-  if (c.tie_word_embeddings && !load.has("lm_head.weight"))
-    lm_head = embed_tokens;
-  else
-    lm_head = load("lm_head.weight", {c.vocab_size, d});
+  AttentionWeights& a = L.attention;
+  const std::string ap = p + "self_attn.";
+  a.q_proj = load(ap + "q_proj.weight", {H * D, d});
+  a.k_proj = load(ap + "k_proj.weight", {Hkv * D, d});
+  a.v_proj = load(ap + "v_proj.weight", {Hkv * D, d});
+  a.o_proj = load(ap + "o_proj.weight", {d, H * D});
+  if (c.attention_bias) {
+    a.q_bias = load(ap + "q_proj.bias", {H * D});
+    a.k_bias = load(ap + "k_proj.bias", {Hkv * D});
+    a.v_bias = load(ap + "v_proj.bias", {Hkv * D});
+  }
+  if (c.qk_norm == QkNorm::Projection) {
+    a.q_norm = load(ap + "q_norm.weight", {H * D});
+    a.k_norm = load(ap + "k_norm.weight", {Hkv * D});
+  } else if (c.qk_norm == QkNorm::PerHead) {
+    a.q_norm = load(ap + "q_norm.weight", {D});
+    a.k_norm = load(ap + "k_norm.weight", {D});
+  }
 
-  layers_.resize(static_cast<size_t>(c.num_layers));
-  for (int64_t l = 0; l < c.num_layers; ++l) {
-    Layer& L = layers_[static_cast<size_t>(l)];
-    const std::string p = "model.layers." + std::to_string(l) + ".";
-    L.input_norm = load(p + "input_layernorm.weight", {d});
-    L.post_attention_norm = load(p + "post_attention_layernorm.weight", {d});
-
-    AttentionWeights& a = L.attention;
-    const std::string ap = p + "self_attn.";
-    a.q_proj = load(ap + "q_proj.weight", {H * D, d});
-    a.k_proj = load(ap + "k_proj.weight", {Hkv * D, d});
-    a.v_proj = load(ap + "v_proj.weight", {Hkv * D, d});
-    a.o_proj = load(ap + "o_proj.weight", {d, H * D});
-    if (c.attention_bias) {
-      a.q_bias = load(ap + "q_proj.bias", {H * D});
-      a.k_bias = load(ap + "k_proj.bias", {Hkv * D});
-      a.v_bias = load(ap + "v_proj.bias", {Hkv * D});
-    }
-    if (c.qk_norm == QkNorm::Projection) {
-      a.q_norm = load(ap + "q_norm.weight", {H * D});
-      a.k_norm = load(ap + "k_norm.weight", {Hkv * D});
-    } else if (c.qk_norm == QkNorm::PerHead) {
-      a.q_norm = load(ap + "q_norm.weight", {D});
-      a.k_norm = load(ap + "k_norm.weight", {D});
-    }
-
-    if (!c.is_moe(l)) {
-      L.mlp = load_mlp(load, p + dense_names.moe, dense_names, c.intermediate_size, d);
-      continue;
-    }
+  if (!c.is_moe(l)) {
+    L.mlp = load_mlp(load, p + dense_names.moe, dense_names, c.intermediate_size, d);
+  } else {
     MoeLayer m;
     m.layer = l;
     m.num_experts = c.layer_experts[static_cast<size_t>(l)];
@@ -87,7 +94,7 @@ Decoder::Decoder(const Checkpoint& ck, const DecoderOptions& options)
     m.router = load(mp + "gate.weight", {m.num_experts, d});
     m.experts.resize(static_cast<size_t>(m.num_experts));
     for (int64_t e = 0; e < m.num_experts; ++e) {
-      if (options.holds_expert && !options.holds_expert(l, e)) continue;
+      if (options_.holds_expert && !options_.holds_expert(l, e)) continue;
       m.experts[static_cast<size_t>(e)] =
           load_mlp(load, mp + "experts." + std::to_string(e) + ".", names, c.moe_intermediate_size, d);
     }
@@ -97,6 +104,12 @@ Decoder::Decoder(const Checkpoint& ck, const DecoderOptions& options)
     }
     L.moe = std::move(m);
   }
+  L.loaded = true;
+}
+
+void Decoder::release_layer(int64_t l) {
+  layers_.at(static_cast<size_t>(l)) = Layer{};
+  checkpoint_.release_pages("model.layers." + std::to_string(l) + ".");
 }
 
 const MoeLayer* Decoder::moe_layer(int64_t layer) const {
@@ -123,34 +136,43 @@ uint64_t Decoder::parameter_bytes() const {
   return n;
 }
 
-at::Tensor Decoder::forward(const at::Tensor& tokens, MoeExecutor& executor, RoutingObserver* observer) const {
+at::Tensor Decoder::embed(const at::Tensor& tokens) const {
   SMOE_ASSERT(tokens.dim() == 2 && tokens.scalar_type() == at::kLong, "tokens must be [B, S] int64");
-  const ModelConfig& c = config_;
-  const int64_t B = tokens.size(0), S = tokens.size(1), d = c.hidden_size;
-  const RopeTables rope = rope_tables(S, c.head_dim, c.rope_theta, dtype_, device_);
+  return at::embedding(embed_tokens, tokens.to(device_));
+}
 
-  at::Tensor h = at::embedding(embed_tokens, tokens.to(device_));
-  for (const auto& L : layers_) {
-    h = h + attention(c, L.attention, rms_norm(h, L.input_norm, c.rms_norm_eps), rope);
-    at::Tensor x = rms_norm(h, L.post_attention_norm, c.rms_norm_eps);
-    if (!L.moe) {
-      h = h + gated_mlp(L.mlp, x);
-      continue;
-    }
-    const MoeLayer& m = *L.moe;
-    at::Tensor flat = x.reshape({B * S, d});
-    Routing r = route(c.router, flat, m.router, m.score_bias);
-    if (observer) observer->on_routing(m, flat, r);
-    at::Tensor y = executor.run(m, flat, r, observer);
-    if (m.shared.defined()) {
-      at::Tensor s = gated_mlp(m.shared, flat);
-      if (m.shared_gate.defined()) s = at::sigmoid(at::linear(flat, m.shared_gate)) * s;
-      y = y + s;
-    }
-    h = h + y.view({B, S, d});
+at::Tensor Decoder::apply_layer(int64_t layer, const at::Tensor& h_in, MoeExecutor& executor,
+                                RoutingObserver* observer) const {
+  const ModelConfig& c = config_;
+  const Layer& L = layers_.at(static_cast<size_t>(layer));
+  SMOE_ASSERT(L.loaded, "layer ", layer, " is not loaded");
+  const int64_t B = h_in.size(0), S = h_in.size(1), d = c.hidden_size;
+  const RopeTables rope = rope_tables(S, c.head_dim, c.rope_theta, dtype_, device_);
+  at::Tensor h = h_in + attention(c, L.attention, rms_norm(h_in, L.input_norm, c.rms_norm_eps), rope);
+  at::Tensor x = rms_norm(h, L.post_attention_norm, c.rms_norm_eps);
+  if (!L.moe) return h + gated_mlp(L.mlp, x);
+  const MoeLayer& m = *L.moe;
+  at::Tensor flat = x.reshape({B * S, d});
+  Routing r = route(c.router, flat, m.router, m.score_bias);
+  if (observer) observer->on_routing(m, flat, r);
+  at::Tensor y = executor.run(m, flat, r, observer);
+  if (m.shared.defined()) {
+    at::Tensor s = gated_mlp(m.shared, flat);
+    if (m.shared_gate.defined()) s = at::sigmoid(at::linear(flat, m.shared_gate)) * s;
+    y = y + s;
   }
-  h = rms_norm(h, final_norm, c.rms_norm_eps);
-  return at::linear(h, lm_head).to(at::kFloat);
+  return h + y.view({B, S, d});
+}
+
+at::Tensor Decoder::head(const at::Tensor& h) const {
+  SMOE_ASSERT(lm_head.defined(), "the output head was not loaded");
+  return at::linear(rms_norm(h, final_norm, config_.rms_norm_eps), lm_head).to(at::kFloat);
+}
+
+at::Tensor Decoder::forward(const at::Tensor& tokens, MoeExecutor& executor, RoutingObserver* observer) const {
+  at::Tensor h = embed(tokens);
+  for (int64_t l = 0; l < config_.num_layers; ++l) h = apply_layer(l, h, executor, observer);
+  return head(h);
 }
 
 }  // namespace smoe

@@ -56,6 +56,19 @@ TEST(Corpus, ShardsTakeEveryPthRecord) {
   EXPECT_TRUE(read_corpus(write_corpus("one.jsonl", "{\"text\": \"ab\"}\n"), *tok, 300, 1, 2).empty());
 }
 
+TEST(Corpus, TokenCapIsTheSameForEveryShardCount) {
+  std::string path = write_corpus("cap.jsonl", "{\"input_ids\": [1, 2, 3]}\n{\"input_ids\": [4, 5, 6]}\n"
+                                               "{\"input_ids\": [7, 8, 9]}\n{\"input_ids\": [10]}\n");
+  auto tok = make_tokenizer("byte");
+  auto all = read_corpus(path, *tok, 300, 0, 1, 5);
+  ASSERT_EQ(all.size(), 2u);
+  EXPECT_EQ(all[1].tokens, (std::vector<int64_t>{4, 5}));
+  auto odd = read_corpus(path, *tok, 300, 1, 2, 5);
+  ASSERT_EQ(odd.size(), 1u);
+  EXPECT_EQ(odd[0].tokens, (std::vector<int64_t>{4, 5}));
+  EXPECT_TRUE(read_corpus(path, *tok, 300, 1, 3, 5).size() == 1u);
+}
+
 TEST(Corpus, SplitsLongDocumentsAndDropsSingletons) {
   Document a;
   a.tokens = {1, 2, 3, 4, 5, 6, 7};

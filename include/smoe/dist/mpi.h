@@ -36,6 +36,9 @@ class MpiSession {
   int size_ = 1;
 };
 
+// Rank root's string, on every rank of comm.
+void broadcast_string(std::string& s, int root, MPI_Comm comm);
+
 // Ends every rank of the job with `status` (MPI_Abort) when MPI runs with more than
 // one rank; otherwise returns. For a failure on one rank: its peers may be waiting
 // in a collective and would otherwise hang.

@@ -31,6 +31,10 @@ class Checkpoint {
   // when the stored shape differs.
   at::Tensor load(const std::string& name, at::ScalarType dtype, const std::vector<int64_t>& shape = {}) const;
 
+  // Returns the mapped pages of every tensor whose name starts with `prefix` to the
+  // OS (their tensors stay valid: pages are read back from the file on access).
+  void release_pages(const std::string& prefix) const;
+
   // Sum of all tensors' bytes on disk.
   uint64_t total_bytes() const;
 

@@ -24,8 +24,10 @@ struct Document {
 // shard_index are parsed and returned: each MPI rank reads its own share.
 class CorpusReader {
  public:
+  // max_tokens > 0 caps the corpus at its first max_tokens tokens (the record that
+  // crosses the cap is cut), the same cap for every shard count.
   CorpusReader(const std::string& path, const Tokenizer& tokenizer, int64_t vocab_size, int shard_index = 0,
-               int shard_count = 1);
+               int shard_count = 1, int64_t max_tokens = 0);
   // False at the end of the file. Blank lines are skipped.
   bool next(Document* doc);
   const std::string& path() const { return path_; }
@@ -39,14 +41,16 @@ class CorpusReader {
   std::ifstream in_;
   int shard_index_;
   int shard_count_;
+  int64_t max_tokens_;
   int64_t line_ = 0;
   int64_t records_ = 0;
+  int64_t tokens_ = 0;  // tokens of all records read so far, with max_tokens
 };
 
 // All records of a corpus (of one shard); InputError naming the file when the
 // corpus holds no records at all.
 std::vector<Document> read_corpus(const std::string& path, const Tokenizer& tokenizer, int64_t vocab_size,
-                                  int shard_index = 0, int shard_count = 1);
+                                  int shard_index = 0, int shard_count = 1, int64_t max_tokens = 0);
 
 // A piece of a document, at most `context` tokens long.
 struct Sequence {

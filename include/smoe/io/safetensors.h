@@ -61,6 +61,9 @@ class MappedFile {
   const uint8_t* data() const { return data_; }
   size_t size() const { return size_; }
   const std::string& path() const { return path_; }
+  // Drops the pages of [offset, offset + length) from this process (madvise
+  // DONTNEED); a later read faults them back in from the file.
+  void release(uint64_t offset, uint64_t length) const;
 
  private:
   std::string path_;
@@ -79,6 +82,7 @@ class SafetensorsFile {
   const uint8_t* bytes(const TensorInfo& info) const { return file_.data() + header_.data_start + info.begin; }
   // Throws InputError naming the file when the tensor is absent.
   const TensorInfo& info(const std::string& name) const;
+  void release_pages(const TensorInfo& info) const { file_.release(header_.data_start + info.begin, info.nbytes()); }
 
  private:
   MappedFile file_;

@@ -22,11 +22,27 @@ struct DecoderOptions {
   at::Device device;     // where weights live and the forward pass runs
   // Which routed experts this process loads; all when empty.
   std::function<bool(int64_t layer, int64_t expert)> holds_expert;
+  // Load every layer now; false leaves them to load_layer() (the layerwise schedule).
+  bool load_layers = true;
+  // Load the output head (final norm and lm_head); jobs that need no logits skip it.
+  bool load_head = true;
 };
 
+// Keeps a reference to the checkpoint, which must outlive it.
 class Decoder {
  public:
   Decoder(const Checkpoint& checkpoint, const DecoderOptions& options);
+
+  // Loads one layer's weights (this process's experts only); release_layer frees
+  // them and returns their mapped pages to the OS. For the layerwise schedule.
+  void load_layer(int64_t layer);
+  void release_layer(int64_t layer);
+
+  // The forward pass in parts: embed -> apply_layer for each layer -> head.
+  at::Tensor embed(const at::Tensor& tokens) const;  // [B, S] -> [B, S, d]
+  at::Tensor apply_layer(int64_t layer, const at::Tensor& h, MoeExecutor& executor,
+                         RoutingObserver* observer = nullptr) const;
+  at::Tensor head(const at::Tensor& h) const;  // [B, S, d] -> logits [B, S, V] float32
 
   const ModelConfig& config() const { return config_; }
   at::ScalarType dtype() const { return dtype_; }
@@ -42,12 +58,15 @@ class Decoder {
 
  private:
   struct Layer {
+    bool loaded = false;
     at::Tensor input_norm, post_attention_norm;
     AttentionWeights attention;
     GatedMlp mlp;                 // dense layers
     std::optional<MoeLayer> moe;  // MoE layers
   };
 
+  const Checkpoint& checkpoint_;
+  DecoderOptions options_;
   ModelConfig config_;
   at::ScalarType dtype_;
   at::Device device_;

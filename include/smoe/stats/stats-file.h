@@ -1,0 +1,47 @@
+// stats.h5: the routing statistics of one or more tasks (schema: docs/stats-h5.md),
+// and the collect job's working file, from which a killed run resumes.
+#pragma once
+
+#include <mpi.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "smoe/stats/collector.h"
+
+namespace smoe {
+
+constexpr int64_t kStatsSchemaVersion = 1;
+
+struct TaskStats {
+  std::string name;
+  std::string corpus;         // path
+  std::string corpus_sha256;
+  int64_t tokens = 0;         // tokens run (all ranks)
+  int64_t sequences = 0;
+  std::unique_ptr<StatsCollector> collector;
+};
+
+// File-level provenance: string attributes of the root group.
+using Provenance = std::map<std::string, std::string>;
+
+// Writes the reduced statistics (every rank calls; collective). `path` should be a
+// temporary name, renamed by the caller once every rank has returned.
+void write_stats_file(const std::string& path, MPI_Comm comm, const Provenance& provenance, int64_t top_k,
+                      const std::vector<TaskStats>& tasks);
+
+// The working file: every rank's own accumulators as of `phase` of task `task`
+// (steps for the default schedule, layers for layerwise). Written under a
+// temporary name and renamed, so a kill during a checkpoint keeps the last one.
+void write_checkpoint(const std::string& path, MPI_Comm comm, const std::string& fingerprint, int64_t task,
+                      int64_t phase, const std::vector<TaskStats>& tasks);
+
+// Restores this rank's accumulators; returns false when there is no working file.
+// InputError when it belongs to another run (fingerprint or rank count differ).
+bool read_checkpoint(const std::string& path, MPI_Comm comm, const std::string& fingerprint, int64_t* task,
+                     int64_t* phase, std::vector<TaskStats>& tasks);
+
+}  // namespace smoe

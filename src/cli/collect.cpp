@@ -1,0 +1,336 @@
+// smoe collect: runs a checkpoint expert-parallel over one or more task corpora
+// and writes their routing statistics to stats.h5 (docs/stats-h5.md).
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <c10/core/GradMode.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <nlohmann/json.hpp>
+
+#include "jobs.h"
+#include "smoe/core/error.h"
+#include "smoe/core/hash.h"
+#include "smoe/core/log.h"
+#include "smoe/core/options.h"
+#include "smoe/core/progress.h"
+#include "smoe/core/signals.h"
+#include "smoe/dist/comm.h"
+#include "smoe/dist/ep-executor.h"
+#include "smoe/dist/mpi.h"
+#include "smoe/dist/placement.h"
+#include "smoe/io/checkpoint.h"
+#include "smoe/io/corpus.h"
+#include "smoe/io/tokenizer.h"
+#include "smoe/model/decoder.h"
+#include "smoe/stats/collector.h"
+#include "smoe/stats/stats-file.h"
+
+namespace smoe {
+
+namespace {
+
+// One rank's share of a task: its sequences, cut into batches.
+struct Shard {
+  std::vector<Sequence> seqs;
+  std::vector<std::pair<size_t, size_t>> batches;  // [begin, end) into seqs
+  int64_t tokens = 0;
+};
+
+Shard make_shard(std::vector<Sequence> seqs, int64_t batch) {
+  Shard s;
+  s.seqs = std::move(seqs);
+  for (size_t i = 0; i < s.seqs.size();) {
+    size_t j = i + 1;
+    while (j < s.seqs.size() && static_cast<int64_t>(j - i) < batch && s.seqs[j].document == s.seqs[i].document &&
+           s.seqs[j].tokens.size() == s.seqs[i].tokens.size())
+      ++j;
+    s.batches.emplace_back(i, j);
+    i = j;
+  }
+  for (const auto& q : s.seqs) s.tokens += static_cast<int64_t>(q.tokens.size());
+  return s;
+}
+
+// The tokens of batch `b` ([B, S]; [0, 2] past the end) and their identities.
+struct Batch {
+  at::Tensor tokens, document, position;
+};
+
+Batch make_batch(const Shard& shard, int64_t b, int64_t context) {
+  Batch out;
+  if (b >= static_cast<int64_t>(shard.batches.size())) {
+    out.tokens = at::empty({0, 2}, at::kLong);
+    out.document = out.position = at::empty({0}, at::kLong);
+    return out;
+  }
+  const auto [i, j] = shard.batches[static_cast<size_t>(b)];
+  const int64_t B = static_cast<int64_t>(j - i), S = static_cast<int64_t>(shard.seqs[i].tokens.size());
+  out.tokens = at::empty({B, S}, at::kLong);
+  out.document = at::empty({B * S}, at::kLong);
+  out.position = at::empty({B * S}, at::kLong);
+  for (int64_t r = 0; r < B; ++r) {
+    const Sequence& q = shard.seqs[i + static_cast<size_t>(r)];
+    for (int64_t t = 0; t < S; ++t) {
+      out.tokens[r][t] = q.tokens[static_cast<size_t>(t)];
+      out.document[r * S + t] = q.document;
+      out.position[r * S + t] = q.piece * context + t;
+    }
+  }
+  return out;
+}
+
+std::string utc_now() {
+  std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  ::gmtime_r(&now, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+std::string env(const char* name) {
+  const char* v = std::getenv(name);
+  return v ? v : "";
+}
+
+}  // namespace
+
+int run_collect(int argc, char** argv) {
+  po::options_description opts("smoe collect options");
+  opts.add_options()("model", po::value<std::string>()->required(), "checkpoint folder (HF layout)")(
+      "task", po::value<std::vector<std::string>>()->required()->composing(),
+      "NAME=FILE: a task and its JSONL corpus (repeatable)")(
+      "out", po::value<std::string>()->required(), "statistics file to write (HDF5)")(
+      "dtype", po::value<std::string>()->default_value("f32"), "compute dtype: f32 or bf16")(
+      "device", po::value<std::string>()->default_value("cpu"), "cpu, or cuda (one GPU per rank, NCCL)")(
+      "threads", po::value<int>()->default_value(0), "LibTorch threads per rank (0: every core the rank may use)")(
+      "context", po::value<int64_t>()->default_value(2048), "longest sequence; longer documents are cut")(
+      "batch", po::value<int64_t>()->default_value(8), "pieces of one document of equal length run together")(
+      "tokenizer", po::value<std::string>()->default_value("byte"), "byte, or a SentencePiece .model file")(
+      "schedule", po::value<std::string>()->default_value("default"),
+      "default (whole model loaded) or layerwise (one layer's experts at a time, hidden states held)")(
+      "max-tokens", po::value<int64_t>()->default_value(0), "use at most this many tokens of each corpus (0: all)")(
+      "out-mean", po::bool_switch(), "also record out_mean: every expert's mean output over all tokens (costly)")(
+      "sample", po::value<int64_t>()->default_value(0), "rows of hidden_sample per layer (0: none)")(
+      "seed", po::value<uint64_t>()->default_value(0), "seed of the hidden_sample")(
+      "checkpoint-tokens", po::value<int64_t>()->default_value(0),
+      "checkpoint into OUT.work.h5 every this many tokens (0: off)")(
+      "checkpoint-minutes", po::value<double>()->default_value(10.0), "and every this many minutes (0: off)")(
+      "resume", po::bool_switch(), "continue from OUT.work.h5 if it exists")(
+      "progress-seconds", po::value<double>()->default_value(30.0), "seconds between progress lines")(
+      "placement", po::value<std::string>(), "expert placement map (JSON); default: contiguous blocks")(
+      "capacity-factor", po::value<double>()->default_value(0.0), "drop routed slots beyond this capacity (0: none)");
+  po::variables_map vm;
+  if (!parse_job_options(argc, argv, {"collect", "--model DIR --task NAME=FILE [--task ...] --out stats.h5 [options]",
+                                      "Runs the model over each task's corpus, experts sharded over the MPI ranks, "
+                                      "and writes per-task, per-MoE-layer routing statistics to an HDF5 file."},
+                         opts, vm))
+    return 0;
+
+  const std::string dtype_name = vm["dtype"].as<std::string>();
+  SMOE_CHECK_INPUT(dtype_name == "f32" || dtype_name == "bf16", "--dtype must be f32 or bf16, found '", dtype_name,
+                   "'");
+  const at::ScalarType dtype = dtype_name == "f32" ? at::kFloat : at::kBFloat16;
+  const std::string device_name = vm["device"].as<std::string>();
+  SMOE_CHECK_INPUT(device_name == "cpu" || device_name == "cuda", "--device must be cpu or cuda, found '",
+                   device_name, "'");
+  const std::string schedule = vm["schedule"].as<std::string>();
+  SMOE_CHECK_INPUT(schedule == "default" || schedule == "layerwise", "--schedule must be default or layerwise, found '",
+                   schedule, "'");
+  const int64_t context = vm["context"].as<int64_t>(), batch = vm["batch"].as<int64_t>();
+  const int64_t max_tokens = vm["max-tokens"].as<int64_t>(), sample = vm["sample"].as<int64_t>();
+  const int64_t checkpoint_tokens = vm["checkpoint-tokens"].as<int64_t>();
+  const double checkpoint_minutes = vm["checkpoint-minutes"].as<double>();
+  SMOE_CHECK_INPUT(context >= 2, "--context must be at least 2, found ", context);
+  SMOE_CHECK_INPUT(batch >= 1, "--batch must be at least 1, found ", batch);
+  SMOE_CHECK_INPUT(max_tokens >= 0, "--max-tokens must not be negative");
+  SMOE_CHECK_INPUT(sample >= 0, "--sample must not be negative");
+  SMOE_CHECK_INPUT(checkpoint_tokens >= 0 && checkpoint_minutes >= 0, "checkpoint intervals must not be negative");
+  SMOE_CHECK_INPUT(vm["threads"].as<int>() >= 0, "--threads must not be negative");
+  const std::string out = vm["out"].as<std::string>();
+  const std::string work = out + ".work.h5";
+
+  std::vector<std::pair<std::string, std::string>> task_specs;
+  for (const auto& spec : vm["task"].as<std::vector<std::string>>()) {
+    const size_t eq = spec.find('=');
+    SMOE_CHECK_INPUT(eq != std::string::npos && eq > 0 && eq + 1 < spec.size(), "--task must be NAME=FILE, found '",
+                     spec, "'");
+    const std::string name = spec.substr(0, eq);
+    SMOE_CHECK_INPUT(name.find('/') == std::string::npos && name != "." && name != "..", "--task name '", name,
+                     "' must not contain '/'");
+    for (const auto& t : task_specs) SMOE_CHECK_INPUT(t.first != name, "--task '", name, "' given twice");
+    task_specs.emplace_back(name, spec.substr(eq + 1));
+  }
+
+  at::set_num_threads(resolve_threads(vm["threads"].as<int>()));
+  install_stop_handlers();
+  std::unique_ptr<Communicator> host = make_mpi_communicator();
+  const int rank = host->rank(), ranks = host->size();
+  const bool cuda = device_name == "cuda";
+  const char* local = std::getenv("OMPI_COMM_WORLD_LOCAL_RANK");
+  const int gpu = local ? std::atoi(local) : 0;
+  std::unique_ptr<Communicator> nccl;
+  if (cuda) nccl = make_nccl_communicator(MPI_COMM_WORLD, gpu);
+  Communicator& comm = cuda ? *nccl : *host;
+  const at::Device device = cuda ? at::Device(at::kCUDA, gpu) : at::Device(at::kCPU);
+
+  Checkpoint checkpoint(vm["model"].as<std::string>());
+  const ModelConfig& config = checkpoint.config();
+  const ExpertPlacement placement = vm.count("placement")
+                                        ? ExpertPlacement::from_file(vm["placement"].as<std::string>(), config, ranks)
+                                        : ExpertPlacement::contiguous(config, ranks);
+  const bool layerwise = schedule == "layerwise";
+  DecoderOptions dopts{dtype, device, [&](int64_t l, int64_t e) { return placement.owner(l, e) == rank; }};
+  dopts.load_layers = !layerwise;
+  dopts.load_head = false;
+  Decoder decoder(checkpoint, dopts);
+  ExpertParallelExecutor executor(comm, placement, vm["capacity-factor"].as<double>());
+  auto tokenizer = make_tokenizer(vm["tokenizer"].as<std::string>());
+
+  // Provenance and the run's fingerprint, from rank 0 so every rank writes the same.
+  std::string config_sha = sha256_file(checkpoint.dir() + "/config.json");
+  std::vector<std::string> corpus_sha(task_specs.size());
+  nlohmann::json fp = {{"config_sha256", config_sha}, {"dtype", dtype_name},  {"context", context},
+                       {"batch", batch},              {"max_tokens", max_tokens}, {"out_mean", vm["out-mean"].as<bool>()},
+                       {"sample", sample},            {"seed", vm["seed"].as<uint64_t>()},
+                       {"schedule", schedule},        {"tokenizer", vm["tokenizer"].as<std::string>()}};
+  for (size_t t = 0; t < task_specs.size(); ++t) {
+    if (rank == 0) corpus_sha[t] = sha256_file(task_specs[t].second);
+    broadcast_string(corpus_sha[t], 0, MPI_COMM_WORLD);
+    fp["tasks"].push_back({task_specs[t].first, corpus_sha[t]});
+  }
+  const std::string fingerprint = sha256_hex(fp.dump());
+  std::string command;
+  for (int i = 0; i < argc; ++i) command += std::string(i ? " " : "smoe ") + argv[i];
+  nlohmann::json prov = {{"software", std::string("smoe ") + SMOE_VERSION},
+                         {"created", utc_now()},
+                         {"model", checkpoint.dir()},
+                         {"model_type", config.model_type},
+                         {"model_config_sha256", config_sha},
+                         {"command", command},
+                         {"options", fp.dump()},
+                         {"schedule", schedule},
+                         {"dtype", dtype_name},
+                         {"slurm_job_id", env("SLURM_JOB_ID")},
+                         {"slurm_array_job_id", env("SLURM_ARRAY_JOB_ID")},
+                         {"slurm_array_task_id", env("SLURM_ARRAY_TASK_ID")}};
+  std::string prov_text = prov.dump();
+  broadcast_string(prov_text, 0, MPI_COMM_WORLD);
+  Provenance provenance;
+  const nlohmann::json shared_prov = nlohmann::json::parse(prov_text);
+  for (auto& [k, v] : shared_prov.items()) provenance[k] = v.get<std::string>();
+
+  CollectorOptions copts{vm["out-mean"].as<bool>(), sample, vm["seed"].as<uint64_t>()};
+  std::vector<TaskStats> tasks(task_specs.size());
+  for (size_t t = 0; t < tasks.size(); ++t) {
+    tasks[t].name = task_specs[t].first;
+    tasks[t].corpus = task_specs[t].second;
+    tasks[t].corpus_sha256 = corpus_sha[t];
+    tasks[t].collector = std::make_unique<StatsCollector>(config, copts, &comm);
+  }
+
+  int64_t resume_task = 0, resume_phase = 0;
+  if (vm["resume"].as<bool>() &&
+      read_checkpoint(work, MPI_COMM_WORLD, fingerprint, &resume_task, &resume_phase, tasks))
+    log_info(str("collect: resuming from ", work, " at task '", tasks[static_cast<size_t>(resume_task)].name,
+                 "', ", layerwise ? "layer " : "step ", resume_phase));
+
+  log_info(str("collect: ", family_name(config.family), " model ", checkpoint.dir(), ", ", ranks, " rank(s), ",
+               schedule, " schedule, ", dtype_name, " on ", device_name, ", ", decoder.parameter_bytes() / 1e6,
+               " MB of parameters on rank 0"));
+
+  c10::NoGradGuard no_grad;
+  auto last_checkpoint = std::chrono::steady_clock::now();
+  int64_t tokens_since_checkpoint = 0;
+  // Between steps: all ranks agree on tokens done, and whether to checkpoint or stop.
+  auto sync = [&](int64_t step_tokens, int64_t task, int64_t phase, Progress& progress, int64_t& done) -> bool {
+    tokens_since_checkpoint += step_tokens;
+    const double minutes =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - last_checkpoint).count() / 60.0;
+    const bool due = (checkpoint_tokens > 0 && tokens_since_checkpoint >= checkpoint_tokens) ||
+                     (checkpoint_minutes > 0 && minutes >= checkpoint_minutes);
+    at::Tensor flags = at::tensor({step_tokens, static_cast<int64_t>(due), static_cast<int64_t>(stop_requested())},
+                                  at::kLong);
+    host->all_reduce_sum(flags);
+    done += flags[0].item<int64_t>();
+    progress.update(done);
+    const bool stop = flags[2].item<int64_t>() > 0;
+    if (flags[1].item<int64_t>() > 0 || stop) {
+      write_checkpoint(work, MPI_COMM_WORLD, fingerprint, task, phase, tasks);
+      tokens_since_checkpoint = 0;
+      last_checkpoint = std::chrono::steady_clock::now();
+      log_info(str("collect: checkpoint written to ", work, " (task '", tasks[static_cast<size_t>(task)].name, "', ",
+                   layerwise ? "layer " : "step ", phase, ")"));
+    }
+    return stop;
+  };
+
+  for (int64_t t = resume_task; t < static_cast<int64_t>(tasks.size()); ++t) {
+    TaskStats& task = tasks[static_cast<size_t>(t)];
+    Shard shard = make_shard(
+        split_sequences(read_corpus(task.corpus, *tokenizer, config.vocab_size, rank, ranks, max_tokens), context),
+        batch);
+    at::Tensor counts = at::tensor({shard.tokens, static_cast<int64_t>(shard.seqs.size())}, at::kLong);
+    at::Tensor most = at::tensor({static_cast<int64_t>(shard.batches.size())}, at::kLong);
+    host->all_reduce_sum(counts);
+    host->all_reduce_max(most);
+    task.tokens = counts[0].item<int64_t>();
+    task.sequences = counts[1].item<int64_t>();
+    SMOE_CHECK_INPUT(task.tokens > 0, task.corpus, ": corpus holds no tokens");
+    const int64_t steps = most[0].item<int64_t>();
+    const int64_t first = t == resume_task ? resume_phase : 0;
+    Progress progress("collect " + task.name, "tokens", layerwise ? task.tokens * config.num_layers : task.tokens,
+                      vm["progress-seconds"].as<double>());
+    int64_t done = 0;
+    StatsCollector& collector = *task.collector;
+
+    if (!layerwise) {
+      for (int64_t step = first; step < steps; ++step) {
+        Batch bt = make_batch(shard, step, context);
+        collector.set_tokens(bt.document, bt.position);
+        at::Tensor h = decoder.embed(bt.tokens);
+        for (int64_t l = 0; l < config.num_layers; ++l) h = decoder.apply_layer(l, h, executor, &collector);
+        if (sync(bt.tokens.numel(), t, step + 1, progress, done)) return kExitCheckpointed;
+      }
+    } else {
+      std::vector<at::Tensor> hidden(static_cast<size_t>(steps));
+      for (int64_t step = 0; step < steps; ++step) hidden[static_cast<size_t>(step)] =
+          decoder.embed(make_batch(shard, step, context).tokens);
+      for (int64_t l = 0; l < config.num_layers; ++l) {
+        decoder.load_layer(l);
+        // Layers finished before a resume are applied again, unobserved, to rebuild the hidden states.
+        const bool observe = l >= first;
+        for (int64_t step = 0; step < steps; ++step) {
+          if (observe) {
+            Batch bt = make_batch(shard, step, context);
+            collector.set_tokens(bt.document, bt.position);
+          }
+          at::Tensor& h = hidden[static_cast<size_t>(step)];
+          h = decoder.apply_layer(l, h, executor, observe ? &collector : nullptr);
+        }
+        decoder.release_layer(l);
+        if (observe && sync(shard.tokens, t, l + 1, progress, done)) return kExitCheckpointed;
+      }
+    }
+    progress.update(done, true);
+  }
+
+  for (auto& task : tasks) task.collector->reduce(*host);
+  const std::string tmp = out + ".tmp";
+  write_stats_file(tmp, MPI_COMM_WORLD, provenance, config.router.top_k, tasks);
+  SMOE_MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
+  if (rank == 0) {
+    if (std::rename(tmp.c_str(), out.c_str()) != 0)
+      throw RuntimeError(str("cannot rename ", tmp, " to ", out, ": ", errno_text()));
+    std::remove(work.c_str());
+    log_info("collect: wrote " + out);
+  }
+  SMOE_MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
+  return 0;
+}
+
+}  // namespace smoe

@@ -1,0 +1,142 @@
+#include "smoe/stats/stats-file.h"
+
+#include <ATen/ATen.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+
+#include "smoe/core/error.h"
+#include "smoe/dist/mpi.h"
+#include "smoe/io/hdf5.h"
+
+namespace smoe {
+
+namespace {
+
+int comm_rank(MPI_Comm comm) {
+  int r = 0;
+  SMOE_MPI_CHECK(MPI_Comm_rank(comm, &r));
+  return r;
+}
+
+int comm_size(MPI_Comm comm) {
+  int n = 1;
+  SMOE_MPI_CHECK(MPI_Comm_size(comm, &n));
+  return n;
+}
+
+bool file_exists(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0;
+}
+
+}  // namespace
+
+void write_stats_file(const std::string& path, MPI_Comm comm, const Provenance& provenance, int64_t top_k,
+                      const std::vector<TaskStats>& tasks) {
+  const int rank = comm_rank(comm);
+  h5::Handle file = h5::create_file(path, comm);
+  const hid_t root = file.get();
+  h5::write_attr(root, "format", std::string("smoe-stats"));
+  h5::write_attr(root, "schema_version", kStatsSchemaVersion);
+  for (const auto& [key, value] : provenance) h5::write_attr(root, key, value);
+  h5::write_attr(root, "ranks", static_cast<int64_t>(comm_size(comm)));
+  h5::write_attr(root, "complete", static_cast<int64_t>(0));
+
+  h5::Handle task_root = h5::create_group(root, "tasks");
+  for (const auto& task : tasks) {
+    h5::Handle tg = h5::create_group(task_root.get(), task.name);
+    h5::write_attr(tg.get(), "corpus", task.corpus);
+    h5::write_attr(tg.get(), "corpus_sha256", task.corpus_sha256);
+    h5::write_attr(tg.get(), "tokens", task.tokens);
+    h5::write_attr(tg.get(), "sequences", task.sequences);
+    h5::Handle layers = h5::create_group(tg.get(), "layers");
+    for (auto& [l, s] : task.collector->layers()) {
+      h5::Handle lg = h5::create_group(layers.get(), std::to_string(l));
+      h5::write_attr(lg.get(), "layer", l);
+      h5::write_attr(lg.get(), "num_experts", s.num_experts);
+      h5::write_attr(lg.get(), "top_k", top_k);
+      h5::write_attr(lg.get(), "tokens", s.tokens);
+      const hid_t g = lg.get();
+      h5::write_tensor(g, "count", s.count, 0, rank);
+      h5::write_tensor(g, "gate_sum", s.gate_sum, 0, rank);
+      h5::write_tensor(g, "prob_sum", s.prob_sum, 0, rank);
+      h5::write_tensor(g, "coact", s.coact, 0, rank);
+      h5::write_tensor(g, "logit_sum", s.logit_sum, 0, rank);
+      h5::write_tensor(g, "logit_gram", s.logit_gram, 0, rank);
+      h5::write_tensor(g, "act_norm_sum", s.act_norm_sum, 0, rank);
+      h5::write_tensor(g, "reap_sum", s.reap_sum, 0, rank);
+      if (s.out_sum.defined())
+        h5::write_tensor(g, "out_mean", s.out_sum / static_cast<double>(std::max<int64_t>(s.tokens, 1)), 0, rank);
+      if (s.sample_keys.defined()) {
+        h5::write_tensor(g, "hidden_sample", s.sample, 0, rank);
+        h5::write_tensor(g, "hidden_sample_keys", s.sample_keys, 0, rank);
+      }
+    }
+  }
+  // Complete only once everything above is written.
+  h5::Handle attr(H5Aopen(root, "complete", H5P_DEFAULT), H5Aclose);
+  const int64_t one = 1;
+  if (attr.get() < 0 || H5Awrite(attr.get(), H5T_NATIVE_INT64, &one) < 0)
+    throw RuntimeError(str(path, ": cannot set the complete flag"));
+}
+
+void write_checkpoint(const std::string& path, MPI_Comm comm, const std::string& fingerprint, int64_t task,
+                      int64_t phase, const std::vector<TaskStats>& tasks) {
+  const int rank = comm_rank(comm), ranks = comm_size(comm);
+  const std::string tmp = path + ".tmp";
+  {
+    h5::Handle file = h5::create_file(tmp, comm);
+    h5::write_attr(file.get(), "format", std::string("smoe-collect-checkpoint"));
+    h5::write_attr(file.get(), "fingerprint", fingerprint);
+    h5::write_attr(file.get(), "ranks", static_cast<int64_t>(ranks));
+    h5::write_attr(file.get(), "task", task);
+    h5::write_attr(file.get(), "phase", phase);
+    for (int64_t t = 0; t <= task && t < static_cast<int64_t>(tasks.size()); ++t) {
+      const TaskStats& ts = tasks[static_cast<size_t>(t)];
+      h5::Handle tg = h5::create_group(file.get(), "task" + std::to_string(t));
+      for (auto& [l, s] : ts.collector->layers()) {
+        h5::Handle lg = h5::create_group(tg.get(), std::to_string(l));
+        for (const auto& [name, value] : s.state(ts.collector->options().sample_size))
+          h5::write_rank_slabs(lg.get(), name, value, rank, ranks);
+      }
+    }
+  }
+  SMOE_MPI_CHECK(MPI_Barrier(comm));
+  if (rank == 0 && std::rename(tmp.c_str(), path.c_str()) != 0)
+    throw RuntimeError(str("cannot rename ", tmp, " to ", path, ": ", errno_text()));
+  SMOE_MPI_CHECK(MPI_Barrier(comm));
+}
+
+bool read_checkpoint(const std::string& path, MPI_Comm comm, const std::string& fingerprint, int64_t* task,
+                     int64_t* phase, std::vector<TaskStats>& tasks) {
+  if (!file_exists(path)) return false;
+  const int rank = comm_rank(comm), ranks = comm_size(comm);
+  h5::Handle file = h5::open_file(path, comm);
+  SMOE_CHECK_INPUT(h5::read_attr_string(file.get(), "format", path) == "smoe-collect-checkpoint", path,
+                   ": not a working file of smoe collect");
+  const int64_t saved_ranks = h5::read_attr_int(file.get(), "ranks", path);
+  SMOE_CHECK_INPUT(saved_ranks == ranks, path, ": written by ", saved_ranks, " ranks; resume with the same count (now ",
+                   ranks, ")");
+  SMOE_CHECK_INPUT(h5::read_attr_string(file.get(), "fingerprint", path) == fingerprint, path,
+                   ": written for another model, corpus or options; remove it or rerun without --resume");
+  *task = h5::read_attr_int(file.get(), "task", path);
+  *phase = h5::read_attr_int(file.get(), "phase", path);
+  SMOE_CHECK_INPUT(*task >= 0 && *task < static_cast<int64_t>(tasks.size()) && *phase >= 0, path,
+                   ": task ", *task, " / phase ", *phase, " out of range");
+  for (int64_t t = 0; t <= *task; ++t) {
+    h5::Handle tg = h5::open_group(file.get(), "task" + std::to_string(t), path);
+    TaskStats& ts = tasks[static_cast<size_t>(t)];
+    for (auto& [l, s] : ts.collector->layers()) {
+      h5::Handle lg = h5::open_group(tg.get(), std::to_string(l), path);
+      std::map<std::string, at::Tensor> state;
+      for (const auto& [name, value] : s.state(ts.collector->options().sample_size))
+        state[name] = h5::read_rank_slab(lg.get(), name, rank, path);
+      s.load_state(state);
+    }
+  }
+  return true;
+}
+
+}  // namespace smoe

@@ -1,0 +1,162 @@
+#!/usr/bin/python3
+"""`smoe collect` under mpirun: the statistics do not depend on the rank count or
+the schedule, and a killed or signalled run resumes to the same file.
+
+  1, 2 and 4 ranks, default schedule; 1 and 2 ranks, layerwise schedule:
+    integer datasets bit-equal, float datasets within 1e-9 relative
+  kill -9 after the first checkpoint, then --resume: equal to an uninterrupted run
+  SIGUSR1: checkpoint, exit status 3; then --resume: equal to an uninterrupted run"""
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import h5py
+import numpy as np
+
+here = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(here, "..", "reference"))
+import hf_reference as ref  # noqa: E402
+
+failures = []
+REL = 1e-9
+
+
+def datasets(path):
+    out = {}
+    with h5py.File(path, "r") as f:
+        if f.attrs["complete"] != 1:
+            failures.append(f"{path}: complete flag not set")
+        f.visititems(lambda n, o: out.__setitem__(n, o[()]) if isinstance(o, h5py.Dataset) else None)
+        for name, g in f["tasks"].items():
+            for l, lg in g["layers"].items():
+                out[f"tasks/{name}/layers/{l}/@tokens"] = np.array(lg.attrs["tokens"])
+    return out
+
+
+def compare(label, a, b, exact=False):
+    bad, worst = [], 0.0
+    if set(a) != set(b):
+        bad.append(f"datasets differ: {sorted(set(a) ^ set(b))}")
+    for k in sorted(set(a) & set(b)):
+        x, y = a[k], b[k]
+        if x.shape != y.shape:
+            bad.append(f"{k}: shape {x.shape} vs {y.shape}")
+        elif x.dtype.kind in "iu" or exact:
+            if not np.array_equal(x, y):
+                bad.append(k)
+        elif x.size:
+            rel = float(np.max(np.abs(x - y) / np.maximum(np.abs(x), 1e-300)))
+            worst = max(worst, rel)
+            if rel > REL:
+                bad.append(f"{k}: relative {rel:.3g}")
+    ok = not bad
+    print(f"{'ok  ' if ok else 'FAIL'} {label}: {len(a)} datasets, max relative float difference {worst:.3g}"
+          + ("" if ok else f"; {bad[:5]}"))
+    if not ok:
+        failures.append(label)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--smoe", required=True)
+    ap.add_argument("--mpirun", required=True)
+    ap.add_argument("--workdir", required=True)
+    a = ap.parse_args()
+    w = a.workdir
+    os.makedirs(w, exist_ok=True)
+    cfg = ref.tiny_config("qwen2_moe")  # a dense layer, a shared expert, 6 experts
+    model = os.path.join(w, "model")
+    ref.save_checkpoint(model, cfg, ref.random_weights(cfg, seed=8), shards=2)
+    rng = np.random.default_rng(0)
+    corpora = {}
+    for name, n_docs in (("code", 60), ("prose", 45)):
+        path = os.path.join(w, f"{name}.jsonl")
+        with open(path, "w") as f:
+            for i in range(n_docs):
+                n = int(rng.integers(5, 90))
+                f.write(json.dumps({"input_ids": rng.integers(0, cfg["vocab_size"], n).tolist()}) + "\n")
+        corpora[name] = path
+
+    def cmd(ranks, out, *extra):
+        c = [a.smoe, "collect", "--model", model, "--out", out, "--context", "32", "--batch", "4", "--threads", "1",
+             "--sample", "16", "--out-mean", "--seed", "7", "--progress-seconds", "0.5"]
+        for name, path in corpora.items():
+            c += ["--task", f"{name}={path}"]
+        return [a.mpirun, "--oversubscribe", "--bind-to", "none", "-n", str(ranks)] + c + list(extra)
+
+    def run(ranks, out, *extra):
+        p = subprocess.run(cmd(ranks, out, *extra), capture_output=True, text=True, timeout=300)
+        if p.returncode != 0:
+            sys.exit(f"FAIL: collect with {ranks} ranks exited {p.returncode}\n{p.stderr[-3000:]}")
+        return datasets(out)
+
+    base = run(1, os.path.join(w, "p1.h5"))
+    for ranks in (2, 4):
+        compare(f"{ranks} ranks vs 1 rank (default schedule)", base, run(ranks, os.path.join(w, f"p{ranks}.h5")))
+    for ranks in (1, 2):
+        compare(f"{ranks} rank(s), layerwise schedule vs default", base,
+                run(ranks, os.path.join(w, f"lw{ranks}.h5"), "--schedule", "layerwise"))
+    compare("--max-tokens 1000 on 2 ranks vs 1 rank", run(1, os.path.join(w, "cap1.h5"), "--max-tokens", "1000"),
+            run(2, os.path.join(w, "cap2.h5"), "--max-tokens", "1000"))
+
+    # Kill -9 after the first checkpoint, then resume.
+    uninterrupted = run(2, os.path.join(w, "whole.h5"))
+    for schedule in ("default", "layerwise"):
+        out = os.path.join(w, f"killed-{schedule}.h5")
+        work = out + ".work.h5"
+        for f in (out, work):
+            if os.path.exists(f):
+                os.remove(f)
+        every = "300" if schedule == "default" else "1"
+        p = subprocess.Popen(cmd(2, out, "--checkpoint-tokens", every, "--schedule", schedule),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+        deadline = time.monotonic() + 120
+        while not os.path.exists(work) and p.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        killed = p.poll() is None
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait()
+        if not killed or os.path.exists(out):
+            failures.append(f"{schedule}: the run ended before it could be killed after its first checkpoint")
+            continue
+        got = run(2, out, "--resume", "--schedule", schedule)
+        ref_run = uninterrupted if schedule == "default" else run(2, os.path.join(w, "whole-lw.h5"),
+                                                                  "--schedule", "layerwise")
+        compare(f"killed after a checkpoint and resumed ({schedule} schedule) vs uninterrupted", ref_run, got,
+                exact=True)
+        if os.path.exists(work):
+            failures.append(f"{schedule}: working file left after completion")
+
+    # SIGUSR1 (Slurm's warning signal): checkpoint and exit 3; resume.
+    out = os.path.join(w, "signalled.h5")
+    for f in (out, out + ".work.h5"):
+        if os.path.exists(f):
+            os.remove(f)
+    p = subprocess.Popen(cmd(2, out, "--checkpoint-minutes", "0"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                         text=True, start_new_session=True)
+    buf = ""
+    while "tokens/s" not in buf and p.poll() is None:
+        buf += p.stderr.readline()
+    os.killpg(p.pid, signal.SIGUSR1)
+    err = p.stderr.read()
+    code = p.wait()
+    ok = code == 3 and os.path.exists(out + ".work.h5") and not os.path.exists(out)
+    print(f"{'ok  ' if ok else 'FAIL'} SIGUSR1: exit {code}, working file kept, no final file")
+    if not ok:
+        print(err[-2000:])
+        failures.append("SIGUSR1")
+    else:
+        compare("signalled and resumed vs uninterrupted", uninterrupted, run(2, out, "--resume"), exact=True)
+
+    if failures:
+        sys.exit(f"{len(failures)} failed: {failures}")
+    print("mpi.collect: passed")
+
+
+if __name__ == "__main__":
+    main()
