@@ -253,9 +253,11 @@ def mlp(w, prefix, names, x):
                     w[prefix + dp + ".weight"])
 
 
-def sparse_moe(cfg, w, p, x, routing_out):
+def sparse_moe(cfg, w, p, x, routing_out, trace=None):
     """The HF sparse MoE block: softmax in float32, top-k, optional renormalisation,
-    a loop over experts with index_add_; returns [T, d]."""
+    a loop over experts with index_add_; returns [T, d]. With `trace` (a dict), also
+    records the router logits, combine weights, each routed slot's expert output
+    norm, and every expert's output summed over all tokens."""
     names = _names(cfg)
     moe = names[0]
     T, d = x.shape
@@ -269,11 +271,20 @@ def sparse_moe(cfg, w, p, x, routing_out):
     routing_out.append(chosen)
     out = torch.zeros((T, d), dtype=x.dtype)
     mask = F.one_hot(chosen, num_classes=E).permute(2, 1, 0)
+    if trace is not None:
+        trace["logits"] = logits.float()
+        trace["weights"] = weights
+        trace["norms"] = torch.zeros(T, k, dtype=torch.float64)
+        trace["out_sum"] = torch.stack([mlp(w, p + f"{moe}.experts.{e}.", names, x).double().sum(0)
+                                        for e in range(E)])
     for e in range(E):
         idx, top_x = torch.where(mask[e])
         if top_x.numel() == 0:
             continue
-        y = mlp(w, p + f"{moe}.experts.{e}.", names, x[top_x]) * weights[top_x, idx, None]
+        f = mlp(w, p + f"{moe}.experts.{e}.", names, x[top_x])
+        if trace is not None:
+            trace["norms"][top_x, idx] = f.double().norm(dim=1)
+        y = f * weights[top_x, idx, None]
         out.index_add_(0, top_x, y.to(x.dtype))
     if cfg["model_type"] == "qwen2_moe":
         s = mlp(w, p + "mlp.shared_expert.", ("", "gate_proj", "up_proj", "down_proj"), x)
@@ -282,8 +293,9 @@ def sparse_moe(cfg, w, p, x, routing_out):
     return out
 
 
-def forward(cfg, w, tokens, dtype):
-    """tokens: [B, S] -> (logits [B, S, V] float32, {layer: chosen experts [B*S, k]})."""
+def forward(cfg, w, tokens, dtype, traces=None):
+    """tokens: [B, S] -> (logits [B, S, V] float32, {layer: chosen experts [B*S, k]}).
+    With `traces` (a dict), traces[layer] gets sparse_moe's trace and the layer input."""
     w = {n: t.to(dtype) for n, t in w.items()}
     B, S = tokens.shape
     d = cfg["hidden_size"]
@@ -298,7 +310,10 @@ def forward(cfg, w, tokens, dtype):
             h = h + mlp(w, p + "mlp.", ("", "gate_proj", "up_proj", "down_proj"), x)
             continue
         chosen = []
-        h = h + sparse_moe(cfg, w, p, x.reshape(B * S, d), chosen).view(B, S, d)
+        trace = None if traces is None else {"input": x.reshape(B * S, d)}
+        h = h + sparse_moe(cfg, w, p, x.reshape(B * S, d), chosen, trace).view(B, S, d)
+        if traces is not None:
+            traces[l] = trace
         routing[l] = chosen[0]
     h = rms_norm(h, w["model.norm.weight"], cfg["rms_norm_eps"])
     head = w["model.embed_tokens.weight"] if cfg.get("tie_word_embeddings") else w["lm_head.weight"]
