@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <c10/core/GradMode.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -318,6 +319,15 @@ int run_collect(int argc, char** argv) {
     }
     progress.update(done, true);
   }
+
+  // Peak resident memory of every rank, for sizing allocations.
+  struct rusage usage {};
+  ::getrusage(RUSAGE_SELF, &usage);
+  at::Tensor peak = host->all_gather(at::tensor({static_cast<int64_t>(usage.ru_maxrss)}, at::kLong));
+  std::string peaks;
+  for (int64_t r = 0; r < peak.size(0); ++r) peaks += str(r ? ", " : "", "r", r, " ", peak[r][0].item<int64_t>() / 1024, " MB");
+  log_info(str("collect: peak resident memory per rank: ", peaks, " (checkpoint ", checkpoint.total_bytes() >> 20,
+               " MB)"));
 
   for (auto& task : tasks) task.collector->reduce(*host);
   const std::string tmp = out + ".tmp";
