@@ -6,5 +6,7 @@ namespace smoe {
 
 int run_score(int argc, char** argv);
 int run_collect(int argc, char** argv);
+int run_cluster(int argc, char** argv);
+int run_prune(int argc, char** argv);
 
 }  // namespace smoe

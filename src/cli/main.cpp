@@ -22,6 +22,8 @@ struct Job {
 const Job kJobs[] = {
     {"score", smoe::run_score, "run a checkpoint over a corpus: perplexity, and optionally the logits"},
     {"collect", smoe::run_collect, "gather routing statistics over task corpora into stats.h5"},
+    {"cluster", smoe::run_cluster, "group each layer's experts for a task: a pruning plan (plan.h5)"},
+    {"prune", smoe::run_prune, "apply a plan to a checkpoint: the pruned checkpoint"},
 };
 
 void print_usage(std::ostream& os) {

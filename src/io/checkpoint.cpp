@@ -69,6 +69,11 @@ const TensorInfo& Checkpoint::info(const std::string& name) const {
   return *it->second.info;
 }
 
+const uint8_t* Checkpoint::bytes(const std::string& name) const {
+  const TensorInfo& i = info(name);
+  return where_.at(name).file->bytes(i);
+}
+
 at::Tensor Checkpoint::load(const std::string& name, at::ScalarType dtype, const std::vector<int64_t>& shape) const {
   const TensorInfo& i = info(name);
   const Location& loc = where_.at(name);

@@ -27,6 +27,9 @@ class Checkpoint {
   // Header entry of a tensor; InputError naming the checkpoint when absent.
   const TensorInfo& info(const std::string& name) const;
 
+  // The tensor's bytes as stored, inside the mapped shard.
+  const uint8_t* bytes(const std::string& name) const;
+
   // Loads a tensor as `dtype`. With `shape` given, InputError naming the file
   // when the stored shape differs.
   at::Tensor load(const std::string& name, at::ScalarType dtype, const std::vector<int64_t>& shape = {}) const;

@@ -1,0 +1,93 @@
+#include "smoe/stats/stats-reader.h"
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+
+#include "smoe/core/error.h"
+#include "smoe/io/hdf5.h"
+#include "smoe/stats/stats-file.h"
+
+namespace smoe {
+
+namespace {
+
+std::vector<std::string> children(hid_t group) {
+  hsize_t n = 0;
+  H5Gget_num_objs(group, &n);
+  std::vector<std::string> names;
+  for (hsize_t i = 0; i < n; ++i) {
+    char name[256] = {0};
+    H5Gget_objname_by_idx(group, i, name, sizeof name);
+    names.emplace_back(name);
+  }
+  return names;
+}
+
+}  // namespace
+
+TaskStatsData read_task_stats(const std::string& path, const std::string& task) {
+  h5::Handle file = h5::open_file(path, MPI_COMM_SELF);
+  const hid_t root = file.get();
+  SMOE_CHECK_INPUT(h5::has_attr(root, "format") && h5::read_attr_string(root, "format", path) == "smoe-stats", path,
+                   ": not a smoe statistics file");
+  const int64_t version = h5::read_attr_int(root, "schema_version", path);
+  SMOE_CHECK_INPUT(version == kStatsSchemaVersion, path, ": schema version ", version, ", this smoe reads ",
+                   kStatsSchemaVersion);
+  SMOE_CHECK_INPUT(h5::read_attr_int(root, "complete", path) == 1, path, ": incomplete (its 'complete' flag is 0)");
+  TaskStatsData out;
+  out.path = path;
+  out.task = task;
+  for (const char* key : {"model", "model_type", "model_config_sha256", "created", "software", "options"})
+    if (h5::has_attr(root, key)) out.attrs[key] = h5::read_attr_string(root, key, path);
+  h5::Handle tasks = h5::open_group(root, "tasks", path);
+  if (!h5::exists(tasks.get(), task)) {
+    std::string present;
+    for (const auto& n : children(tasks.get())) present += (present.empty() ? "" : ", ") + n;
+    throw InputError(str(path, ": no task '", task, "' (present: ", present, ")"));
+  }
+  h5::Handle tg = h5::open_group(tasks.get(), task, path);
+  h5::Handle layers = h5::open_group(tg.get(), "layers", path);
+  for (const auto& name : children(layers.get())) {
+    h5::Handle g = h5::open_group(layers.get(), name, path);
+    LayerStatsData s;
+    s.layer = h5::read_attr_int(g.get(), "layer", path);
+    s.num_experts = h5::read_attr_int(g.get(), "num_experts", path);
+    s.top_k = h5::read_attr_int(g.get(), "top_k", path);
+    s.tokens = h5::read_attr_int(g.get(), "tokens", path);
+    const int64_t E = s.num_experts;
+    auto vec = [&](const char* n) {
+      at::Tensor t = h5::read_tensor(g.get(), n, path);
+      SMOE_CHECK_INPUT(t.dim() == 1 && t.size(0) == E, path, ": layer ", s.layer, " '", n, "' must have ", E,
+                       " entries");
+      return t;
+    };
+    auto mat = [&](const char* n) {
+      at::Tensor t = h5::read_tensor(g.get(), n, path);
+      SMOE_CHECK_INPUT(t.dim() == 2 && t.size(0) == E && t.size(1) == E, path, ": layer ", s.layer, " '", n,
+                       "' must be ", E, " x ", E);
+      return t;
+    };
+    s.count = vec("count").to(at::kLong);
+    s.gate_sum = vec("gate_sum").to(at::kDouble);
+    s.prob_sum = vec("prob_sum").to(at::kDouble);
+    s.logit_sum = vec("logit_sum").to(at::kDouble);
+    s.act_norm_sum = vec("act_norm_sum").to(at::kDouble);
+    s.reap_sum = vec("reap_sum").to(at::kDouble);
+    s.coact = mat("coact").to(at::kLong);
+    s.logit_gram = mat("logit_gram").to(at::kDouble);
+    if (h5::exists(g.get(), "out_mean")) {
+      s.out_mean = h5::read_tensor(g.get(), "out_mean", path).to(at::kDouble);
+      SMOE_CHECK_INPUT(s.out_mean.dim() == 2 && s.out_mean.size(0) == E, path, ": layer ", s.layer,
+                       " 'out_mean' must have ", E, " rows");
+    }
+    if (h5::exists(g.get(), "hidden_sample")) s.hidden_sample = h5::read_tensor(g.get(), "hidden_sample", path);
+    out.layers.push_back(std::move(s));
+  }
+  std::sort(out.layers.begin(), out.layers.end(),
+            [](const LayerStatsData& a, const LayerStatsData& b) { return a.layer < b.layer; });
+  SMOE_CHECK_INPUT(!out.layers.empty(), path, ": task '", task, "' has no MoE layers");
+  return out;
+}
+
+}  // namespace smoe
