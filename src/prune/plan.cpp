@@ -71,8 +71,8 @@ void check_layer(const LayerPlan& lp, const std::string& path) {
       ++size[static_cast<size_t>(g)];
     }
   }
+  for (int64_t g = 0; g < G; ++g) SMOE_CHECK_INPUT(size[static_cast<size_t>(g)] > 0, where, ": group ", g, " is empty");
   for (int64_t g = 0; g < G; ++g) {
-    SMOE_CHECK_INPUT(size[static_cast<size_t>(g)] > 0, where, ": group ", g, " is empty");
     SMOE_CHECK_INPUT(std::abs(sum[static_cast<size_t>(g)] - 1.0) < 1e-6, where, ": merge weights of group ", g,
                      " sum to ", sum[static_cast<size_t>(g)], ", not 1");
     const int64_t r = lp.reference[static_cast<size_t>(g)];
