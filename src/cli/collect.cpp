@@ -44,14 +44,7 @@ struct Shard {
 Shard make_shard(std::vector<Sequence> seqs, int64_t batch) {
   Shard s;
   s.seqs = std::move(seqs);
-  for (size_t i = 0; i < s.seqs.size();) {
-    size_t j = i + 1;
-    while (j < s.seqs.size() && static_cast<int64_t>(j - i) < batch && s.seqs[j].document == s.seqs[i].document &&
-           s.seqs[j].tokens.size() == s.seqs[i].tokens.size())
-      ++j;
-    s.batches.emplace_back(i, j);
-    i = j;
-  }
+  s.batches = batch_sequences(s.seqs, batch);
   for (const auto& q : s.seqs) s.tokens += static_cast<int64_t>(q.tokens.size());
   return s;
 }
@@ -172,8 +165,7 @@ int run_collect(int argc, char** argv) {
   std::unique_ptr<Communicator> host = make_mpi_communicator();
   const int rank = host->rank(), ranks = host->size();
   const bool cuda = device_name == "cuda";
-  const char* local = std::getenv("OMPI_COMM_WORLD_LOCAL_RANK");
-  const int gpu = local ? std::atoi(local) : 0;
+  const int gpu = local_rank();
   std::unique_ptr<Communicator> nccl;
   if (cuda) nccl = make_nccl_communicator(MPI_COMM_WORLD, gpu);
   Communicator& comm = cuda ? *nccl : *host;

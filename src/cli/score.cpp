@@ -22,6 +22,7 @@
 #include "smoe/core/options.h"
 #include "smoe/dist/comm.h"
 #include "smoe/dist/ep-executor.h"
+#include "smoe/dist/mpi.h"
 #include "smoe/dist/placement.h"
 #include "smoe/io/checkpoint.h"
 #include "smoe/io/corpus.h"
@@ -49,13 +50,6 @@ at::ScalarType parse_compute_dtype(const std::string& name) {
   if (name == "f32") return at::kFloat;
   if (name == "bf16") return at::kBFloat16;
   throw InputError(str("--dtype must be f32 or bf16, found '", name, "'"));
-}
-
-// The GPU of this rank on its node: the launcher's local rank.
-int local_rank() {
-  for (const char* var : {"OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "LOCAL_RANK"})
-    if (const char* v = std::getenv(var)) return std::atoi(v);
-  return 0;
 }
 
 // Sequences gathered on rank 0 come in rank order; `meta` holds (document,
@@ -157,16 +151,7 @@ int run_score(int argc, char** argv) {
   std::vector<Sequence> seqs = split_sequences(docs, context);
   docs.clear();
 
-  // Consecutive sequences of equal length form a batch.
-  std::vector<std::pair<size_t, size_t>> batches;
-  for (size_t i = 0; i < seqs.size();) {
-    size_t j = i + 1;
-    while (j < seqs.size() && static_cast<int64_t>(j - i) < batch && seqs[j].document == seqs[i].document &&
-           seqs[j].tokens.size() == seqs[i].tokens.size())
-      ++j;
-    batches.emplace_back(i, j);
-    i = j;
-  }
+  const std::vector<std::pair<size_t, size_t>> batches = batch_sequences(seqs, batch);
   at::Tensor counts = at::tensor({static_cast<int64_t>(batches.size()), static_cast<int64_t>(seqs.size())}, at::kLong);
   at::Tensor max_counts = counts.clone();
   host->all_reduce_max(max_counts);

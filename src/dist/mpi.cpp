@@ -1,5 +1,7 @@
 #include "smoe/dist/mpi.h"
 
+#include <cstdlib>
+
 #include "smoe/core/error.h"
 #include "smoe/core/log.h"
 
@@ -25,6 +27,12 @@ MpiSession::~MpiSession() {
   int finalized = 0;
   MPI_Finalized(&finalized);
   if (!finalized) MPI_Finalize();
+}
+
+int local_rank() {
+  for (const char* var : {"OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "LOCAL_RANK"})
+    if (const char* v = std::getenv(var)) return std::atoi(v);
+  return 0;
 }
 
 void broadcast_string(std::string& s, int root, MPI_Comm comm) {

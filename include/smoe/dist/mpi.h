@@ -36,6 +36,10 @@ class MpiSession {
   int size_ = 1;
 };
 
+// This process's rank on its node, from the launcher (Open MPI, Slurm, torchrun
+// variables); 0 when none is set. It picks the GPU of a rank.
+int local_rank();
+
 // Rank root's string, on every rank of comm.
 void broadcast_string(std::string& s, int root, MPI_Comm comm);
 

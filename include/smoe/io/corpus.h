@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <fstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace smoe {
@@ -62,5 +63,10 @@ struct Sequence {
 // Cuts documents into sequences of at most `context` tokens, in order; pieces
 // shorter than two tokens (nothing to predict) are dropped.
 std::vector<Sequence> split_sequences(const std::vector<Document>& docs, int64_t context);
+
+// Batches of consecutive pieces of one document with equal length, up to
+// `batch` each, as [begin, end) ranges into `seqs`. Pieces of different documents
+// never share a batch, so batches are the same for any number of ranks.
+std::vector<std::pair<size_t, size_t>> batch_sequences(const std::vector<Sequence>& seqs, int64_t batch);
 
 }  // namespace smoe
