@@ -98,6 +98,14 @@ def main():
                   f"({p1.stdout.split()[-1]})" + (", same on 2 ranks" if method in ("uncurl", "hc-smoe") and factor == 2
                                                   else ""))
 
+    # NAEE's exhaustive search split over 2 ranks finds the subset one rank finds.
+    plan2 = os.path.join(w, "plan-naee-2-ranks.h5")
+    smoe("cluster", "--stats", stats, "--task", "t", "--method", "naee", "--factor", "2", "--out", plan2, "--model",
+         model, ranks=2)
+    with h5py.File(plan2) as f2, h5py.File(os.path.join(w, "plan-naee-2.h5")) as f1:
+        same = all(np.array_equal(f1[f"layers/{l}/group"][()], f2[f"layers/{l}/group"][()]) for l in range(3))
+    check(same, "naee: the search split over 2 ranks keeps the same experts as on 1 rank")
+
     # Adaptive budget: per-layer counts, at least one expert per layer, and the model still runs.
     plan = os.path.join(w, "plan-adaptive.h5")
     smoe("cluster", "--stats", stats, "--task", "t", "--method", "uncurl", "--budget", "adaptive", "--factor", "3",
