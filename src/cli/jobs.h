@@ -8,5 +8,7 @@ int run_score(int argc, char** argv);
 int run_collect(int argc, char** argv);
 int run_cluster(int argc, char** argv);
 int run_prune(int argc, char** argv);
+int run_eval(int argc, char** argv);
+int run_data(int argc, char** argv);
 
 }  // namespace smoe

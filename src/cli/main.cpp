@@ -24,6 +24,8 @@ const Job kJobs[] = {
     {"collect", smoe::run_collect, "gather routing statistics over task corpora into stats.h5"},
     {"cluster", smoe::run_cluster, "group each layer's experts for a task: a pruning plan (plan.h5)"},
     {"prune", smoe::run_prune, "apply a plan to a checkpoint: the pruned checkpoint"},
+    {"eval", smoe::run_eval, "evaluate a checkpoint on task eval sets: results.json"},
+    {"data", smoe::run_data, "write the built-in synthetic task suite (smoe data synth)"},
 };
 
 void print_usage(std::ostream& os) {

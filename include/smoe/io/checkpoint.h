@@ -38,6 +38,9 @@ class Checkpoint {
   // OS (their tensors stay valid: pages are read back from the file on access).
   void release_pages(const std::string& prefix) const;
 
+  // The first shard's safetensors metadata (a pruned checkpoint's plan provenance).
+  const std::map<std::string, std::string>& metadata() const { return shards_.front()->header().metadata; }
+
   // Sum of all tensors' bytes on disk.
   uint64_t total_bytes() const;
 

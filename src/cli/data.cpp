@@ -1,0 +1,39 @@
+// smoe data synth: writes the built-in synthetic task suite.
+#include "jobs.h"
+#include "smoe/core/error.h"
+#include "smoe/core/log.h"
+#include "smoe/core/options.h"
+#include "smoe/eval/synth.h"
+
+namespace smoe {
+
+int run_data(int argc, char** argv) {
+  po::options_description opts("smoe data options");
+  opts.add_options()("what", po::value<std::string>()->required(), "what to write: synth")(
+      "out", po::value<std::string>()->required(), "folder to write DIR/<task>/{train,eval}.jsonl into")(
+      "seed", po::value<uint64_t>()->default_value(0), "seed")(
+      "train", po::value<int64_t>()->default_value(2000), "training examples per task")(
+      "eval", po::value<int64_t>()->default_value(100), "eval examples per task and record kind");
+  po::positional_options_description pos;
+  pos.add("what", 1);
+  po::variables_map vm;
+  // `smoe data synth --out DIR`: the first argument names what to write.
+  std::vector<char*> args(argv, argv + argc);
+  if (argc > 1 && argv[1][0] != '-') {
+    static std::string what = "--what";
+    args.insert(args.begin() + 1, what.data());
+  }
+  if (!parse_job_options(static_cast<int>(args.size()), args.data(),
+                         {"data", "synth --out DIR [--seed S] [--train N] [--eval N]",
+                          "Writes the built-in synthetic multi-task suite (six tasks, train and eval splits)."},
+                         opts, vm))
+    return 0;
+  SMOE_CHECK_INPUT(vm["what"].as<std::string>() == "synth", "smoe data knows 'synth', not '",
+                   vm["what"].as<std::string>(), "'");
+  write_synth_suite(vm["out"].as<std::string>(),
+                    {vm["seed"].as<uint64_t>(), vm["train"].as<int64_t>(), vm["eval"].as<int64_t>()});
+  log_info("data: wrote the synthetic suite to " + vm["out"].as<std::string>());
+  return 0;
+}
+
+}  // namespace smoe

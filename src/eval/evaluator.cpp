@@ -1,0 +1,200 @@
+#include "smoe/eval/evaluator.h"
+
+#include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
+
+#include <fstream>
+#include <functional>
+#include <nlohmann/json.hpp>
+
+#include "smoe/core/error.h"
+#include "smoe/dist/comm.h"
+#include "smoe/io/tokenizer.h"
+#include "smoe/model/decoder.h"
+
+namespace smoe {
+
+namespace {
+
+std::vector<int64_t> ids_of(const nlohmann::json& v, const Tokenizer& tok, const std::string& where, uint64_t* bytes) {
+  if (v.is_string()) {
+    if (bytes) *bytes = v.get_ref<const std::string&>().size();
+    return tok.encode(v.get<std::string>());
+  }
+  SMOE_CHECK_INPUT(v.is_array(), where, ": expected text or a list of token ids");
+  std::vector<int64_t> ids;
+  for (const auto& x : v) {
+    SMOE_CHECK_INPUT(x.is_number_integer(), where, ": token ids must be integers");
+    ids.push_back(x.get<int64_t>());
+  }
+  if (bytes) *bytes = 0;
+  return ids;
+}
+
+}  // namespace
+
+std::vector<EvalRecord> read_eval_records(const std::string& path, const Tokenizer& tok, int64_t vocab, int rank,
+                                          int ranks) {
+  std::ifstream in(path);
+  SMOE_CHECK_INPUT(in.good(), path, ": cannot open eval file: ", errno_text());
+  std::vector<EvalRecord> out;
+  std::string text;
+  int64_t line = 0, records = 0;
+  while (std::getline(in, text)) {
+    ++line;
+    if (text.find_first_not_of(" \t\r") == std::string::npos) continue;
+    if (records++ % ranks != rank) continue;
+    const std::string where = path + ":" + std::to_string(line);
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(text);
+    } catch (const nlohmann::json::exception& e) {
+      throw InputError(str(where, ": not a JSON record: ", e.what()));
+    }
+    SMOE_CHECK_INPUT(j.is_object(), where, ": a record must be a JSON object");
+    EvalRecord r;
+    r.line = line;
+    if (j.contains("choices")) {
+      r.kind = EvalRecord::MultipleChoice;
+      SMOE_CHECK_INPUT(j.contains("context") && j["choices"].is_array() && j["choices"].size() >= 2 &&
+                           j.contains("label") && j["label"].is_number_integer(),
+                       where, ": a multiple-choice record needs 'context', two or more 'choices' and an integer 'label'");
+      r.context = ids_of(j["context"], tok, where, nullptr);
+      for (const auto& c : j["choices"]) {
+        uint64_t bytes = 0;
+        r.choices.push_back(ids_of(c, tok, where, &bytes));
+        SMOE_CHECK_INPUT(!r.choices.back().empty(), where, ": a choice is empty");
+        r.choice_bytes.push_back(bytes ? bytes : r.choices.back().size());
+      }
+      r.label = j["label"].get<int64_t>();
+      SMOE_CHECK_INPUT(r.label >= 0 && r.label < static_cast<int64_t>(r.choices.size()), where, ": label ", r.label,
+                       " is not the index of a choice");
+      SMOE_CHECK_INPUT(!r.context.empty(), where, ": the context is empty");
+    } else if (j.contains("prompt")) {
+      r.kind = EvalRecord::Generate;
+      SMOE_CHECK_INPUT(j.contains("answer") && j["answer"].is_string(), where, ": a prompt record needs an 'answer' string");
+      r.prompt = ids_of(j["prompt"], tok, where, nullptr);
+      r.answer = tok.encode(j["answer"].get<std::string>() + "\n");
+      SMOE_CHECK_INPUT(!r.prompt.empty(), where, ": the prompt is empty");
+    } else if (j.contains("text") || j.contains("input_ids")) {
+      r.kind = EvalRecord::Text;
+      r.tokens = ids_of(j.contains("text") ? j["text"] : j["input_ids"], tok, where, &r.text_bytes);
+    } else {
+      throw InputError(str(where, ": record has none of 'text', 'input_ids', 'choices', 'prompt'"));
+    }
+    for (const auto* v : {&r.tokens, &r.context, &r.prompt, &r.answer})
+      for (int64_t id : *v)
+        SMOE_CHECK_INPUT(id >= 0 && id < vocab, where, ": token id ", id, " is outside the model's vocabulary [0, ",
+                         vocab, ")");
+    for (const auto& c : r.choices)
+      for (int64_t id : c)
+        SMOE_CHECK_INPUT(id >= 0 && id < vocab, where, ": token id ", id, " is outside the model's vocabulary");
+    out.push_back(std::move(r));
+  }
+  SMOE_CHECK_INPUT(records > 0, path, ": eval file holds no records");
+  return out;
+}
+
+EvalTotals evaluate(const Decoder& decoder, MoeExecutor& executor, Communicator& host,
+                    const std::vector<EvalRecord>& records, int64_t context) {
+  c10::NoGradGuard no_grad;
+  // Log-probabilities [S, V] of one sequence (the last `context` tokens).
+  auto logprobs = [&](std::vector<int64_t> seq) {
+    if (static_cast<int64_t>(seq.size()) > context) seq.erase(seq.begin(), seq.end() - context);
+    at::Tensor tokens = at::tensor(seq, at::kLong).unsqueeze(0);
+    return at::log_softmax(decoder.forward(tokens, executor), -1)[0].cpu();
+  };
+  // Every rank makes the same number of forward calls: count ours, agree on the most.
+  int64_t calls = 0;
+  for (const auto& r : records) {
+    if (r.kind == EvalRecord::Text)
+      calls += (static_cast<int64_t>(r.tokens.size()) + context - 1) / context;
+    else if (r.kind == EvalRecord::MultipleChoice)
+      calls += static_cast<int64_t>(r.choices.size());
+    else
+      calls += static_cast<int64_t>(r.answer.size());
+  }
+  at::Tensor most = at::tensor({calls}, at::kLong);
+  host.all_reduce_max(most);
+
+  EvalTotals t;
+  for (const auto& r : records) {
+    if (r.kind == EvalRecord::Text) {
+      double nll = 0;
+      for (size_t b = 0; b < r.tokens.size(); b += static_cast<size_t>(context)) {
+        std::vector<int64_t> piece(r.tokens.begin() + static_cast<std::ptrdiff_t>(b),
+                                   r.tokens.begin() + static_cast<std::ptrdiff_t>(std::min(r.tokens.size(), b + static_cast<size_t>(context))));
+        if (piece.size() < 2) {
+          at::Tensor empty = at::empty({0, 2}, at::kLong);
+          decoder.forward(empty, executor);  // keeps the call count
+          continue;
+        }
+        at::Tensor lp = logprobs(piece);
+        for (size_t i = 1; i < piece.size(); ++i) nll -= lp[static_cast<int64_t>(i) - 1][piece[i]].item<double>();
+        t.tokens += static_cast<int64_t>(piece.size()) - 1;
+      }
+      t.nll += nll;
+      if (r.text_bytes > 0) {
+        t.text_bytes += static_cast<double>(r.text_bytes);
+        t.text_nll += nll;
+      }
+    } else if (r.kind == EvalRecord::MultipleChoice) {
+      double best = -1e300, best_norm = -1e300;
+      int64_t pick = 0, pick_norm = 0;
+      for (size_t c = 0; c < r.choices.size(); ++c) {
+        std::vector<int64_t> seq = r.context;
+        seq.insert(seq.end(), r.choices[c].begin(), r.choices[c].end());
+        const int64_t keep = std::min<int64_t>(static_cast<int64_t>(seq.size()), context);
+        at::Tensor lp = logprobs(seq);
+        double ll = 0;
+        for (size_t i = 0; i < r.choices[c].size(); ++i) {
+          const int64_t pos = keep - static_cast<int64_t>(r.choices[c].size()) + static_cast<int64_t>(i);
+          ll += lp[pos - 1][r.choices[c][i]].item<double>();
+        }
+        const double norm = ll / static_cast<double>(r.choice_bytes[c]);
+        if (ll > best) {
+          best = ll;
+          pick = static_cast<int64_t>(c);
+        }
+        if (norm > best_norm) {
+          best_norm = norm;
+          pick_norm = static_cast<int64_t>(c);
+        }
+      }
+      ++t.mc;
+      t.mc_correct += pick == r.label ? 1 : 0;
+      t.mc_correct_norm += pick_norm == r.label ? 1 : 0;
+    } else {
+      // Greedy generation, one token per call, as many calls as the answer has tokens.
+      std::vector<int64_t> seq = r.prompt;
+      bool match = true;
+      for (size_t i = 0; i < r.answer.size(); ++i) {
+        at::Tensor lp = logprobs(seq);
+        const int64_t next = lp[lp.size(0) - 1].argmax().item<int64_t>();
+        match = match && next == r.answer[i];
+        seq.push_back(next);
+      }
+      ++t.gen;
+      t.gen_correct += match ? 1 : 0;
+    }
+  }
+  for (int64_t i = calls; i < most[0].item<int64_t>(); ++i) decoder.forward(at::empty({0, 2}, at::kLong), executor);
+
+  at::Tensor sums = at::tensor({t.nll, t.text_bytes, t.text_nll}, at::kDouble);
+  at::Tensor counts = at::tensor({t.tokens, t.mc, t.mc_correct, t.mc_correct_norm, t.gen, t.gen_correct}, at::kLong);
+  host.all_reduce_sum(sums);
+  host.all_reduce_sum(counts);
+  EvalTotals g;
+  g.nll = sums[0].item<double>();
+  g.text_bytes = sums[1].item<double>();
+  g.text_nll = sums[2].item<double>();
+  g.tokens = counts[0].item<int64_t>();
+  g.mc = counts[1].item<int64_t>();
+  g.mc_correct = counts[2].item<int64_t>();
+  g.mc_correct_norm = counts[3].item<int64_t>();
+  g.gen = counts[4].item<int64_t>();
+  g.gen_correct = counts[5].item<int64_t>();
+  return g;
+}
+
+}  // namespace smoe

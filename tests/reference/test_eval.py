@@ -1,0 +1,119 @@
+#!/usr/bin/python3
+"""`smoe eval` against a plain PyTorch computation of the same metrics on the same
+model and data: perplexity and bits per byte (relative 1e-5), multiple-choice acc
+and acc_norm and greedy exact match (equal); and 2 ranks equal to 1 rank. Also the
+results file's lm-evaluation-harness layout."""
+
+import argparse
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import hf_reference as ref  # noqa: E402
+
+failures = []
+
+
+def check(cond, what):
+    print(("ok   " if cond else "FAIL ") + what)
+    if not cond:
+        failures.append(what)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--smoe", required=True)
+    ap.add_argument("--mpirun", required=True)
+    ap.add_argument("--workdir", required=True)
+    a = ap.parse_args()
+    w = a.workdir
+    shutil.rmtree(w, ignore_errors=True)
+    os.makedirs(w)
+    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+    cfg = ref.tiny_config("qwen3_moe")
+    weights = ref.random_weights(cfg, seed=3)
+    model = os.path.join(w, "model")
+    ref.save_checkpoint(model, cfg, weights, shards=2)
+    subprocess.run([a.smoe, "data", "synth", "--out", os.path.join(w, "suite"), "--train", "5", "--eval", "6"],
+                   check=True, capture_output=True)
+    tasks = ["arith", "grammar"]
+
+    def run(ranks, out):
+        cmd = [a.smoe, "eval", "--model", model, "--out", out, "--threads", "1", "--label", "method=none"]
+        for t in tasks:
+            cmd += ["--task", f"{t}={w}/suite/{t}/eval.jsonl"]
+        if ranks:
+            cmd = [a.mpirun, "--oversubscribe", "--bind-to", "none", "-n", str(ranks)] + cmd
+        p = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        if p.returncode != 0:
+            sys.exit(p.stderr)
+        with open(out) as f:
+            return json.load(f)
+
+    one = run(0, os.path.join(w, "r1.json"))
+    two = run(2, os.path.join(w, "r2.json"))
+    check(set(one) >= {"results", "config", "n-samples"} and one["smoe"]["labels"] == {"method": "none"},
+          "results file: results, config, n-samples, smoe.labels")
+
+    def logprobs(seq):
+        with torch.no_grad():
+            logits, _ = ref.forward(cfg, weights, torch.tensor([seq]), torch.float32)
+        return torch.log_softmax(logits[0].double(), -1)
+
+    for t in tasks:
+        nll = tokens = nbytes = 0
+        mc = acc = acc_norm = gen = em = 0
+        with open(f"{w}/suite/{t}/eval.jsonl") as f:
+            for line in f:
+                r = json.loads(line)
+                if "text" in r:
+                    ids = list(r["text"].encode())
+                    lp = logprobs(ids)
+                    nll -= sum(lp[i - 1, ids[i]].item() for i in range(1, len(ids)))
+                    tokens += len(ids) - 1
+                    nbytes += len(ids)
+                elif "choices" in r:
+                    ctx = list(r["context"].encode())
+                    scores = []
+                    for c in r["choices"]:
+                        cid = list(c.encode())
+                        lp = logprobs(ctx + cid)
+                        ll = sum(lp[len(ctx) + i - 1, cid[i]].item() for i in range(len(cid)))
+                        scores.append((ll, ll / len(cid)))
+                    mc += 1
+                    acc += max(range(len(scores)), key=lambda i: scores[i][0]) == r["label"]
+                    acc_norm += max(range(len(scores)), key=lambda i: scores[i][1]) == r["label"]
+                else:
+                    seq = list(r["prompt"].encode())
+                    want = list((r["answer"] + "\n").encode())
+                    out = []
+                    for _ in want:
+                        nxt = int(logprobs(seq + out)[-1].argmax())
+                        out.append(nxt)
+                    gen += 1
+                    em += out == want
+        res = one["results"][t]
+        ppl = math.exp(nll / tokens)
+        bpb = nll / nbytes / math.log(2)
+        check(abs(res["perplexity,none"] - ppl) / ppl < 1e-5 and abs(res["bits_per_byte,none"] - bpb) / bpb < 1e-5,
+              f"{t}: perplexity {res['perplexity,none']:.6g} (reference {ppl:.6g}), bits per byte "
+              f"{res['bits_per_byte,none']:.6g} (reference {bpb:.6g})")
+        check(res["acc,none"] == acc / mc and res["acc_norm,none"] == acc_norm / mc,
+              f"{t}: acc {res['acc,none']:.3f} acc_norm {res['acc_norm,none']:.3f} over {mc} questions equal the reference")
+        check(res["exact_match,none"] == em / gen, f"{t}: exact match {res['exact_match,none']:.3f} equals the reference")
+        r2 = two["results"][t]
+        check(all(abs(r2[k] - res[k]) <= 1e-9 * max(1, abs(res[k])) for k in res if k.endswith(",none")
+                  and not isinstance(res[k], str)), f"{t}: 2 ranks give the same results")
+    if failures:
+        sys.exit(f"{len(failures)} failed")
+    print("reference.eval: passed")
+
+
+if __name__ == "__main__":
+    main()
