@@ -25,6 +25,7 @@ const Job kJobs[] = {
     {"cluster", smoe::run_cluster, "group each layer's experts for a task: a pruning plan (plan.h5)"},
     {"prune", smoe::run_prune, "apply a plan to a checkpoint: the pruned checkpoint"},
     {"eval", smoe::run_eval, "evaluate a checkpoint on task eval sets: results.json"},
+    {"train", smoe::run_train, "train a small SMoE from scratch, data parallel"},
     {"data", smoe::run_data, "write the built-in synthetic task suite (smoe data synth)"},
 };
 

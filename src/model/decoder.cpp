@@ -2,6 +2,8 @@
 
 #include <ATen/ATen.h>
 
+#include <map>
+
 #include "smoe/core/error.h"
 #include "smoe/io/checkpoint.h"
 
@@ -10,13 +12,19 @@ namespace smoe {
 namespace {
 
 // Loads a tensor as `dtype` onto `device`, checking its shape against the config.
+// Every tensor it loads is also recorded under its checkpoint name.
 struct Loader {
   const Checkpoint& ck;
   at::ScalarType dtype;
   at::Device device;
+  bool own;  // copy out of the mapped file (weights that will be written to)
+  std::map<std::string, at::Tensor>* named;
   at::Tensor operator()(const std::string& name, const std::vector<int64_t>& shape) const {
     at::Tensor t = ck.load(name, dtype, shape);
-    return device.is_cpu() ? t : t.to(device);
+    if (!device.is_cpu()) t = t.to(device);
+    else if (own) t = t.clone();
+    (*named)[name] = t;
+    return t;
   }
   bool has(const std::string& name) const { return ck.has(name); }
 };
@@ -39,7 +47,7 @@ Decoder::Decoder(const Checkpoint& ck, const DecoderOptions& options)
   SMOE_CHECK_INPUT(dtype_ == at::kFloat || dtype_ == at::kBFloat16, "compute dtype must be f32 or bf16");
   const ModelConfig& c = config_;
   const int64_t d = c.hidden_size;
-  const Loader load{ck, dtype_, device_};
+  const Loader load{ck, dtype_, device_, options.trainable, &named_};
   embed_tokens = load("model.embed_tokens.weight", {c.vocab_size, d});
   if (options.load_head) {
     final_norm = load("model.norm.weight", {d});
@@ -58,7 +66,7 @@ void Decoder::load_layer(int64_t l) {
   const int64_t d = c.hidden_size, H = c.num_heads, Hkv = c.num_kv_heads, D = c.head_dim;
   const FamilyLayout names = c.layout();
   const FamilyLayout dense_names{"mlp.", "gate_proj", "up_proj", "down_proj"};
-  const Loader load{checkpoint_, dtype_, device_};
+  const Loader load{checkpoint_, dtype_, device_, options_.trainable, &named_};
   Layer& L = layers_.at(static_cast<size_t>(l));
   L = Layer{};
   const std::string p = "model.layers." + std::to_string(l) + ".";
@@ -109,6 +117,9 @@ void Decoder::load_layer(int64_t l) {
 
 void Decoder::release_layer(int64_t l) {
   layers_.at(static_cast<size_t>(l)) = Layer{};
+  const std::string prefix = "model.layers." + std::to_string(l) + ".";
+  for (auto it = named_.lower_bound(prefix); it != named_.end() && it->first.compare(0, prefix.size(), prefix) == 0;)
+    it = named_.erase(it);
   checkpoint_.release_pages("model.layers." + std::to_string(l) + ".");
 }
 

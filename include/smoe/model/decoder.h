@@ -6,6 +6,8 @@
 #include <ATen/core/Tensor.h>
 
 #include <functional>
+#include <map>
+#include <string>
 #include <optional>
 #include <vector>
 
@@ -26,6 +28,8 @@ struct DecoderOptions {
   bool load_layers = true;
   // Load the output head (final norm and lm_head); jobs that need no logits skip it.
   bool load_head = true;
+  // Own every weight (no views of the mapped file), so they can be trained in place.
+  bool trainable = false;
 };
 
 // Keeps a reference to the checkpoint, which must outlive it.
@@ -53,6 +57,10 @@ class Decoder {
 
   // nullptr for a dense layer.
   const MoeLayer* moe_layer(int64_t layer) const;
+  // Every weight this process holds, under its checkpoint name (a tied lm_head
+  // appears once, as the embedding). The tensors are the decoder's own.
+  const std::map<std::string, at::Tensor>& named_parameters() const { return named_; }
+
   // Bytes of all parameters this process holds.
   uint64_t parameter_bytes() const;
 
@@ -72,6 +80,7 @@ class Decoder {
   at::Device device_;
   at::Tensor embed_tokens, final_norm, lm_head;
   std::vector<Layer> layers_;
+  std::map<std::string, at::Tensor> named_;
 };
 
 }  // namespace smoe

@@ -1,0 +1,35 @@
+// Training a small SMoE from scratch (Mixtral layout): AdamW, linear warm-up then
+// cosine decay, the Switch load-balancing loss on every MoE layer, gradient
+// clipping; data parallel over MPI ranks (gradients all-reduced, every rank holds
+// every expert). Checkpoints are HF checkpoint folders plus the optimizer state.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace smoe {
+
+class Communicator;
+
+struct TrainOptions {
+  // The model.
+  int64_t vocab = 256, hidden = 64, layers = 2, heads = 4, kv_heads = 2, experts = 8, top_k = 2, ffn = 128;
+  int64_t context = 64;
+  // The optimisation.
+  int64_t batch = 32;  // sequences per step, over all ranks
+  int64_t steps = 300;
+  double lr = 3e-3, min_lr_ratio = 0.1, weight_decay = 0.01, clip = 1.0, aux_loss = 0.01;
+  int64_t warmup = 30;
+  uint64_t seed = 0;
+  int64_t checkpoint_every = 100, log_every = 10;
+  bool resume = false;
+  std::vector<std::string> data;  // training JSONL files
+  std::string out;
+};
+
+// Trains and writes `out` (config.json, model.safetensors, optimizer.pt,
+// trainer_state.json, train_log.jsonl). Returns the final training loss.
+double train(const TrainOptions& options, Communicator& host);
+
+}  // namespace smoe

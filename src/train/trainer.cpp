@@ -1,0 +1,266 @@
+#include "smoe/train/trainer.h"
+
+#include <ATen/ATen.h>
+#include <torch/types.h>
+#include <torch/nn/utils/clip_grad.h>
+#include <torch/optim/adamw.h>
+#include <torch/serialize.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "smoe/core/error.h"
+#include "smoe/core/log.h"
+#include "smoe/dist/comm.h"
+#include "smoe/io/checkpoint.h"
+#include "smoe/io/corpus.h"
+#include "smoe/io/json.h"
+#include "smoe/io/tensor-io.h"
+#include "smoe/io/tokenizer.h"
+#include "smoe/model/decoder.h"
+
+namespace smoe {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+nlohmann::json model_config(const TrainOptions& o) {
+  return {{"model_type", "mixtral"},
+          {"architectures", {"MixtralForCausalLM"}},
+          {"vocab_size", o.vocab},
+          {"hidden_size", o.hidden},
+          {"num_hidden_layers", o.layers},
+          {"num_attention_heads", o.heads},
+          {"num_key_value_heads", o.kv_heads},
+          {"intermediate_size", o.ffn},
+          {"num_local_experts", o.experts},
+          {"num_experts_per_tok", o.top_k},
+          {"max_position_embeddings", o.context},
+          {"rms_norm_eps", 1e-5},
+          {"rope_theta", 10000.0},
+          {"sliding_window", nullptr},
+          {"tie_word_embeddings", false},
+          {"torch_dtype", "float32"}};
+}
+
+// Random initial weights in Mixtral's names: N(0, 0.02), output projections scaled
+// down with depth, norms at one.
+std::vector<std::pair<std::string, at::Tensor>> initial_weights(const TrainOptions& o) {
+  at::manual_seed(o.seed);
+  const int64_t d = o.hidden, D = o.hidden / o.heads;
+  const double out_std = 0.02 / std::sqrt(2.0 * static_cast<double>(o.layers));
+  std::vector<std::pair<std::string, at::Tensor>> w;
+  w.emplace_back("model.embed_tokens.weight", at::randn({o.vocab, d}) * 0.02);
+  for (int64_t l = 0; l < o.layers; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    w.emplace_back(p + "input_layernorm.weight", at::ones({d}));
+    w.emplace_back(p + "post_attention_layernorm.weight", at::ones({d}));
+    w.emplace_back(p + "self_attn.q_proj.weight", at::randn({o.heads * D, d}) * 0.02);
+    w.emplace_back(p + "self_attn.k_proj.weight", at::randn({o.kv_heads * D, d}) * 0.02);
+    w.emplace_back(p + "self_attn.v_proj.weight", at::randn({o.kv_heads * D, d}) * 0.02);
+    w.emplace_back(p + "self_attn.o_proj.weight", at::randn({d, o.heads * D}) * out_std);
+    w.emplace_back(p + "block_sparse_moe.gate.weight", at::randn({o.experts, d}) * 0.02);
+    for (int64_t e = 0; e < o.experts; ++e) {
+      const std::string ep = p + "block_sparse_moe.experts." + std::to_string(e) + ".";
+      w.emplace_back(ep + "w1.weight", at::randn({o.ffn, d}) * 0.02);
+      w.emplace_back(ep + "w3.weight", at::randn({o.ffn, d}) * 0.02);
+      w.emplace_back(ep + "w2.weight", at::randn({d, o.ffn}) * out_std);
+    }
+  }
+  w.emplace_back("model.norm.weight", at::ones({d}));
+  w.emplace_back("lm_head.weight", at::randn({o.vocab, d}) * 0.02);
+  return w;
+}
+
+// Writes an HF checkpoint folder (and the optimizer state) atomically over `dir`.
+void save(const std::string& dir, const TrainOptions& o, const Decoder& decoder, torch::optim::AdamW* optimizer,
+          int64_t step) {
+  const std::string tmp = dir + ".tmp." + std::to_string(::getpid());
+  fs::remove_all(tmp);
+  fs::create_directories(tmp);
+  write_json_file(tmp + "/config.json", model_config(o));
+  std::vector<std::pair<std::string, at::Tensor>> tensors;
+  for (const auto& [name, t] : decoder.named_parameters()) tensors.emplace_back(name, t.detach());
+  save_safetensors(tmp + "/model.safetensors", tensors, {{"format", "pt"}, {"smoe_trained_steps", std::to_string(step)}});
+  if (optimizer) torch::save(*optimizer, tmp + "/optimizer.pt");
+  write_json_file(tmp + "/trainer_state.json", {{"step", step}, {"seed", o.seed}, {"batch", o.batch}});
+  if (fs::exists(dir + "/train_log.jsonl")) fs::copy_file(dir + "/train_log.jsonl", tmp + "/train_log.jsonl");
+  if (fs::exists(dir)) {
+    const std::string old = dir + ".old." + std::to_string(::getpid());
+    fs::rename(dir, old);
+    fs::rename(tmp, dir);
+    fs::remove_all(old);
+  } else {
+    fs::rename(tmp, dir);
+  }
+}
+
+// The Switch Transformer load-balancing loss of every MoE layer: E * sum_e f_e P_e,
+// f_e the share of routed slots, P_e the mean router probability.
+class BalanceLoss : public RoutingObserver {
+ public:
+  at::Tensor total;
+  void on_routing(const MoeLayer& layer, const at::Tensor&, const Routing& r) override {
+    const int64_t E = layer.num_experts;
+    at::Tensor f = at::bincount(r.experts.reshape({-1}), {}, E).to(at::kFloat) /
+                   static_cast<double>(std::max<int64_t>(r.experts.numel(), 1));
+    at::Tensor loss = static_cast<double>(E) * (f * r.scores.mean(0)).sum();
+    total = total.defined() ? total + loss : loss;
+  }
+};
+
+}  // namespace
+
+double train(const TrainOptions& o, Communicator& host) {
+  const int rank = host.rank(), ranks = host.size();
+  SMOE_CHECK_INPUT(o.batch % ranks == 0, "--batch ", o.batch, " must divide over the ", ranks, " ranks");
+  SMOE_CHECK_INPUT(o.hidden % o.heads == 0 && o.heads % o.kv_heads == 0,
+                   "--hidden must divide by --heads, and --heads by --kv-heads");
+  SMOE_CHECK_INPUT(o.top_k >= 1 && o.top_k <= o.experts, "--top-k must lie in [1, --experts]");
+  SMOE_CHECK_INPUT(o.vocab >= 256, "--vocab must be at least 256 for the byte tokenizer");
+  SMOE_CHECK_INPUT(o.steps >= 1 && o.context >= 2 && o.warmup >= 0, "--steps, --context and --warmup out of range");
+  SMOE_CHECK_INPUT(!o.data.empty(), "give training data (--data FILE or --suite DIR)");
+
+  // The training streams: each file's records, joined, as one token stream.
+  auto tokenizer = make_tokenizer("byte");
+  std::vector<std::vector<int64_t>> streams;
+  for (const auto& path : o.data) {
+    std::vector<int64_t> stream;
+    for (const auto& d : read_corpus(path, *tokenizer, o.vocab)) stream.insert(stream.end(), d.tokens.begin(), d.tokens.end());
+    SMOE_CHECK_INPUT(static_cast<int64_t>(stream.size()) > o.context + 1, path, ": holds ", stream.size(),
+                     " tokens, fewer than --context + 2");
+    streams.push_back(std::move(stream));
+  }
+
+  // Weights: from the last checkpoint when resuming, else freshly initialised.
+  int64_t step = 0;
+  const bool resuming = o.resume && fs::exists(o.out + "/trainer_state.json");
+  std::string source = o.out;
+  if (!resuming) {
+    source = o.out + ".init." + std::to_string(::getpid()) + "." + std::to_string(rank);
+    fs::remove_all(source);
+    fs::create_directories(source);
+    write_json_file(source + "/config.json", model_config(o));
+    save_safetensors(source + "/model.safetensors", initial_weights(o));
+  } else {
+    step = read_json_file(o.out + "/trainer_state.json").at("step").get<int64_t>();
+  }
+  auto checkpoint = std::make_unique<Checkpoint>(source);
+  DecoderOptions dopts{at::kFloat, at::kCPU, {}};
+  dopts.trainable = true;
+  Decoder decoder(*checkpoint, dopts);
+  if (!resuming) fs::remove_all(source);
+  std::vector<at::Tensor> params;
+  for (const auto& [name, t] : decoder.named_parameters()) {
+    at::Tensor p = t;
+    host.broadcast(p, 0);  // every rank starts from rank 0's weights
+    p.set_requires_grad(true);
+    params.push_back(p);
+  }
+  torch::optim::AdamW optimizer(params, torch::optim::AdamWOptions(o.lr).betas({0.9, 0.95}).weight_decay(o.weight_decay));
+  if (resuming && fs::exists(o.out + "/optimizer.pt")) torch::load(optimizer, o.out + "/optimizer.pt");
+
+  LocalMoeExecutor executor;
+  const int64_t per_rank = o.batch / ranks, S = o.context;
+  std::ofstream log;
+  if (rank == 0) {
+    fs::remove(o.out + ".log.tmp");  // steps logged after the last checkpoint run again
+    log.open(o.out + ".log.tmp", std::ios::app);
+  }
+  double last_loss = 0;
+  auto start = std::chrono::steady_clock::now();
+  int64_t tokens_since = 0;
+  for (; step < o.steps; ++step) {
+    // Learning rate: linear warm-up, then cosine to min_lr_ratio * lr.
+    double lr = o.lr;
+    if (step < o.warmup) {
+      lr = o.lr * static_cast<double>(step + 1) / static_cast<double>(o.warmup);
+    } else {
+      const double progress = static_cast<double>(step - o.warmup) / static_cast<double>(std::max<int64_t>(1, o.steps - o.warmup));
+      lr = o.lr * (o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + std::cos(M_PI * progress)));
+    }
+    for (auto& group : optimizer.param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
+
+    // This step's global batch: the same windows for any rank count; this rank's slice.
+    at::Tensor batch = at::empty({per_rank, S + 1}, at::kLong);
+    for (int64_t i = 0; i < per_rank; ++i) {
+      std::mt19937_64 rng(o.seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(step) * 1000003ull +
+                          static_cast<uint64_t>(rank * per_rank + i));
+      const auto& stream = streams[rng() % streams.size()];
+      const int64_t begin = static_cast<int64_t>(rng() % static_cast<uint64_t>(stream.size() - static_cast<size_t>(S) - 1));
+      for (int64_t j = 0; j <= S; ++j) batch[i][j] = stream[static_cast<size_t>(begin + j)];
+    }
+    at::Tensor inputs = batch.narrow(1, 0, S), targets = batch.narrow(1, 1, S);
+
+    optimizer.zero_grad();
+    BalanceLoss balance;
+    at::Tensor logits = decoder.forward(inputs, executor, &balance);
+    at::Tensor ce_sum = at::cross_entropy_loss(logits.reshape({-1, o.vocab}), targets.reshape({-1}), {},
+                                               at::Reduction::Sum);
+    const double global_tokens = static_cast<double>(o.batch * S);
+    at::Tensor loss = ce_sum / global_tokens;
+    if (balance.total.defined()) loss = loss + o.aux_loss * balance.total / static_cast<double>(o.layers * ranks);
+    loss.backward();
+
+    // Data parallel: sum every rank's gradients (one flat buffer).
+    std::vector<at::Tensor> grads;
+    for (auto& p : params) grads.push_back(p.grad().defined() ? p.grad().reshape({-1}) : at::zeros({p.numel()}));
+    at::Tensor flat = at::cat(grads);
+    host.all_reduce_sum(flat);
+    int64_t offset = 0;
+    for (auto& p : params) {
+      if (!p.grad().defined()) p.mutable_grad() = at::zeros_like(p);
+      p.mutable_grad().copy_(flat.narrow(0, offset, p.numel()).view_as(p));
+      offset += p.numel();
+    }
+    torch::nn::utils::clip_grad_norm_(params, o.clip);
+    optimizer.step();
+
+    at::Tensor sums = at::tensor({ce_sum.item<double>(), balance.total.defined() ? balance.total.item<double>() : 0.0},
+                                 at::kDouble);
+    host.all_reduce_sum(sums);
+    last_loss = sums[0].item<double>() / global_tokens;
+    tokens_since += o.batch * S;
+    if (rank == 0) {
+      log << nlohmann::json({{"step", step + 1}, {"loss", last_loss}, {"lr", lr},
+                             {"balance", sums[1].item<double>() / (o.layers * ranks)}}).dump()
+          << "\n";
+      log.flush();
+      if ((step + 1) % o.log_every == 0 || step + 1 == o.steps) {
+        const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        log_info(str("train: step ", step + 1, "/", o.steps, ", loss ", last_loss, ", lr ", lr, ", ",
+                     static_cast<int64_t>(static_cast<double>(tokens_since) / std::max(secs, 1e-9)), " tokens/s"));
+        start = std::chrono::steady_clock::now();
+        tokens_since = 0;
+      }
+    }
+    if ((o.checkpoint_every > 0 && (step + 1) % o.checkpoint_every == 0) || step + 1 == o.steps) {
+      if (rank == 0) {
+        log.close();
+        save(o.out, o, decoder, &optimizer, step + 1);
+        // The loss log so far travels with the checkpoint.
+        std::ofstream all(o.out + "/train_log.jsonl", std::ios::app);
+        std::ifstream part(o.out + ".log.tmp");
+        all << part.rdbuf();
+        all.close();
+        fs::remove(o.out + ".log.tmp");
+        log.open(o.out + ".log.tmp", std::ios::app);
+      }
+      at::Tensor sync = at::zeros({1});
+      host.all_reduce_sum(sync);
+    }
+  }
+  if (rank == 0) {
+    log.close();
+    fs::remove(o.out + ".log.tmp");
+  }
+  return last_loss;
+}
+
+}  // namespace smoe
