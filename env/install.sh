@@ -16,6 +16,7 @@ packages=(
   libgtest-dev
   libsentencepiece-dev sentencepiece
   libssl-dev
+  gnuplot-nox
   python3-torch python3-h5py python3-sklearn python3-numpy python3-scipy
 )
 

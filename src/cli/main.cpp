@@ -26,6 +26,7 @@ const Job kJobs[] = {
     {"prune", smoe::run_prune, "apply a plan to a checkpoint: the pruned checkpoint"},
     {"eval", smoe::run_eval, "evaluate a checkpoint on task eval sets: results.json"},
     {"train", smoe::run_train, "train a small SMoE from scratch, data parallel"},
+    {"report", smoe::run_report, "the study's table and plot from many results.json files"},
     {"data", smoe::run_data, "write the built-in synthetic task suite (smoe data synth)"},
 };
 

@@ -96,7 +96,8 @@ Plan read_plan(const std::string& path) {
   plan.router_policy = h5::read_attr_string(file.get(), "router_policy", path);
   SMOE_CHECK_INPUT(plan.router_policy == "most-used" || plan.router_policy == "weighted", path,
                    ": unknown router_policy '", plan.router_policy, "'");
-  for (const char* key : {"method", "task", "stats", "stats_sha256", "budget", "created", "software"})
+  for (const char* key : {"method", "task", "stats", "stats_sha256", "budget", "factor", "experts", "seed", "merge_weight",
+                          "model", "model_type", "model_config_sha256", "created", "software"})
     if (h5::has_attr(file.get(), key)) plan.attrs[key] = h5::read_attr_string(file.get(), key, path);
   h5::Handle layers = h5::open_group(file.get(), "layers", path);
   hsize_t n = 0;

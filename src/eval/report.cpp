@@ -1,0 +1,227 @@
+#include "smoe/eval/report.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+#include <tuple>
+
+#include "smoe/core/error.h"
+#include "smoe/io/json.h"
+
+namespace smoe {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+const char* kMetrics[] = {"perplexity,none", "bits_per_byte,none", "acc,none", "acc_norm,none", "exact_match,none"};
+
+bool lower_is_better(const std::string& metric) {
+  return metric.rfind("perplexity", 0) == 0 || metric.rfind("bits_per_byte", 0) == 0 || metric.rfind("nll", 0) == 0;
+}
+
+// One evaluated model on one task.
+struct Row {
+  std::string task, method;
+  int64_t experts = 0;  // the model's pretrained expert count (scratch: its own)
+  double factor = 1;
+  std::map<std::string, double> metrics;
+  std::string file;
+};
+
+using Key = std::tuple<std::string, int64_t, std::string, double>;  // task, experts, method, factor
+
+std::string label(const nlohmann::json& labels, const char* key, const std::string& fallback) {
+  return labels.contains(key) ? labels[key].get<std::string>() : fallback;
+}
+
+std::vector<Row> read_rows(const std::string& path) {
+  const nlohmann::json j = read_json_file(path);
+  SMOE_CHECK_INPUT(j.is_object() && j.contains("results") && j["results"].is_object(), path,
+                   ": not a results file (no 'results' object)");
+  const nlohmann::json smoe = j.value("smoe", nlohmann::json::object());
+  const nlohmann::json labels = smoe.value("labels", nlohmann::json::object());
+  const nlohmann::json plan = smoe.value("plan", nlohmann::json::object());
+  int64_t experts_now = 0;
+  if (smoe.contains("experts_per_layer"))
+    for (const auto& e : smoe["experts_per_layer"]) experts_now = std::max<int64_t>(experts_now, e.get<int64_t>());
+  Row base;
+  base.file = path;
+  base.method = label(labels, "method", plan.value("smoe_plan_method", std::string("full")));
+  try {
+    base.factor = std::stod(label(labels, "factor", plan.value("smoe_plan_factor", std::string("1"))));
+    base.experts = std::stoll(label(labels, "experts", std::to_string(static_cast<int64_t>(
+                                                           std::llround(static_cast<double>(experts_now) * base.factor)))));
+  } catch (const std::exception&) {
+    throw InputError(str(path, ": labels 'factor' and 'experts' must be numbers"));
+  }
+  std::vector<Row> rows;
+  for (auto it = j["results"].begin(); it != j["results"].end(); ++it) {
+    Row r = base;
+    r.task = it.key();
+    for (const char* m : kMetrics)
+      if (it.value().contains(m) && it.value()[m].is_number()) r.metrics[m] = it.value()[m].get<double>();
+    rows.push_back(r);
+  }
+  return rows;
+}
+
+std::string fmt(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.4g", v);
+  return buf;
+}
+
+}  // namespace
+
+size_t write_report(const ReportOptions& o) {
+  SMOE_CHECK_INPUT(std::find(std::begin(kMetrics), std::end(kMetrics), o.metric) != std::end(kMetrics),
+                   "--metric must be one of perplexity,none bits_per_byte,none acc,none acc_norm,none exact_match,none");
+  SMOE_CHECK_INPUT(o.plot_format == "svg" || o.plot_format == "png", "--plot-format must be svg or png");
+  std::vector<std::string> files;
+  for (const auto& r : o.results) {
+    if (fs::is_directory(r)) {
+      for (const auto& e : fs::recursive_directory_iterator(r))
+        if (e.is_regular_file() && e.path().extension() == ".json" && e.path().filename().string().find("result") != std::string::npos)
+          files.push_back(e.path().string());
+    } else {
+      SMOE_CHECK_INPUT(fs::is_regular_file(r), r, ": no such results file or folder");
+      files.push_back(r);
+    }
+  }
+  std::sort(files.begin(), files.end());
+  SMOE_CHECK_INPUT(!files.empty(), "no results files found in the given --results");
+  std::map<Key, Row> rows;
+  for (const auto& f : files)
+    for (auto& r : read_rows(f)) rows[{r.task, r.experts, r.method, r.factor}] = r;
+
+  // The from-scratch baseline beside each row: a scratch model with experts / factor experts.
+  auto baseline = [&](const Row& r) -> const Row* {
+    const int64_t target = static_cast<int64_t>(std::llround(static_cast<double>(r.experts) / r.factor));
+    auto it = rows.find({r.task, target, "scratch", 1.0});
+    return it == rows.end() ? nullptr : &it->second;
+  };
+
+  fs::create_directories(o.out);
+  std::ostringstream md, csv;
+  md << "| task | experts | method | factor |";
+  csv << "task,experts,method,factor";
+  for (const char* m : kMetrics) {
+    md << " " << std::string(m).substr(0, std::string(m).find(',')) << " |";
+    csv << "," << std::string(m).substr(0, std::string(m).find(','));
+  }
+  const std::string short_metric = o.metric.substr(0, o.metric.find(','));
+  md << " scratch " << short_metric << " | vs scratch |\n|---|---|---|---|";
+  csv << ",scratch_" << short_metric << ",vs_scratch\n";
+  for (size_t i = 0; i < std::size(kMetrics) + 2; ++i) md << "---|";
+  md << "\n";
+  for (const auto& [key, r] : rows) {
+    md << "| " << r.task << " | " << r.experts << " | " << r.method << " | " << fmt(r.factor) << " |";
+    csv << r.task << "," << r.experts << "," << r.method << "," << fmt(r.factor);
+    for (const char* m : kMetrics) {
+      const auto it = r.metrics.find(m);
+      md << " " << (it == r.metrics.end() ? "" : fmt(it->second)) << " |";
+      csv << "," << (it == r.metrics.end() ? "" : fmt(it->second));
+    }
+    const Row* b = r.method == "scratch" ? nullptr : baseline(r);
+    std::string bv, verdict;
+    if (b && b->metrics.count(o.metric) && r.metrics.count(o.metric)) {
+      const double ours = r.metrics.at(o.metric), theirs = b->metrics.at(o.metric);
+      bv = fmt(theirs);
+      const bool better = lower_is_better(o.metric) ? ours <= theirs : ours >= theirs;
+      verdict = better ? "at least as good" : "worse";
+    }
+    md << " " << bv << " | " << verdict << " |\n";
+    csv << "," << bv << "," << verdict << "\n";
+  }
+
+  // Per (experts, method): the quality (mean over tasks) at each factor, and where
+  // the pruned model first falls behind the from-scratch baseline.
+  std::map<std::pair<int64_t, std::string>, std::map<double, std::vector<double>>> lines;
+  std::map<std::pair<int64_t, std::string>, std::map<double, std::vector<double>>> gaps;
+  for (const auto& [key, r] : rows) {
+    if (r.method == "scratch" || r.method == "full" || !r.metrics.count(o.metric)) continue;
+    lines[{r.experts, r.method}][r.factor].push_back(r.metrics.at(o.metric));
+    if (const Row* b = baseline(r); b && b->metrics.count(o.metric))
+      gaps[{r.experts, r.method}][r.factor].push_back(r.metrics.at(o.metric) - b->metrics.at(o.metric));
+  }
+  // Each line starts at factor 1 with the unpruned model; beside them, the models
+  // trained from scratch at factor = pretrained experts / their experts.
+  std::set<int64_t> pretrained;
+  for (const auto& [line, by_factor] : lines) pretrained.insert(line.first);
+  for (const auto& [key, r] : rows) {
+    if (!r.metrics.count(o.metric)) continue;
+    if (r.method == "full")
+      for (auto& [line, by_factor] : lines)
+        if (line.first == r.experts) by_factor[1.0].push_back(r.metrics.at(o.metric));
+    if (r.method == "scratch")
+      for (int64_t e : pretrained)
+        if (r.experts <= e && e % r.experts == 0)
+          lines[{e, "from scratch"}][static_cast<double>(e / r.experts)].push_back(r.metrics.at(o.metric));
+  }
+  auto mean = [](const std::vector<double>& v) {
+    double s = 0;
+    for (double x : v) s += x;
+    return v.empty() ? 0.0 : s / static_cast<double>(v.size());
+  };
+  md << "\n## Where pruning falls behind training from scratch (" << short_metric << ", mean over tasks)\n\n"
+     << "| experts | method | factors at least as good as scratch | first factor worse than scratch |\n|---|---|---|---|\n";
+  for (const auto& [line, by_factor] : gaps) {
+    std::string good, first_worse = "none";
+    for (const auto& [f, g] : by_factor) {
+      const double gap = mean(g);
+      const bool worse = lower_is_better(o.metric) ? gap > 0 : gap < 0;
+      if (!worse) good += (good.empty() ? "" : ", ") + fmt(f);
+      if (worse && first_worse == "none") first_worse = fmt(f);
+    }
+    md << "| " << line.first << " | " << line.second << " | " << good << " | " << first_worse << " |\n";
+  }
+  write_file_atomic(o.out + "/report.md", md.str());
+  write_file_atomic(o.out + "/report.csv", csv.str());
+
+  // The plot, with gnuplot: one line per (pretrained experts, method).
+  const std::string data = o.out + "/quality.dat";
+  std::ofstream d(data);
+  std::vector<std::string> titles;
+  for (const auto& [line, by_factor] : lines) {
+    d << "# experts " << line.first << " " << line.second << "\n";
+    for (const auto& [f, v] : by_factor) d << f << " " << mean(v) << "\n";
+    d << "\n\n";
+    titles.push_back(std::to_string(line.first) + " experts, " + line.second);
+  }
+  d.close();
+  const std::string plot = o.out + "/quality." + o.plot_format;
+  std::ostringstream gp;
+  gp << "set terminal " << (o.plot_format == "svg" ? "svg size 900,600" : "pngcairo size 900,600") << "\n"
+     << "set output '" << plot << ".tmp'\n"
+     << "set logscale x 2\nset xlabel 'pruning factor'\nset ylabel '" << short_metric << " (mean over tasks)'\n"
+     << "set key outside right\nset grid\n";
+  if (titles.empty()) {
+    gp << "set label 'no pruned results' at graph 0.5, 0.5 center\nplot [1:2] NaN notitle\n";
+  } else {
+    gp << "plot ";
+    for (size_t i = 0; i < titles.size(); ++i)
+      gp << (i ? ", " : "") << "'" << data << "' index " << i << " with linespoints title '" << titles[i] << "'";
+    gp << "\n";
+  }
+  const std::string script = o.out + "/quality.gp";
+  write_file_atomic(script, gp.str());
+  const std::string cmd = "gnuplot '" + script + "' 2>&1";
+  FILE* pipe = ::popen(cmd.c_str(), "r");
+  SMOE_ASSERT(pipe != nullptr, "cannot run gnuplot");
+  std::string output;
+  char buf[256];
+  while (std::fgets(buf, sizeof buf, pipe)) output += buf;
+  const int status = ::pclose(pipe);
+  if (status != 0) throw RuntimeError(str("gnuplot failed (is gnuplot-nox installed?): ", output));
+  fs::rename(plot + ".tmp", plot);
+  return rows.size();
+}
+
+}  // namespace smoe
