@@ -40,6 +40,8 @@ int run_train(int argc, char** argv) {
       "checkpoint-every", po::value<int64_t>(&o.checkpoint_every)->default_value(100), "steps between checkpoints")(
       "log-every", po::value<int64_t>(&o.log_every)->default_value(10), "steps between progress lines")(
       "resume", po::bool_switch(&o.resume), "continue from the checkpoint in --out")(
+      "shard-experts", po::bool_switch(&o.shard_experts),
+      "spread each layer's experts over the ranks (expert parallel) instead of replicating them")(
       "threads", po::value<int>()->default_value(0), "LibTorch threads per rank");
   po::variables_map vm;
   if (!parse_job_options(argc, argv, {"train", "--out DIR (--data FILE ... | --suite DIR) [options]",

@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "smoe/core/error.h"
+#include "smoe/dist/autograd.h"
 
 namespace smoe {
 
@@ -78,14 +79,14 @@ at::Tensor ExpertParallelExecutor::run(const MoeLayer& layer, const at::Tensor& 
   {
     Timer t(&exchange_seconds_);
     recv_counts = comm_.exchange_counts(send_counts);
-    recv_x = comm_.all_to_all(x.index_select(0, tokens), send_counts, recv_counts);
+    recv_x = all_to_all_differentiable(comm_, x.index_select(0, tokens), send_counts, recv_counts);
     recv_experts = comm_.all_to_all(slot_experts, send_counts, recv_counts);
   }
 
   // Run the local experts on what each source rank sent, one (source, expert)
   // block at a time: a block holds exactly the rows of one batch that one process
   // would give that expert, so the GEMMs, and the results, do not depend on P.
-  at::Tensor y = at::empty_like(recv_x);
+  std::vector<at::Tensor> blocks;
   int64_t offset = 0;
   for (int p = 0; p < P; ++p) {
     const int64_t n = recv_counts[static_cast<size_t>(p)];
@@ -97,15 +98,16 @@ at::Tensor ExpertParallelExecutor::run(const MoeLayer& layer, const at::Tensor& 
       const GatedMlp& expert = layer.experts[static_cast<size_t>(e)];
       SMOE_ASSERT(expert.defined(), "layer ", layer.layer, " expert ", e, " received tokens on rank ", comm_.rank(),
                   ", which does not hold it");
-      y.narrow(0, offset, m).copy_(gated_mlp(expert, recv_x.narrow(0, offset, m)));
+      blocks.push_back(gated_mlp(expert, recv_x.narrow(0, offset, m)));
       offset += m;
     }
   }
+  at::Tensor y = blocks.empty() ? at::empty_like(recv_x) : at::cat(blocks, 0);
 
   at::Tensor back;
   {
     Timer t(&exchange_seconds_);
-    back = comm_.all_to_all(y, recv_counts, send_counts);
+    back = all_to_all_differentiable(comm_, y, recv_counts, send_counts);
   }
 
   // Combine in expert order, as the local executor does, so that sums round alike.

@@ -1,8 +1,6 @@
 #include "smoe/train/trainer.h"
 
 #include <ATen/ATen.h>
-#include <torch/types.h>
-#include <torch/nn/utils/clip_grad.h>
 #include <torch/optim/adamw.h>
 #include <torch/serialize.h>
 #include <unistd.h>
@@ -17,6 +15,8 @@
 #include "smoe/core/error.h"
 #include "smoe/core/log.h"
 #include "smoe/dist/comm.h"
+#include "smoe/dist/ep-executor.h"
+#include "smoe/dist/placement.h"
 #include "smoe/io/checkpoint.h"
 #include "smoe/io/corpus.h"
 #include "smoe/io/json.h"
@@ -78,27 +78,60 @@ std::vector<std::pair<std::string, at::Tensor>> initial_weights(const TrainOptio
   return w;
 }
 
-// Writes an HF checkpoint folder (and the optimizer state) atomically over `dir`.
-void save(const std::string& dir, const TrainOptions& o, const Decoder& decoder, torch::optim::AdamW* optimizer,
-          int64_t step) {
-  const std::string tmp = dir + ".tmp." + std::to_string(::getpid());
-  fs::remove_all(tmp);
-  fs::create_directories(tmp);
-  write_json_file(tmp + "/config.json", model_config(o));
-  std::vector<std::pair<std::string, at::Tensor>> tensors;
-  for (const auto& [name, t] : decoder.named_parameters()) tensors.emplace_back(name, t.detach());
-  save_safetensors(tmp + "/model.safetensors", tensors, {{"format", "pt"}, {"smoe_trained_steps", std::to_string(step)}});
-  if (optimizer) torch::save(*optimizer, tmp + "/optimizer.pt");
-  write_json_file(tmp + "/trainer_state.json", {{"step", step}, {"seed", o.seed}, {"batch", o.batch}});
-  if (fs::exists(dir + "/train_log.jsonl")) fs::copy_file(dir + "/train_log.jsonl", tmp + "/train_log.jsonl");
-  if (fs::exists(dir)) {
-    const std::string old = dir + ".old." + std::to_string(::getpid());
-    fs::rename(dir, old);
-    fs::rename(tmp, dir);
-    fs::remove_all(old);
-  } else {
-    fs::rename(tmp, dir);
+bool is_expert(const std::string& name) { return name.find(".experts.") != std::string::npos; }
+
+// Writes an HF checkpoint folder atomically over `dir`: with experts sharded, rank r
+// writes shard r (its experts; rank 0 also the replicated weights), else rank 0
+// writes everything; every rank saves its optimizer state.
+void save(const std::string& dir, const TrainOptions& o, const Decoder& decoder, torch::optim::AdamW& optimizer,
+          int64_t step, Communicator& host, const ExpertPlacement& placement) {
+  const int rank = host.rank(), ranks = host.size();
+  const int files = o.shard_experts ? ranks : 1;
+  const std::string tmp = dir + ".tmp";
+  at::Tensor sync = at::zeros({1});
+  if (rank == 0) {
+    fs::remove_all(tmp);
+    fs::create_directories(tmp);
   }
+  host.all_reduce_sum(sync);
+  auto shard_name = [&](int r) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "model-%05d-of-%05d.safetensors", r + 1, files);
+    return std::string(buf);
+  };
+  if (rank < files) {
+    std::vector<std::pair<std::string, at::Tensor>> tensors;
+    for (const auto& [name, t] : decoder.named_parameters())
+      if (!o.shard_experts || is_expert(name) || rank == 0) tensors.emplace_back(name, t.detach());
+    save_safetensors(tmp + "/" + shard_name(rank), tensors,
+                     {{"format", "pt"}, {"smoe_trained_steps", std::to_string(step)}});
+  }
+  torch::save(optimizer, tmp + "/optimizer-" + std::to_string(rank) + ".pt");
+  host.all_reduce_sum(sync);
+  if (rank == 0) {
+    nlohmann::json map = nlohmann::json::object();
+    for (const auto& [name, t] : decoder.named_parameters())
+      if (!is_expert(name)) map[name] = shard_name(0);
+    for (int64_t l = 0; l < o.layers; ++l)
+      for (int64_t e = 0; e < o.experts; ++e)
+        for (const char* w : {"w1", "w2", "w3"})
+          map["model.layers." + std::to_string(l) + ".block_sparse_moe.experts." + std::to_string(e) + "." + w +
+              ".weight"] = shard_name(o.shard_experts ? placement.owner(l, e) : 0);
+    write_json_file(tmp + "/model.safetensors.index.json", {{"metadata", nlohmann::json::object()}, {"weight_map", map}});
+    write_json_file(tmp + "/config.json", model_config(o));
+    write_json_file(tmp + "/trainer_state.json", {{"step", step}, {"seed", o.seed}, {"batch", o.batch},
+                                                  {"ranks", ranks}, {"shard_experts", o.shard_experts}});
+    if (fs::exists(dir + "/train_log.jsonl")) fs::copy_file(dir + "/train_log.jsonl", tmp + "/train_log.jsonl");
+    if (fs::exists(dir)) {
+      const std::string old = dir + ".old." + std::to_string(::getpid());
+      fs::rename(dir, old);
+      fs::rename(tmp, dir);
+      fs::remove_all(old);
+    } else {
+      fs::rename(tmp, dir);
+    }
+  }
+  host.all_reduce_sum(sync);
 }
 
 // The Switch Transformer load-balancing loss of every MoE layer: E * sum_e f_e P_e,
@@ -149,24 +182,37 @@ double train(const TrainOptions& o, Communicator& host) {
     write_json_file(source + "/config.json", model_config(o));
     save_safetensors(source + "/model.safetensors", initial_weights(o));
   } else {
-    step = read_json_file(o.out + "/trainer_state.json").at("step").get<int64_t>();
+    const nlohmann::json state = read_json_file(o.out + "/trainer_state.json");
+    step = state.at("step").get<int64_t>();
+    SMOE_CHECK_INPUT(state.value("ranks", 1) == ranks && state.value("shard_experts", false) == o.shard_experts,
+                     o.out, "/trainer_state.json: written by ", state.value("ranks", 1), " ranks (shard_experts ",
+                     state.value("shard_experts", false), "); resume with the same");
   }
   auto checkpoint = std::make_unique<Checkpoint>(source);
+  const ExpertPlacement placement = ExpertPlacement::contiguous(checkpoint->config(), ranks);
   DecoderOptions dopts{at::kFloat, at::kCPU, {}};
   dopts.trainable = true;
+  if (o.shard_experts) dopts.holds_expert = [&](int64_t l, int64_t e) { return placement.owner(l, e) == rank; };
   Decoder decoder(*checkpoint, dopts);
   if (!resuming) fs::remove_all(source);
-  std::vector<at::Tensor> params;
+  // Replicated weights start from rank 0's; their gradients are summed over ranks.
+  // Sharded experts get their whole gradient on their owner, through the exchanges.
+  std::vector<at::Tensor> params, replicated, local_experts;
   for (const auto& [name, t] : decoder.named_parameters()) {
     at::Tensor p = t;
-    host.broadcast(p, 0);  // every rank starts from rank 0's weights
+    const bool sharded = o.shard_experts && is_expert(name);
+    if (!sharded) host.broadcast(p, 0);
     p.set_requires_grad(true);
     params.push_back(p);
+    (sharded ? local_experts : replicated).push_back(p);
   }
   torch::optim::AdamW optimizer(params, torch::optim::AdamWOptions(o.lr).betas({0.9, 0.95}).weight_decay(o.weight_decay));
-  if (resuming && fs::exists(o.out + "/optimizer.pt")) torch::load(optimizer, o.out + "/optimizer.pt");
+  const std::string optimizer_file = o.out + "/optimizer-" + std::to_string(rank) + ".pt";
+  if (resuming && fs::exists(optimizer_file)) torch::load(optimizer, optimizer_file);
 
-  LocalMoeExecutor executor;
+  LocalMoeExecutor local;
+  ExpertParallelExecutor parallel(host, placement);
+  MoeExecutor& executor = o.shard_experts ? static_cast<MoeExecutor&>(parallel) : local;
   const int64_t per_rank = o.batch / ranks, S = o.context;
   std::ofstream log;
   if (rank == 0) {
@@ -208,18 +254,27 @@ double train(const TrainOptions& o, Communicator& host) {
     if (balance.total.defined()) loss = loss + o.aux_loss * balance.total / static_cast<double>(o.layers * ranks);
     loss.backward();
 
-    // Data parallel: sum every rank's gradients (one flat buffer).
+    // Data parallel: sum the replicated weights' gradients over ranks (one flat buffer).
+    for (auto& p : params)
+      if (!p.grad().defined()) p.mutable_grad() = at::zeros_like(p);
     std::vector<at::Tensor> grads;
-    for (auto& p : params) grads.push_back(p.grad().defined() ? p.grad().reshape({-1}) : at::zeros({p.numel()}));
+    for (auto& p : replicated) grads.push_back(p.grad().reshape({-1}));
     at::Tensor flat = at::cat(grads);
     host.all_reduce_sum(flat);
     int64_t offset = 0;
-    for (auto& p : params) {
-      if (!p.grad().defined()) p.mutable_grad() = at::zeros_like(p);
+    for (auto& p : replicated) {
       p.mutable_grad().copy_(flat.narrow(0, offset, p.numel()).view_as(p));
       offset += p.numel();
     }
-    torch::nn::utils::clip_grad_norm_(params, o.clip);
+    // Clip by the global gradient norm: sharded experts' parts summed over ranks.
+    at::Tensor norms = at::zeros({2}, at::kDouble);
+    for (auto& p : replicated) norms[0] += p.grad().to(at::kDouble).pow(2).sum();
+    for (auto& p : local_experts) norms[1] += p.grad().to(at::kDouble).pow(2).sum();
+    at::Tensor expert_sq = norms.narrow(0, 1, 1).contiguous();
+    if (o.shard_experts) host.all_reduce_sum(expert_sq);
+    const double norm = std::sqrt(norms[0].item<double>() + expert_sq.item<double>());
+    if (norm > o.clip)
+      for (auto& p : params) p.mutable_grad().mul_(o.clip / (norm + 1e-6));
     optimizer.step();
 
     at::Tensor sums = at::tensor({ce_sum.item<double>(), balance.total.defined() ? balance.total.item<double>() : 0.0},
@@ -241,9 +296,9 @@ double train(const TrainOptions& o, Communicator& host) {
       }
     }
     if ((o.checkpoint_every > 0 && (step + 1) % o.checkpoint_every == 0) || step + 1 == o.steps) {
+      if (rank == 0) log.close();
+      save(o.out, o, decoder, optimizer, step + 1, host, placement);
       if (rank == 0) {
-        log.close();
-        save(o.out, o, decoder, &optimizer, step + 1);
         // The loss log so far travels with the checkpoint.
         std::ofstream all(o.out + "/train_log.jsonl", std::ios::app);
         std::ifstream part(o.out + ".log.tmp");
@@ -252,8 +307,6 @@ double train(const TrainOptions& o, Communicator& host) {
         fs::remove(o.out + ".log.tmp");
         log.open(o.out + ".log.tmp", std::ios::app);
       }
-      at::Tensor sync = at::zeros({1});
-      host.all_reduce_sum(sync);
     }
   }
   if (rank == 0) {

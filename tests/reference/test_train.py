@@ -121,6 +121,18 @@ def main():
     gap = float(np.max(np.abs(c1 - c2)))
     check(len(c1) == len(c2) == 80 and gap < 0.02 * c1[0],
           f"1 and 2 ranks: loss {c1[0]:.3f} -> {c1[-1]:.3f} vs {c2[0]:.3f} -> {c2[-1]:.3f}, max gap {gap:.2g}")
+    # Experts sharded over 2 ranks (expert parallel): the same curve as replicated experts.
+    sharded = os.path.join(w, "sharded")
+    smoe("train", "--out", sharded, "--steps", "80", "--threads", "1", "--shard-experts", *common, ranks=2)
+    cs = np.array(curve(sharded))
+    gap_s = float(np.max(np.abs(cs - c2)))
+    with open(os.path.join(sharded, "model.safetensors.index.json")) as f:
+        wm = json.load(f)["weight_map"]
+    owners = {wm[f"model.layers.0.block_sparse_moe.experts.{e}.w1.weight"] for e in range(8)}
+    p = smoe("score", "--model", sharded, "--corpus", eval_text, "--threads", "1", ranks=2)
+    check(len(cs) == 80 and gap_s < 0.01 * c2[0] and len(owners) == 2 and "perplexity=" in p.stdout,
+          f"experts sharded over 2 ranks: loss -> {cs[-1]:.3f} (replicated {c2[-1]:.3f}, max gap {gap_s:.2g}); "
+          "one checkpoint shard per rank; it loads and runs")
 
     # Killed after its first checkpoint, resumed: the same run as an uninterrupted one.
     whole, killed = os.path.join(w, "whole"), os.path.join(w, "killed")

@@ -1,7 +1,9 @@
 // Training a small SMoE from scratch (Mixtral layout): AdamW, linear warm-up then
 // cosine decay, the Switch load-balancing loss on every MoE layer, gradient
-// clipping; data parallel over MPI ranks (gradients all-reduced, every rank holds
-// every expert). Checkpoints are HF checkpoint folders plus the optimizer state.
+// clipping; data parallel over MPI ranks (gradients of replicated weights
+// all-reduced), experts replicated or sharded over the ranks (expert parallel,
+// tokens exchanged all-to-all forwards and backwards). Checkpoints are HF
+// checkpoint folders (one shard per rank when sharded) plus the optimizer state.
 #pragma once
 
 #include <cstdint>
@@ -24,6 +26,7 @@ struct TrainOptions {
   uint64_t seed = 0;
   int64_t checkpoint_every = 100, log_every = 10;
   bool resume = false;
+  bool shard_experts = false;  // spread each layer's experts over the ranks (expert parallel)
   std::vector<std::string> data;  // training JSONL files
   std::string out;
 };
