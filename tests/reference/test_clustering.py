@@ -8,6 +8,7 @@ matrices:
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 
@@ -16,18 +17,13 @@ from scipy.optimize import linear_sum_assignment
 from sklearn.cluster import AgglomerativeClustering, SpectralClustering
 from sklearn.metrics import adjusted_rand_score
 
-failures = []
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from checks import check, failures, finish  # noqa: E402
 
 
 def tool(path, request):
     p = subprocess.run([path], input=json.dumps(request), capture_output=True, text=True, check=True)
     return json.loads(p.stdout)
-
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what)
-    if not cond:
-        failures.append(what)
 
 
 def separated(rng, sizes, noise):
@@ -106,9 +102,7 @@ def main():
           f"min {np.min(linkage_ari):.3f}")
     check(np.mean(linkage_ari) == 1.0, "average linkage agrees with scikit-learn on every random case")
     check(np.mean(spectral_ari) >= 0.5, "spectral clustering agrees with scikit-learn on random cases (mean ARI >= 0.5)")
-    if failures:
-        sys.exit(f"{len(failures)} failed: {failures[:5]}")
-    print("reference.clustering: passed")
+    finish("reference.clustering")
 
 
 if __name__ == "__main__":

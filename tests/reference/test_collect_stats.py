@@ -15,16 +15,10 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from checks import check, failures, finish  # noqa: E402
 import hf_reference as ref  # noqa: E402
 
 CONTEXT = 24
-failures = []
-
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what)
-    if not cond:
-        failures.append(what)
 
 
 def close(name, ours, theirs, rtol=1e-5):
@@ -121,9 +115,7 @@ def main():
             close(f"layer {l} out_mean", lg["out_mean"][()], s["out_sum"] / s["tokens"])
             check(lg["hidden_sample"].shape == (10, cfg["hidden_size"]) and lg["hidden_sample_keys"].shape == (10,)
                   and np.all(np.diff(lg["hidden_sample_keys"][()]) > 0), f"layer {l} hidden_sample: 10 rows, keys ascending")
-    if failures:
-        sys.exit(f"{len(failures)} failed")
-    print("reference.collect-stats: passed")
+    finish("reference.collect-stats")
 
 
 if __name__ == "__main__":

@@ -15,15 +15,9 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from checks import check, failures, finish, mpi_env  # noqa: E402
 import hf_reference as ref  # noqa: E402
 
-failures = []
-
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what)
-    if not cond:
-        failures.append(what)
 
 
 def main():
@@ -35,7 +29,7 @@ def main():
     w = a.workdir
     shutil.rmtree(w, ignore_errors=True)
     os.makedirs(w)
-    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+    env = mpi_env()
     cfg = ref.tiny_config("qwen3_moe")
     weights = ref.random_weights(cfg, seed=3)
     model = os.path.join(w, "model")
@@ -110,9 +104,7 @@ def main():
         r2 = two["results"][t]
         check(all(abs(r2[k] - res[k]) <= 1e-9 * max(1, abs(res[k])) for k in res if k.endswith(",none")
                   and not isinstance(res[k], str)), f"{t}: 2 ranks give the same results")
-    if failures:
-        sys.exit(f"{len(failures)} failed")
-    print("reference.eval: passed")
+    finish("reference.eval")
 
 
 if __name__ == "__main__":

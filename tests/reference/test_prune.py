@@ -19,16 +19,10 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from checks import check, failures, finish, mpi_env  # noqa: E402
 import hf_reference as ref  # noqa: E402
 
-failures = []
 METHODS = ["frequency", "uncurl", "mc-smoe", "hc-smoe", "reap", "naee"]
-
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what)
-    if not cond:
-        failures.append(what)
 
 
 def load_checkpoint(folder):
@@ -50,7 +44,7 @@ def main():
     w = a.workdir
     shutil.rmtree(w, ignore_errors=True)
     os.makedirs(w)
-    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+    env = mpi_env()
 
     def smoe(*args, ranks=0, expect=0):
         cmd = [a.smoe] + list(args)
@@ -205,9 +199,7 @@ def main():
     smoe("cluster", "--stats", stats, "--grid", grid, "--index", "3", "--out", os.path.join(w, "g-{method}-{factor}.h5"))
     check(os.path.exists(os.path.join(w, "g-reap-4.h5")), "--grid entry 3 of tasks x methods x factors is (t, reap, 4)")
     bad_cluster("grid index outside", ["--grid", grid, "--index", "4"], "outside the grid's 4 entries")
-    if failures:
-        sys.exit(f"{len(failures)} failed")
-    print("reference.prune: passed")
+    finish("reference.prune")
 
 
 if __name__ == "__main__":
