@@ -44,7 +44,8 @@ def main():
         if ranks:
             cmd = [a.mpirun, "--oversubscribe", "-n", str(ranks)] + cmd
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-        left = [f for f in os.listdir(w) if f.startswith("stats.h5") and not f.endswith(".work.h5")]
+        # The working file (and its temporary, from the run killed below) is not output.
+        left = [f for f in os.listdir(w) if f.startswith("stats.h5") and not f.startswith("stats.h5.work.h5")]
         ok = p.returncode == 2 and all(n in p.stderr for n in needles) and not left
         last = p.stderr.strip().splitlines()[-1] if p.stderr.strip() else ""
         print(f"{'ok  ' if ok else 'FAIL'} {name}: exit {p.returncode}: {last[:200]}")

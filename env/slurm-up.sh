@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Starts a real one-node Slurm on this machine for the end-to-end test and the
+# demo: munge, slurmctld and slurmd, with every state, spool, log and pid file
+# under DIR (default /tmp/smoe-slurm). Needs root (no systemd, no cgroups: the
+# daemons are started by hand). Prints the line to export SLURM_CONF.
+#   eval "$(bash env/slurm-up.sh /tmp/smoe-slurm)"      # then sbatch, squeue, ...
+#   bash env/slurm-down.sh /tmp/smoe-slurm              # stops only these daemons
+set -euo pipefail
+dir=${1:-/tmp/smoe-slurm}
+
+need=()
+for p in slurm-wlm munge; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >&2
+fi
+
+mkdir -p "$dir"/{state,spool,log,run}
+alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+# munge: our own daemon, socket and pid under DIR unless one already answers.
+if ! alive "$dir/run/munged.pid"; then
+  [ -f /etc/munge/munge.key ] || mungekey --create >&2
+  install -d -o munge -g munge "$dir/munge"
+  chown munge:munge /etc/munge/munge.key 2>/dev/null || true
+  runuser -u munge -- /usr/sbin/munged --socket="$dir/munge/munge.socket" --pid-file="$dir/munge/munged.pid" \
+    --log-file="$dir/munge/munged.log" --seed-file="$dir/munge/munged.seed" --force >&2
+  for _ in $(seq 50); do [ -f "$dir/munge/munged.pid" ] && break; sleep 0.1; done
+  cp "$dir/munge/munged.pid" "$dir/run/munged.pid"
+fi
+
+host=$(hostname -s)
+cpus=$(nproc)
+mem=$(( $(awk '/MemTotal/{print $2}' /proc/meminfo) / 1024 - 1024 ))
+cat > "$dir/slurm.conf" <<CONF
+ClusterName=smoe
+SlurmctldHost=${host}(127.0.0.1)
+SlurmUser=root
+AuthType=auth/munge
+AuthInfo=socket=$dir/munge/munge.socket
+CredType=cred/munge
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core_Memory
+DefMemPerCPU=$(( mem / cpus ))
+SchedulerType=sched/backfill
+MpiDefault=pmix
+DependencyParameters=kill_invalid_depend
+ReturnToService=2
+StateSaveLocation=$dir/state
+SlurmdSpoolDir=$dir/spool
+SlurmctldPidFile=$dir/run/slurmctld.pid
+SlurmdPidFile=$dir/run/slurmd.pid
+SlurmctldLogFile=$dir/log/slurmctld.log
+SlurmdLogFile=$dir/log/slurmd.log
+SlurmctldPort=6817
+SlurmdPort=6818
+NodeName=${host} NodeAddr=127.0.0.1 CPUs=${cpus} RealMemory=${mem} State=UNKNOWN
+PartitionName=main Nodes=${host} Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
+CONF
+export SLURM_CONF="$dir/slurm.conf"
+
+alive "$dir/run/slurmctld.pid" || /usr/sbin/slurmctld -f "$SLURM_CONF" -i >&2
+alive "$dir/run/slurmd.pid" || /usr/sbin/slurmd -f "$SLURM_CONF" >&2
+for _ in $(seq 100); do
+  state=$(sinfo -h -o %T 2>/dev/null | head -1)
+  [ "$state" = "idle" ] && break
+  sleep 0.2
+done
+[ "$(sinfo -h -o %T 2>/dev/null | head -1)" = "idle" ] || { echo "slurm-up: the node did not become idle; see $dir/log" >&2; exit 1; }
+echo "export SLURM_CONF=$SLURM_CONF"
