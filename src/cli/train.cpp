@@ -8,6 +8,7 @@
 #include "smoe/core/error.h"
 #include "smoe/core/log.h"
 #include "smoe/core/options.h"
+#include "smoe/core/signals.h"
 #include "smoe/dist/comm.h"
 #include "smoe/train/trainer.h"
 
@@ -62,8 +63,11 @@ int run_train(int argc, char** argv) {
   }
   SMOE_CHECK_INPUT(vm["threads"].as<int>() >= 0, "--threads must not be negative");
   at::set_num_threads(resolve_threads(vm["threads"].as<int>()));
+  install_stop_handlers();
   std::unique_ptr<Communicator> host = make_mpi_communicator();
-  const double loss = train(o, *host);
+  bool stopped = false;
+  const double loss = train(o, *host, &stopped);
+  if (stopped) return kExitCheckpointed;
   log_info(str("train: final loss ", loss, "; wrote ", o.out));
   return 0;
 }

@@ -157,9 +157,10 @@ size_t write_report(const ReportOptions& o) {
   for (const auto& [line, by_factor] : lines) pretrained.insert(line.first);
   for (const auto& [key, r] : rows) {
     if (!r.metrics.count(o.metric)) continue;
-    if (r.method == "full")
+    // The unpruned model: labelled "full", or the scratch model of that size.
+    if (r.method == "full" || (r.method == "scratch" && pretrained.count(r.experts)))
       for (auto& [line, by_factor] : lines)
-        if (line.first == r.experts) by_factor[1.0].push_back(r.metrics.at(o.metric));
+        if (line.first == r.experts && line.second != "from scratch") by_factor[1.0].push_back(r.metrics.at(o.metric));
     if (r.method == "scratch")
       for (int64_t e : pretrained)
         if (r.experts <= e && e % r.experts == 0)

@@ -14,6 +14,7 @@
 
 #include "smoe/core/error.h"
 #include "smoe/core/log.h"
+#include "smoe/core/signals.h"
 #include "smoe/dist/comm.h"
 #include "smoe/dist/ep-executor.h"
 #include "smoe/dist/placement.h"
@@ -150,7 +151,7 @@ class BalanceLoss : public RoutingObserver {
 
 }  // namespace
 
-double train(const TrainOptions& o, Communicator& host) {
+double train(const TrainOptions& o, Communicator& host, bool* stopped) {
   const int rank = host.rank(), ranks = host.size();
   SMOE_CHECK_INPUT(o.batch % ranks == 0, "--batch ", o.batch, " must divide over the ", ranks, " ranks");
   SMOE_CHECK_INPUT(o.hidden % o.heads == 0 && o.heads % o.kv_heads == 0,
@@ -277,9 +278,11 @@ double train(const TrainOptions& o, Communicator& host) {
       for (auto& p : params) p.mutable_grad().mul_(o.clip / (norm + 1e-6));
     optimizer.step();
 
-    at::Tensor sums = at::tensor({ce_sum.item<double>(), balance.total.defined() ? balance.total.item<double>() : 0.0},
+    at::Tensor sums = at::tensor({ce_sum.item<double>(), balance.total.defined() ? balance.total.item<double>() : 0.0,
+                                  stop_requested() ? 1.0 : 0.0},
                                  at::kDouble);
     host.all_reduce_sum(sums);
+    const bool stop = sums[2].item<double>() > 0;
     last_loss = sums[0].item<double>() / global_tokens;
     tokens_since += o.batch * S;
     if (rank == 0) {
@@ -295,7 +298,7 @@ double train(const TrainOptions& o, Communicator& host) {
         tokens_since = 0;
       }
     }
-    if ((o.checkpoint_every > 0 && (step + 1) % o.checkpoint_every == 0) || step + 1 == o.steps) {
+    if ((o.checkpoint_every > 0 && (step + 1) % o.checkpoint_every == 0) || step + 1 == o.steps || stop) {
       if (rank == 0) log.close();
       save(o.out, o, decoder, optimizer, step + 1, host, placement);
       if (rank == 0) {
@@ -306,6 +309,11 @@ double train(const TrainOptions& o, Communicator& host) {
         all.close();
         fs::remove(o.out + ".log.tmp");
         log.open(o.out + ".log.tmp", std::ios::app);
+      }
+      if (stop) {
+        log_info(str("train: stopped by a signal after step ", step + 1, "; checkpoint in ", o.out));
+        if (stopped) *stopped = true;
+        break;
       }
     }
   }

@@ -31,8 +31,10 @@ struct TrainOptions {
   std::string out;
 };
 
-// Trains and writes `out` (config.json, model.safetensors, optimizer.pt,
-// trainer_state.json, train_log.jsonl). Returns the final training loss.
-double train(const TrainOptions& options, Communicator& host);
+// Trains and writes `out` (config.json, the weights, optimizer-R.pt,
+// trainer_state.json, train_log.jsonl). Returns the last training loss. A stop
+// request (SIGTERM/SIGUSR1, core/signals.h) checkpoints after the current step,
+// sets *stopped and returns.
+double train(const TrainOptions& options, Communicator& host, bool* stopped = nullptr);
 
 }  // namespace smoe

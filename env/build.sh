@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Installs what smoe needs (env/install.sh), then configures and builds it in
+# build/ (or $SMOE_BUILD_DIR). Used by tests/run and slurm/demo.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash env/install.sh
+# ccache works across precompiled headers only with these.
+export CCACHE_SLOPPINESS=pch_defines,time_macros,include_file_mtime,include_file_ctime
+build=${SMOE_BUILD_DIR:-build}
+cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
+cmake --build "$build" -j "$(nproc)"
