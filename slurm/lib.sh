@@ -15,23 +15,32 @@ ini_get() {
 # ini_list FILE SECTION KEY: a comma-separated value as words.
 ini_list() { ini_get "$@" | tr ',' ' '; }
 
-# launch RANKS COMMAND...: run on RANKS MPI ranks, under srun inside Slurm, else mpirun.
-launch() {
-  local ranks=$1
-  shift
+# launcher RANKS: sets LAUNCHER to the command that runs on RANKS MPI ranks:
+# srun --mpi=pmix inside Slurm, else mpirun.
+launcher() {
   if [ -n "${SLURM_JOB_ID:-}" ] && [ "${SMOE_LOCAL:-0}" != 1 ]; then
-    srun --mpi=pmix -n "$ranks" "$@"
+    LAUNCHER=(srun --mpi=pmix -n "$1")
   else
-    OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
-      mpirun --oversubscribe --bind-to none -n "$ranks" "$@"
+    LAUNCHER=(env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+              mpirun --oversubscribe --bind-to none -n "$1")
   fi
 }
 
+# launch RANKS COMMAND...: run COMMAND on RANKS ranks.
+launch() {
+  launcher "$1"
+  shift
+  "${LAUNCHER[@]}" "$@"
+}
+
 # run_resumable RANKS COMMAND...: like launch, but SIGUSR1/SIGTERM sent to this
-# batch shell (sbatch --signal=B:USR1@N) are passed to the job, which checkpoints
-# and exits 3; the job is then requeued and resumes where it stopped.
+# batch shell (sbatch --signal=B:USR1@N, or scancel --batch --signal=USR1) are
+# passed to the launcher, which passes them to smoe; smoe checkpoints and exits 3;
+# the job is then requeued and, rerun with --resume, continues where it stopped.
 run_resumable() {
-  launch "$@" &
+  launcher "$1"
+  shift
+  "${LAUNCHER[@]}" "$@" &
   local pid=$!
   trap "kill -USR1 $pid 2>/dev/null" USR1
   trap "kill -TERM $pid 2>/dev/null" TERM
