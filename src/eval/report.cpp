@@ -28,6 +28,7 @@ bool lower_is_better(const std::string& metric) {
 
 // One evaluated model on one task.
 struct Row {
+  std::string date;  // label "date" of nightly runs; "" otherwise
   std::string task, method;
   int64_t experts = 0;  // the model's pretrained expert count (scratch: its own)
   double factor = 1;
@@ -54,6 +55,7 @@ std::vector<Row> read_rows(const std::string& path) {
   Row base;
   base.file = path;
   base.method = label(labels, "method", plan.value("smoe_plan_method", std::string("full")));
+  base.date = label(labels, "date", "");
   try {
     base.factor = std::stod(label(labels, "factor", plan.value("smoe_plan_factor", std::string("1"))));
     base.experts = std::stoll(label(labels, "experts", std::to_string(static_cast<int64_t>(
@@ -97,9 +99,21 @@ size_t write_report(const ReportOptions& o) {
   }
   std::sort(files.begin(), files.end());
   SMOE_CHECK_INPUT(!files.empty(), "no results files found in the given --results");
-  std::map<Key, Row> rows;
+  // Nightly runs label their results with a date: the table shows the latest
+  // night, the trend section every night.
+  std::vector<Row> all;
+  std::string latest;
   for (const auto& f : files)
-    for (auto& r : read_rows(f)) rows[{r.task, r.experts, r.method, r.factor}] = r;
+    for (auto& r : read_rows(f)) {
+      latest = std::max(latest, r.date);
+      all.push_back(std::move(r));
+    }
+  std::map<Key, Row> rows;
+  std::map<std::tuple<int64_t, std::string, double>, std::map<std::string, std::vector<double>>> trend;
+  for (const auto& r : all) {
+    if (r.date == latest) rows[{r.task, r.experts, r.method, r.factor}] = r;
+    if (!r.date.empty() && r.metrics.count(o.metric)) trend[{r.experts, r.method, r.factor}][r.date].push_back(r.metrics.at(o.metric));
+  }
 
   // The from-scratch baseline beside each row: a scratch model with experts / factor experts.
   auto baseline = [&](const Row& r) -> const Row* {
@@ -183,6 +197,22 @@ size_t write_report(const ReportOptions& o) {
     }
     md << "| " << line.first << " | " << line.second << " | " << good << " | " << first_worse << " |\n";
   }
+  std::set<std::string> dates;
+  for (const auto& [line, by_date] : trend)
+    for (const auto& [d, v] : by_date) dates.insert(d);
+  if (dates.size() > 1) {
+    md << "\n## Trend over nights (" << short_metric << ", mean over tasks)\n\n| experts | method | factor |";
+    for (const auto& d : dates) md << " " << d << " |";
+    md << "\n|---|---|---|";
+    for (size_t i = 0; i < dates.size(); ++i) md << "---|";
+    md << "\n";
+    for (const auto& [line, by_date] : trend) {
+      md << "| " << std::get<0>(line) << " | " << std::get<1>(line) << " | " << fmt(std::get<2>(line)) << " |";
+      for (const auto& d : dates) md << " " << (by_date.count(d) ? fmt(mean(by_date.at(d))) : "") << " |";
+      md << "\n";
+    }
+  }
+  if (!latest.empty()) md << "\nThe tables above the trend are of " << latest << ".\n";
   write_file_atomic(o.out + "/report.md", md.str());
   write_file_atomic(o.out + "/report.csv", csv.str());
 

@@ -138,6 +138,28 @@ def main():
         same = local.returncode == 0 and set(requeued) == set(datasets(stats)) and all(
             np.array_equal(requeued[k], v) for k, v in datasets(stats).items())
         check(same, "the requeued job's statistics equal an uninterrupted run's")
+
+        # Nightly: tonight's study, a trend report after it, and the same again tomorrow.
+        with open(study, "w") as f:
+            f.write(STUDY.format(train=200, max_tokens=2000))
+        nights = os.path.join(w, "nightly")
+        p = subprocess.run(["bash", f"{root}/slurm/nightly", study, "--workdir", nights, "--at", "03:00"],
+                           capture_output=True, text=True, env=env)
+        check(p.returncode == 0, "slurm/nightly submits tonight's study")
+        nxt = open(os.path.join(nights, "next.jobid")).read().strip()
+        out = subprocess.run(["scontrol", "show", "job", nxt], capture_output=True, text=True, env=env).stdout
+        tomorrow = subprocess.run(["date", "-d", "tomorrow", "+%Y-%m-%d"], capture_output=True, text=True).stdout.strip()
+        check("JobState=PENDING" in out and f"StartTime={tomorrow}T03:00:00" in out,
+              f"the next night's run waits for {tomorrow}T03:00 (sbatch --begin)")
+        subprocess.run(["scancel", nxt], env=env)
+        tonight = [d for d in os.listdir(nights) if d[:2] == "20"]
+        report = open(os.path.join(nights, tonight[0], "report.jobid")).read().strip() if tonight else ""
+        wait_for(env, report, 900)
+        deadline = time.monotonic() + 120
+        while not os.path.exists(os.path.join(nights, "trend", "report.md")) and time.monotonic() < deadline:
+            time.sleep(2)
+        check(len(tonight) == 1 and os.path.exists(os.path.join(nights, "trend", "report.md")),
+              f"results kept per date ({tonight}), the trend report written after tonight's run")
     finally:
         subprocess.run(["bash", f"{root}/env/slurm-down.sh", slurm_dir], capture_output=True)
     finish("e2e.study-slurm")

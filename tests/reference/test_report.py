@@ -77,6 +77,23 @@ def main():
     check(svg.tag.endswith("svg") and "8 experts, uncurl" in text and "8 experts, frequency" in text
           and "8 experts, from scratch" in text,
           "quality.svg: a valid SVG with a line per (experts, method)")
+    # Nightly runs: results labelled with dates; the table is of the latest, the trend of all.
+    import json as _json
+    for night, scale in (("2026-01-01", 1.0), ("2026-01-02", 2.0)):
+        os.makedirs(f"{w}/nights/{night}")
+        for name in os.listdir(f"{w}/results"):
+            r = _json.load(open(f"{w}/results/{name}"))
+            r["smoe"]["labels"]["date"] = night
+            for t in r["results"].values():
+                t["perplexity,none"] *= scale
+            _json.dump(r, open(f"{w}/nights/{night}/{name}", "w"))
+    smoe("report", "--results", f"{w}/nights", "--out", f"{w}/trend")
+    md = open(f"{w}/trend/report.md").read()
+    trend = md.split("## Trend over nights")[1] if "## Trend over nights" in md else ""
+    line = [l for l in trend.splitlines() if l.startswith("| 8 | uncurl | 2 |")]
+    vals = [float(x) for x in line[0].split("|")[4:6]] if line else []
+    check(len(vals) == 2 and abs(vals[1] - 2 * vals[0]) < 1e-3 * vals[1] and "of 2026-01-02" in md,
+          f"nightly results: a trend column per night ({vals}), the table of the latest night")
     p = subprocess.run([a.smoe, "report", "--results", f"{w}/nothing", "--out", f"{w}/r2"], capture_output=True, text=True)
     check(p.returncode == 2 and "nothing" in p.stderr, "report on a missing folder: exit 2 naming it")
     finish("reference.report")
