@@ -130,7 +130,8 @@ EvalTotals evaluate(const Decoder& decoder, MoeExecutor& executor, Communicator&
           continue;
         }
         at::Tensor lp = logprobs(piece);
-        for (size_t i = 1; i < piece.size(); ++i) nll -= lp[static_cast<int64_t>(i) - 1][piece[i]].item<double>();
+        auto a = lp.accessor<float, 2>();
+        for (size_t i = 1; i < piece.size(); ++i) nll -= a[static_cast<int64_t>(i) - 1][piece[i]];
         t.tokens += static_cast<int64_t>(piece.size()) - 1;
       }
       t.nll += nll;
@@ -146,10 +147,11 @@ EvalTotals evaluate(const Decoder& decoder, MoeExecutor& executor, Communicator&
         seq.insert(seq.end(), r.choices[c].begin(), r.choices[c].end());
         const int64_t keep = std::min<int64_t>(static_cast<int64_t>(seq.size()), context);
         at::Tensor lp = logprobs(seq);
+        auto a = lp.accessor<float, 2>();
         double ll = 0;
         for (size_t i = 0; i < r.choices[c].size(); ++i) {
           const int64_t pos = keep - static_cast<int64_t>(r.choices[c].size()) + static_cast<int64_t>(i);
-          ll += lp[pos - 1][r.choices[c][i]].item<double>();
+          ll += a[pos - 1][r.choices[c][i]];
         }
         const double norm = ll / static_cast<double>(r.choice_bytes[c]);
         if (ll > best) {

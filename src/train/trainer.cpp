@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -241,7 +242,7 @@ double train(const TrainOptions& o, Communicator& host, bool* stopped) {
                           static_cast<uint64_t>(rank * per_rank + i));
       const auto& stream = streams[rng() % streams.size()];
       const int64_t begin = static_cast<int64_t>(rng() % static_cast<uint64_t>(stream.size() - static_cast<size_t>(S) - 1));
-      for (int64_t j = 0; j <= S; ++j) batch[i][j] = stream[static_cast<size_t>(begin + j)];
+      std::memcpy(batch.data_ptr<int64_t>() + i * (S + 1), stream.data() + begin, static_cast<size_t>(S + 1) * sizeof(int64_t));
     }
     at::Tensor inputs = batch.narrow(1, 0, S), targets = batch.narrow(1, 1, S);
 
