@@ -169,7 +169,7 @@ at::Tensor Decoder::apply_layer(int64_t layer, const at::Tensor& h_in, MoeExecut
   at::Tensor y = executor.run(m, flat, r, observer);
   if (m.shared.defined()) {
     at::Tensor s = gated_mlp(m.shared, flat);
-    if (m.shared_gate.defined()) s = at::sigmoid(at::linear(flat, m.shared_gate)) * s;
+    if (m.shared_gate.defined()) s = at::sigmoid(dense(flat, m.shared_gate)) * s;
     y = y + s;
   }
   return h + y.view({B, S, d});
@@ -177,7 +177,7 @@ at::Tensor Decoder::apply_layer(int64_t layer, const at::Tensor& h_in, MoeExecut
 
 at::Tensor Decoder::head(const at::Tensor& h) const {
   SMOE_ASSERT(lm_head.defined(), "the output head was not loaded");
-  return at::linear(rms_norm(h, final_norm, config_.rms_norm_eps), lm_head).to(at::kFloat);
+  return dense(rms_norm(h, final_norm, config_.rms_norm_eps), lm_head).to(at::kFloat);
 }
 
 at::Tensor Decoder::forward(const at::Tensor& tokens, MoeExecutor& executor, RoutingObserver* observer) const {

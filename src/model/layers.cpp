@@ -3,6 +3,8 @@
 #include <ATen/ATen.h>
 
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <limits>
 
 namespace smoe {
@@ -35,18 +37,49 @@ at::Tensor apply_rope(const at::Tensor& x, const RopeTables& rope) {
   return x * rope.cos + rotate_half(x) * rope.sin;
 }
 
-at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
-  return b.defined() ? at::linear(x, w, b) : at::linear(x, w);
+}  // namespace
+
+bool cpu_bf16_gemm_native() {
+  static const bool native = [] {
+    const char* force = std::getenv("SMOE_BF16_GEMM");
+    if (force && std::strcmp(force, "native") == 0) return true;
+    if (force && std::strcmp(force, "f32") == 0) return false;
+    // LibTorch 1.13 hands BF16 GEMMs to oneDNN where AVX-512 BW/VL/DQ exist.
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+           __builtin_cpu_supports("avx512dq");
+  }();
+  return native;
+}
+
+namespace {
+
+bool widen(const at::Tensor& x) {
+  return x.scalar_type() == at::kBFloat16 && x.device().is_cpu() && !cpu_bf16_gemm_native();
 }
 
 }  // namespace
 
+at::Tensor dense(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
+  if (widen(x)) {
+    at::Tensor y = b.defined() ? at::linear(x.to(at::kFloat), w.to(at::kFloat), b.to(at::kFloat))
+                               : at::linear(x.to(at::kFloat), w.to(at::kFloat));
+    return y.to(at::kBFloat16);
+  }
+  return b.defined() ? at::linear(x, w, b) : at::linear(x, w);
+}
+
+at::Tensor batch_matmul(const at::Tensor& a, const at::Tensor& b) {
+  if (widen(a)) return at::matmul(a.to(at::kFloat), b.to(at::kFloat)).to(at::kBFloat16);
+  return at::matmul(a, b);
+}
+
 at::Tensor attention(const ModelConfig& c, const AttentionWeights& w, const at::Tensor& x, const RopeTables& rope) {
   const int64_t B = x.size(0), S = x.size(1);
   const int64_t H = c.num_heads, Hkv = c.num_kv_heads, D = c.head_dim;
-  at::Tensor q = linear(x, w.q_proj, w.q_bias);
-  at::Tensor k = linear(x, w.k_proj, w.k_bias);
-  at::Tensor v = linear(x, w.v_proj, w.v_bias);
+  at::Tensor q = dense(x, w.q_proj, w.q_bias);
+  at::Tensor k = dense(x, w.k_proj, w.k_bias);
+  at::Tensor v = dense(x, w.v_proj, w.v_bias);
   if (c.qk_norm == QkNorm::Projection) {
     q = rms_norm(q, w.q_norm, c.rms_norm_eps);
     k = rms_norm(k, w.k_norm, c.rms_norm_eps);
@@ -72,19 +105,19 @@ at::Tensor attention(const ModelConfig& c, const AttentionWeights& w, const at::
     k = k.unsqueeze(2).expand({B, Hkv, rep, S, D}).reshape({B, H, S, D});
     v = v.unsqueeze(2).expand({B, Hkv, rep, S, D}).reshape({B, H, S, D});
   }
-  at::Tensor scores = at::matmul(q, k.transpose(2, 3)) * (1.0 / std::sqrt(static_cast<double>(D)));
+  at::Tensor scores = batch_matmul(q, k.transpose(2, 3)) * (1.0 / std::sqrt(static_cast<double>(D)));
   // Position i sees j <= i (and, with a sliding window, i - j < window).
   at::Tensor idx = at::arange(S, at::TensorOptions().dtype(at::kLong).device(x.device()));
   at::Tensor masked = idx.unsqueeze(0) > idx.unsqueeze(1);
   if (c.sliding_window > 0) masked = masked.logical_or(idx.unsqueeze(1) - idx.unsqueeze(0) >= c.sliding_window);
   scores = scores.masked_fill(masked, -std::numeric_limits<double>::infinity());
   at::Tensor probs = at::softmax(scores, -1, at::kFloat).to(q.scalar_type());
-  at::Tensor out = at::matmul(probs, v).transpose(1, 2).reshape({B, S, H * D});
-  return at::linear(out, w.o_proj);
+  at::Tensor out = batch_matmul(probs, v).transpose(1, 2).reshape({B, S, H * D});
+  return dense(out, w.o_proj);
 }
 
 at::Tensor gated_mlp(const GatedMlp& mlp, const at::Tensor& x) {
-  return at::linear(at::silu(at::linear(x, mlp.gate_proj)) * at::linear(x, mlp.up_proj), mlp.down_proj);
+  return dense(at::silu(dense(x, mlp.gate_proj)) * dense(x, mlp.up_proj), mlp.down_proj);
 }
 
 }  // namespace smoe

@@ -3,13 +3,14 @@
 #include <ATen/ATen.h>
 
 #include "smoe/core/error.h"
+#include "smoe/model/layers.h"
 
 namespace smoe {
 
 Routing route(const RouterConfig& config, const at::Tensor& x, const at::Tensor& router, const at::Tensor& score_bias) {
   Routing r;
   // Logits in the compute dtype, as the HF modules compute them; scores in float32.
-  at::Tensor logits = at::linear(x, router);
+  at::Tensor logits = dense(x, router);
   r.logits = logits.to(at::kFloat);
   r.scores = config.score == RouterScore::Softmax ? at::softmax(r.logits, -1) : at::sigmoid(r.logits);
 

@@ -9,6 +9,17 @@
 
 namespace smoe {
 
+// x w^T (+ b), and a @ b batched: every matrix product of the model core goes
+// through these two. BF16 on a CPU without BF16 GEMM instructions (LibTorch 1.13
+// then falls back to a scalar loop, ~100x slower) runs as float32 GEMMs on the
+// exactly widened operands, rounded back to BF16: the products are exact and the
+// sums are float32, as in the hardware BF16 GEMMs. SMOE_BF16_GEMM=native or f32
+// overrides the choice.
+at::Tensor dense(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b = {});
+at::Tensor batch_matmul(const at::Tensor& a, const at::Tensor& b);
+// Whether BF16 matrix products on the CPU run through LibTorch's own kernels.
+bool cpu_bf16_gemm_native();
+
 // x * rsqrt(mean(x^2) + eps) in float32, cast back, times weight.
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps);
 
