@@ -17,6 +17,7 @@ packages=(
   libsentencepiece-dev sentencepiece
   libssl-dev
   gnuplot-nox
+  clang libclang-rt-14-dev
   python3-torch python3-h5py python3-sklearn python3-numpy python3-scipy
 )
 

@@ -150,11 +150,14 @@ SafetensorsHeader parse_safetensors_header(const uint8_t* bytes, size_t size, co
   std::sort(h.tensors.begin(), h.tensors.end(), [](const TensorInfo& a, const TensorInfo& b) {
     return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
   });
-  for (size_t i = 1; i < h.tensors.size(); ++i) {
-    const auto& a = h.tensors[i - 1];
-    const auto& b = h.tensors[i];
-    SMOE_CHECK_INPUT(b.begin >= a.end || a.nbytes() == 0 || b.nbytes() == 0, path, ": tensors '", a.name,
-                     "' [", a.begin, ", ", a.end, ") and '", b.name, "' [", b.begin, ", ", b.end, ") overlap");
+  // Non-empty ranges must not overlap; an empty tensor holds no bytes and may sit anywhere.
+  const TensorInfo* last = nullptr;  // the non-empty tensor reaching furthest so far
+  for (const auto& t : h.tensors) {
+    if (t.nbytes() == 0) continue;
+    SMOE_CHECK_INPUT(!last || t.begin >= last->end, path, ": tensors '", last ? last->name : "", "' [",
+                     last ? last->begin : 0, ", ", last ? last->end : 0, ") and '", t.name, "' [", t.begin, ", ",
+                     t.end, ") overlap");
+    last = &t;
   }
   return h;
 }

@@ -155,6 +155,24 @@ TEST(SafetensorsMalformed, OverlappingOffsets) {
   EXPECT_NE(msg.find("overlap"), std::string::npos) << msg;
 }
 
+// Found by tests/fuzz/fuzz-safetensors: an empty tensor between two overlapping
+// ones hid their overlap when only neighbours were compared.
+TEST(SafetensorsMalformed, OverlapAcrossAnEmptyTensor) {
+  auto msg = open_error("overlap-empty", make_file(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},
+                                                     "e":{"dtype":"F32","shape":[0],"data_offsets":[4,4]},
+                                                     "b":{"dtype":"F32","shape":[2],"data_offsets":[6,14]}})",
+                                                   16));
+  EXPECT_NE(msg.find("overlap"), std::string::npos) << msg;
+}
+
+TEST(SafetensorsMalformed, EmptyTensorInsideAnother) {
+  // Holds no bytes: allowed anywhere in the data, as before.
+  EXPECT_EQ(open_error("empty-inside", make_file(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},
+                                                  "e":{"dtype":"F32","shape":[0],"data_offsets":[4,4]}})",
+                                                8)),
+            "");
+}
+
 TEST(SafetensorsMalformed, BeginAfterEnd) {
   auto msg = open_error("order", make_file(R"({"a":{"dtype":"U8","shape":[0],"data_offsets":[8,4]}})", 8));
   EXPECT_NE(msg.find("begin after end"), std::string::npos) << msg;
