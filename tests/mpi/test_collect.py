@@ -5,6 +5,8 @@ the schedule, and a killed or signalled run resumes to the same file.
   1, 2 and 4 ranks, default schedule; 1 and 2 ranks, layerwise schedule:
     integer datasets bit-equal, float datasets within 1e-9 relative
   kill -9 after the first checkpoint, then --resume: equal to an uninterrupted run
+  kill -9 of one rank (not the launcher) after the first checkpoint: every rank
+    gone within 30 s, exit status non-zero; then --resume: equal to an uninterrupted run
   SIGUSR1: checkpoint, exit status 3; then --resume: equal to an uninterrupted run"""
 
 import argparse
@@ -59,6 +61,23 @@ def compare(label, a, b, exact=False):
           + ("" if ok else f"; {bad[:5]}"))
     if not ok:
         failures.append(label)
+
+
+def rank_pids(out):
+    """{MPI rank: pid} of the running `smoe collect` processes writing `out`."""
+    found = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+            if b"collect" not in argv or out.encode() not in argv or b"mpirun" in argv[0]:
+                continue
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                env = dict(e.split(b"=", 1) for e in f.read().split(b"\0") if b"=" in e)
+            found[int(env.get(b"OMPI_COMM_WORLD_RANK", b"-1"))] = int(pid)
+        except OSError:
+            continue
+    return found
 
 
 def main():
@@ -131,6 +150,42 @@ def main():
                 exact=True)
         if os.path.exists(work):
             failures.append(f"{schedule}: working file left after completion")
+
+    # One rank dies (the OOM killer, a node lost): its peers must not wait for it.
+    out = os.path.join(w, "rank-killed.h5")
+    work = out + ".work.h5"
+    for f in (out, work):
+        if os.path.exists(f):
+            os.remove(f)
+    p = subprocess.Popen(cmd(2, out, "--checkpoint-tokens", "300"), stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not os.path.exists(work) and p.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    victim = rank_pids(out).get(1)
+    if p.poll() is not None or victim is None:
+        failures.append("one rank killed: the run ended before rank 1 could be killed")
+        p.kill()
+    else:
+        os.kill(victim, signal.SIGKILL)
+        start = time.monotonic()
+        try:
+            code = p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            code = None
+        while rank_pids(out) and time.monotonic() - start < 30:
+            time.sleep(0.1)
+        elapsed, left = time.monotonic() - start, rank_pids(out)
+        ok = code not in (None, 0) and not left and not os.path.exists(out)
+        print(f"{'ok  ' if ok else 'FAIL'} rank 1 killed with SIGKILL: launcher exit {code}, every rank gone "
+              f"after {elapsed:.1f} s (ranks left: {sorted(left)}), no final file")
+        if not ok:
+            os.killpg(p.pid, signal.SIGKILL)
+            print(p.stderr.read()[-2000:])
+            failures.append("one rank killed")
+        else:
+            compare("one rank killed, then resumed vs uninterrupted", uninterrupted, run(2, out, "--resume"),
+                    exact=True)
 
     # SIGUSR1 (Slurm's warning signal): checkpoint and exit 3; resume.
     out = os.path.join(w, "signalled.h5")

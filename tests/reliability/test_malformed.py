@@ -1,0 +1,381 @@
+#!/usr/bin/python3
+"""The malformed-input corpus: checkpoints, configs, corpora, statistics and plan
+files, and options that real users get wrong. Every case must end with exit status
+2, a message that names the offending file (or option) and what is wrong with it,
+and no file under the job's final output name.
+
+Each case starts from good inputs (a tiny Mixtral checkpoint, a corpus, a stats
+file and a plan made by smoe itself), breaks one thing, and runs one job.
+
+  /usr/bin/python3 tests/reliability/test_malformed.py --smoe build/smoe --workdir DIR"""
+
+import argparse
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+
+import h5py
+
+here = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(here, "..", "reference"))
+import hf_reference as ref  # noqa: E402
+from checks import check, finish  # noqa: E402
+
+
+class Inputs:
+    """Good inputs, made once; each case copies what it breaks."""
+
+    def __init__(self, smoe, w):
+        self.smoe, self.w = smoe, w
+        self.cfg = ref.tiny_config("mixtral")
+        self.model = os.path.join(w, "good", "model")
+        ref.save_checkpoint(self.model, self.cfg, ref.random_weights(self.cfg, seed=3), shards=2)
+        self.corpus = os.path.join(w, "good", "corpus.jsonl")
+        with open(self.corpus, "w") as f:
+            for i in range(6):
+                f.write(json.dumps({"text": f"record {i}: the quick brown fox jumps over the lazy dog"}) + "\n")
+        self.stats = os.path.join(w, "good", "stats.h5")
+        self.plan = os.path.join(w, "good", "plan.h5")
+        self.job(["collect", "--model", self.model, "--task", f"t={self.corpus}", "--out", self.stats, "--threads", "1"])
+        self.job(["cluster", "--stats", self.stats, "--task", "t", "--method", "frequency", "--factor", "2",
+                  "--out", self.plan])
+
+    def job(self, args):
+        p = subprocess.run([self.smoe] + args, capture_output=True, text=True)
+        if p.returncode != 0:
+            sys.exit(f"making the good inputs failed: smoe {' '.join(args)}\n{p.stderr}")
+
+    def model_copy(self, d):
+        dst = os.path.join(d, "model")
+        shutil.copytree(self.model, dst)
+        return dst
+
+
+def shard(model, i=1):
+    return os.path.join(model, f"model-{i:05d}-of-00002.safetensors")
+
+
+def rewrite_header(path, edit):
+    """Parses a safetensors file's header, lets `edit` change it, writes it back
+    (padded to keep the data where it was when the new header fits)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + n])
+    edit(header)
+    text = json.dumps(header).encode()
+    text += b" " * (n - len(text)) if len(text) <= n else b" " * ((8 - len(text) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text + data[8 + n:])
+
+
+def edit_config(model, edit):
+    path = os.path.join(model, "config.json")
+    with open(path) as f:
+        cfg = json.load(f)
+    edit(cfg)
+    with open(path, "w") as f:
+        json.dump(cfg, f)
+
+
+def first_tensor(header):
+    return next(k for k in header if k != "__metadata__")
+
+
+def write(path, text, mode="w"):
+    with open(path, mode) as f:
+        f.write(text)
+    return path
+
+
+# Each case: (name, make(inputs, dir) -> (smoe args, final output path, [words the message must hold])).
+# The message must also hold the path of the offending file, given as the first word.
+
+def score(model, corpus, d):
+    out = os.path.join(d, "logits.safetensors")
+    return ["score", "--model", model, "--corpus", corpus, "--threads", "1", "--logits", out], out
+
+
+def collect(model, corpus, d, *extra):
+    out = os.path.join(d, "stats.h5")
+    return ["collect", "--model", model, "--task", f"t={corpus}", "--out", out, "--threads", "1", *extra], out
+
+
+def cluster(stats, d, factor="2"):
+    out = os.path.join(d, "plan.h5")
+    return ["cluster", "--stats", stats, "--task", "t", "--method", "frequency", "--factor", factor, "--out", out], out
+
+
+def prune(model, plan, d):
+    out = os.path.join(d, "pruned")
+    return ["prune", "--model", model, "--plan", plan, "--out", out], out
+
+
+def checkpoint_case(breaker, words, job=score):
+    def make(g, d):
+        m = g.model_copy(d)
+        culprit = breaker(m)
+        args, out = job(m, g.corpus, d)
+        return args, out, [culprit] + words
+    return make
+
+
+def truncate(m):
+    p = shard(m)
+    os.truncate(p, os.path.getsize(p) - 100)
+    return p
+
+
+def header_too_long(m):
+    p = shard(m)
+    with open(p, "r+b") as f:
+        f.write(struct.pack("<Q", os.path.getsize(p) * 2))
+    return p
+
+
+def header_not_json(m):
+    p = shard(m)
+    with open(p, "r+b") as f:
+        f.seek(8)
+        f.write(b"{not json")
+    return p
+
+
+def offsets_past_end(m):
+    p = shard(m)
+    rewrite_header(p, lambda h: h[first_tensor(h)].__setitem__("data_offsets", [0, 10 ** 9]))
+    return p
+
+
+def unknown_dtype(m):
+    p = shard(m)
+    rewrite_header(p, lambda h: h[first_tensor(h)].__setitem__("dtype", "Q7"))
+    return p
+
+
+def shape_lies(m):
+    p = shard(m)
+
+    def edit(h):
+        t = h[first_tensor(h)]
+        t["shape"] = [t["shape"][0] + 1] + t["shape"][1:]
+    rewrite_header(p, edit)
+    return p
+
+
+def missing_tensor(m):
+    p = shard(m, 2)
+    rewrite_header(p, lambda h: h.pop("model.norm.weight"))
+    return m
+
+
+def wrong_shape_tensor(m):
+    """A gate of the right byte count but transposed shape."""
+    def find(h):
+        for k, v in h.items():
+            if k.endswith("block_sparse_moe.gate.weight"):
+                v["shape"] = v["shape"][::-1]
+                return
+    for i in (1, 2):
+        rewrite_header(shard(m, i), find)
+    return "gate.weight"
+
+
+def index_missing_shard(m):
+    os.remove(shard(m, 2))
+    return os.path.join(m, "model.safetensors.index.json")
+
+
+def index_not_json(m):
+    return write(os.path.join(m, "model.safetensors.index.json"), '{"weight_map": ')
+
+
+def index_wrong_file(m):
+    p = os.path.join(m, "model.safetensors.index.json")
+    with open(p) as f:
+        idx = json.load(f)
+    name = next(iter(idx["weight_map"]))
+    idx["weight_map"][name] = os.path.basename(shard(m, 2)) if idx["weight_map"][name].endswith("1-of-00002.safetensors") \
+        else os.path.basename(shard(m, 1))
+    write(p, json.dumps(idx))
+    return name
+
+
+def config_case(edit, words, job=score):
+    def make(g, d):
+        m = g.model_copy(d)
+        if callable(edit):
+            edit_config(m, edit)
+        else:
+            write(os.path.join(m, "config.json"), edit)
+        args, out = job(m, g.corpus, d)
+        return args, out, [os.path.join(m, "config.json")] + words
+    return make
+
+
+def corpus_case(text, words, job=collect):
+    def make(g, d):
+        c = write(os.path.join(d, "corpus.jsonl"), text)
+        args, out = job(g.model, c, d)
+        return args, out, [c] + words
+    return make
+
+
+def stats_case(breaker, words):
+    def make(g, d):
+        s = os.path.join(d, "stats.h5")
+        shutil.copy(g.stats, s)
+        breaker(s)
+        args, out = cluster(s, d)
+        return args, out, [s] + words
+    return make
+
+
+def plan_case(breaker, words):
+    def make(g, d):
+        p = os.path.join(d, "plan.h5")
+        shutil.copy(g.plan, p)
+        breaker(p)
+        args, out = prune(g.model, p, d)
+        return args, out, [p] + words
+    return make
+
+
+def h5_edit(fn):
+    def breaker(path):
+        with h5py.File(path, "r+") as f:
+            fn(f)
+    return breaker
+
+
+def first_layer(f, group):
+    return f[group][sorted(f[group].keys(), key=int)[0]]
+
+
+def replace_dataset(group, name, data):
+    del group[name]
+    group[name] = data
+
+
+def option_case(args_of, words):
+    def make(g, d):
+        args, out = args_of(g, d)
+        return args, out, words
+    return make
+
+
+CASES = [
+    # ---- checkpoints
+    ("safetensors truncated", checkpoint_case(truncate, ["bytes"])),
+    ("safetensors header length past the end", checkpoint_case(header_too_long, ["header"])),
+    ("safetensors header not JSON", checkpoint_case(header_not_json, ["header"])),
+    ("safetensors offsets past the data", checkpoint_case(offsets_past_end, ["offsets"])),
+    ("safetensors unknown dtype", checkpoint_case(unknown_dtype, ["dtype", "Q7"])),
+    ("safetensors shape disagrees with its bytes", checkpoint_case(shape_lies, ["shape"])),
+    ("checkpoint tensor missing", checkpoint_case(missing_tensor, ["model.norm.weight"])),
+    ("checkpoint tensor of the wrong shape", checkpoint_case(wrong_shape_tensor, ["shape"])),
+    ("checkpoint shard missing", checkpoint_case(index_missing_shard, ["00002-of-00002", "missing"])),
+    ("checkpoint index not JSON", checkpoint_case(index_not_json, ["JSON"])),
+    ("checkpoint index names the wrong shard", checkpoint_case(index_wrong_file, [])),
+    ("checkpoint (collect) truncated", checkpoint_case(truncate, ["bytes"], job=collect)),
+    # ---- configs
+    ("config not JSON", config_case("{\"model_type\": \"mixtral\",", ["JSON"])),
+    ("config without hidden_size", config_case(lambda c: c.pop("hidden_size"), ["hidden_size"])),
+    ("config top-k above the expert count", config_case(lambda c: c.update(num_experts_per_tok=9),
+                                                         ["num_experts_per_tok"])),
+    ("config unknown model_type", config_case(lambda c: c.update(model_type="gpt2"), ["gpt2"])),
+    ("config heads do not divide hidden size", config_case(lambda c: c.update(num_attention_heads=5),
+                                                            ["num_attention_heads"])),
+    ("config negative vocabulary", config_case(lambda c: c.update(vocab_size=-4), ["vocab_size"])),
+    ("config field of the wrong type", config_case(lambda c: c.update(num_hidden_layers="three"),
+                                                    ["num_hidden_layers"])),
+    # ---- corpora
+    ("corpus empty", corpus_case("", ["no records"])),
+    ("corpus malformed record", corpus_case('{"text": "fine"}\n{"text": \n', [":2", "JSON"])),
+    ("corpus token id out of range", corpus_case('{"input_ids": [1, 2, 320]}\n', [":1", "320"])),
+    ("corpus record without text or input_ids", corpus_case('{"title": "x"}\n', [":1", "text"])),
+    ("corpus (score) token id negative", corpus_case('{"input_ids": [3, -1]}\n', [":1", "-1"], job=score)),
+    # ---- statistics files
+    ("stats not HDF5", stats_case(lambda p: write(p, "not an HDF5 file"), ["HDF5"])),
+    ("stats truncated", stats_case(lambda p: os.truncate(p, os.path.getsize(p) // 2), [])),
+    ("stats not complete", stats_case(h5_edit(lambda f: f.attrs.__setitem__("complete", 0)), ["complete"])),
+    ("stats count of the wrong length", stats_case(
+        h5_edit(lambda f: replace_dataset(first_layer(f, "tasks/t/layers"), "count", [1, 2, 3])), ["count"])),
+    ("stats without the task", stats_case(h5_edit(lambda f: f.move("tasks/t", "tasks/u")), ["'t'"])),
+    ("stats of another format", stats_case(h5_edit(lambda f: f.attrs.__setitem__("format", "other")), ["not a smoe statistics file"])),
+    # ---- plan files
+    ("plan not HDF5", plan_case(lambda p: write(p, "plan"), ["HDF5"])),
+    ("plan group out of range", plan_case(
+        h5_edit(lambda f: first_plan_layer(f, lambda g: g["group"].__setitem__(0, 99))), ["99"])),
+    ("plan weights do not sum to 1", plan_case(
+        h5_edit(lambda f: first_plan_layer(f, lambda g: g["weight"].__setitem__(0, 7.0))), ["weight"])),
+    ("plan missing a layer", plan_case(h5_edit(lambda f: drop_plan_layer(f)), ["layer"])),
+    # ---- options
+    ("unknown option", option_case(lambda g, d: (score(g.model, g.corpus, d)[0] + ["--colour"],
+                                                 os.path.join(d, "logits.safetensors")), ["--colour"])),
+    ("bad dtype", option_case(lambda g, d: (collect(g.model, g.corpus, d, "--dtype", "f16")),
+                              ["--dtype", "f16"])),
+    ("factor below 1", option_case(lambda g, d: cluster(g.stats, d, factor="0.5"), ["--factor"])),
+    ("unknown method", option_case(lambda g, d: (["cluster", "--stats", g.stats, "--task", "t", "--method", "magic",
+                                                  "--factor", "2", "--out", os.path.join(d, "plan.h5")],
+                                                 os.path.join(d, "plan.h5")), ["magic"])),
+    ("task without a file", option_case(lambda g, d: (["collect", "--model", g.model, "--task", "t",
+                                                       "--out", os.path.join(d, "stats.h5")],
+                                                      os.path.join(d, "stats.h5")), ["--task"])),
+    ("config INI missing", option_case(lambda g, d: (["collect", "--config", os.path.join(d, "none.ini"),
+                                                      "--out", os.path.join(d, "stats.h5")],
+                                                     os.path.join(d, "stats.h5")), ["none.ini"])),
+    ("config INI with a bad value", option_case(
+        lambda g, d: (collect(g.model, g.corpus, d, "--config", write(os.path.join(d, "job.ini"), "context = many\n"))),
+        ["context", "many"])),
+    ("corpus file missing", option_case(
+        lambda g, d: collect(g.model, os.path.join(d, "absent.jsonl"), d), ["absent.jsonl"])),
+    ("model folder missing", option_case(
+        lambda g, d: score(os.path.join(d, "no-model"), g.corpus, d), ["no-model"])),
+]
+
+
+def first_plan_layer(f, fn):
+    fn(first_layer(f, "layers"))
+
+
+def drop_plan_layer(f):
+    del f["layers"][sorted(f["layers"].keys(), key=int)[0]]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--smoe", required=True)
+    ap.add_argument("--workdir", required=True)
+    ap.add_argument("-k", help="run only the cases whose name holds this")
+    a = ap.parse_args()
+    if os.path.exists(a.workdir):
+        shutil.rmtree(a.workdir)
+    os.makedirs(os.path.join(a.workdir, "good"))
+    g = Inputs(a.smoe, a.workdir)
+    ran = 0
+    for i, (name, make) in enumerate(CASES):
+        if a.k and a.k not in name:
+            continue
+        d = os.path.join(a.workdir, f"case{i:02d}")
+        os.makedirs(d)
+        args, out, words = make(g, d)
+        p = subprocess.run([a.smoe] + args, capture_output=True, text=True, timeout=120)
+        err = p.stderr
+        missing = [w for w in words if w not in err]
+        left = os.path.exists(out)
+        ok = check(p.returncode == 2 and not missing and not left,
+                   f"{name}: exit {p.returncode}" + (f", message lacks {missing}" if missing else "")
+                   + (f", {out} left behind" if left else ""))
+        last = [line for line in err.splitlines() if "error" in line][-1:] or err.splitlines()[-1:]
+        print(f"       {last[0] if last else '(no message)'}")
+        ran += 1
+    check(a.k is not None or ran >= 25, f"{ran} malformed inputs (at least 25)")
+    finish("reliability.malformed-inputs")
+
+
+if __name__ == "__main__":
+    main()
