@@ -241,6 +241,8 @@ int run_collect(int argc, char** argv) {
                " MB of parameters on rank 0"));
 
   c10::NoGradGuard no_grad;
+  const auto started = std::chrono::steady_clock::now();
+  int64_t tokens_run = 0;  // over all ranks, this run (not counting a resumed part)
   auto last_checkpoint = std::chrono::steady_clock::now();
   int64_t tokens_since_checkpoint = 0;
   // Between steps: all ranks agree on tokens done, and whether to checkpoint or stop.
@@ -314,7 +316,12 @@ int run_collect(int argc, char** argv) {
       }
     }
     progress.update(done, true);
+    tokens_run += done / (layerwise ? config.num_layers : 1);
   }
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  log_info(str("collect: ", tokens_run, " tokens in ", seconds, " s: ", tokens_run / seconds,
+               " tokens/s; rank 0 spent ", executor.exchange_seconds(), " s (",
+               100.0 * executor.exchange_seconds() / seconds, "%) in token exchanges"));
 
   // Peak resident memory of every rank, for sizing allocations.
   struct rusage usage {};
