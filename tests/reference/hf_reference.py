@@ -20,6 +20,35 @@ _DTYPES = {"F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16, "
 _NAMES = {v: k for k, v in _DTYPES.items()}
 
 
+# ---------------------------------------------------------------- BF16 matrix products
+
+def _native_bf16_gemm():
+    force = os.environ.get("SMOE_BF16_GEMM")
+    if force in ("native", "f32"):
+        return force == "native"
+    with open("/proc/cpuinfo") as f:
+        flags = set(f.read().split())
+    return {"avx512bw", "avx512vl", "avx512dq"} <= flags
+
+
+NATIVE_BF16_GEMM = _native_bf16_gemm()
+
+
+def linear(x, w, b=None):
+    """F.linear, with BF16 products as BF16 GEMM hardware computes them (exact
+    products, float32 sums, rounded once). Where the CPU has no AVX-512, PyTorch
+    1.13's BF16 fallback rounds to BF16 while it sums; smoe does not (docs/models.md)."""
+    if x.dtype == torch.bfloat16 and not NATIVE_BF16_GEMM:
+        return F.linear(x.float(), w.float(), None if b is None else b.float()).to(torch.bfloat16)
+    return F.linear(x, w, b)
+
+
+def matmul(a, b):
+    if a.dtype == torch.bfloat16 and not NATIVE_BF16_GEMM:
+        return torch.matmul(a.float(), b.float()).to(torch.bfloat16)
+    return torch.matmul(a, b)
+
+
 def save_safetensors(path, tensors, metadata=None):
     header, blobs, offset = {}, [], 0
     if metadata:
@@ -214,7 +243,7 @@ def attention(cfg, w, p, x, cos, sin):
 
     def proj(n):
         b = w.get(p + f"self_attn.{n}_proj.bias")
-        return F.linear(x, w[p + f"self_attn.{n}_proj.weight"], b)
+        return linear(x, w[p + f"self_attn.{n}_proj.weight"], b)
 
     q, k, v = proj("q"), proj("k"), proj("v")
     if mt == "olmoe":
@@ -235,7 +264,7 @@ def attention(cfg, w, p, x, cos, sin):
     rep = H // Hkv
     k = k[:, :, None].expand(B, Hkv, rep, S, D).reshape(B, H, S, D)
     v = v[:, :, None].expand(B, Hkv, rep, S, D).reshape(B, H, S, D)
-    scores = torch.matmul(q, k.transpose(2, 3)) * D ** -0.5
+    scores = matmul(q, k.transpose(2, 3)) * D ** -0.5
     i = torch.arange(S)[:, None]
     j = torch.arange(S)[None, :]
     allowed = j <= i
@@ -243,13 +272,13 @@ def attention(cfg, w, p, x, cos, sin):
         allowed &= (i - j) < cfg["sliding_window"]
     mask = torch.zeros(S, S, dtype=scores.dtype).masked_fill(~allowed, torch.finfo(scores.dtype).min)
     probs = F.softmax(scores + mask, dim=-1, dtype=torch.float32).to(q.dtype)
-    out = torch.matmul(probs, v).transpose(1, 2).reshape(B, S, H * D)
-    return F.linear(out, w[p + "self_attn.o_proj.weight"])
+    out = matmul(probs, v).transpose(1, 2).reshape(B, S, H * D)
+    return linear(out, w[p + "self_attn.o_proj.weight"])
 
 
 def mlp(w, prefix, names, x):
     _, gp, up, dp = names
-    return F.linear(F.silu(F.linear(x, w[prefix + gp + ".weight"])) * F.linear(x, w[prefix + up + ".weight"]),
+    return linear(F.silu(linear(x, w[prefix + gp + ".weight"])) * linear(x, w[prefix + up + ".weight"]),
                     w[prefix + dp + ".weight"])
 
 
@@ -262,7 +291,7 @@ def sparse_moe(cfg, w, p, x, routing_out, trace=None):
     moe = names[0]
     T, d = x.shape
     E, k = cfg[_experts_key(cfg)], cfg["num_experts_per_tok"]
-    logits = F.linear(x, w[p + f"{moe}.gate.weight"])
+    logits = linear(x, w[p + f"{moe}.gate.weight"])
     weights = F.softmax(logits, dim=1, dtype=torch.float)
     weights, chosen = torch.topk(weights, k, dim=-1)
     if cfg["model_type"] == "mixtral" or cfg.get("norm_topk_prob", False):
@@ -288,7 +317,7 @@ def sparse_moe(cfg, w, p, x, routing_out, trace=None):
         out.index_add_(0, top_x, y.to(x.dtype))
     if cfg["model_type"] == "qwen2_moe":
         s = mlp(w, p + "mlp.shared_expert.", ("", "gate_proj", "up_proj", "down_proj"), x)
-        s = torch.sigmoid(F.linear(x, w[p + "mlp.shared_expert_gate.weight"])) * s
+        s = torch.sigmoid(linear(x, w[p + "mlp.shared_expert_gate.weight"])) * s
         out = out + s
     return out
 
@@ -317,4 +346,4 @@ def forward(cfg, w, tokens, dtype, traces=None):
         routing[l] = chosen[0]
     h = rms_norm(h, w["model.norm.weight"], cfg["rms_norm_eps"])
     head = w["model.embed_tokens.weight"] if cfg.get("tie_word_embeddings") else w["lm_head.weight"]
-    return F.linear(h, head).float(), routing
+    return linear(h, head).float(), routing

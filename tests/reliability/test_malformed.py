@@ -224,24 +224,21 @@ def corpus_case(text, words, job=collect):
     return make
 
 
-def stats_case(breaker, words):
-    def make(g, d):
-        s = os.path.join(d, "stats.h5")
-        shutil.copy(g.stats, s)
-        breaker(s)
-        args, out = cluster(s, d)
-        return args, out, [s] + words
-    return make
+def file_case(good, name, job):
+    """A copy of a good file (`good(inputs)`), broken by `breaker`, given to `job`."""
+    def case(breaker, words):
+        def make(g, d):
+            path = os.path.join(d, name)
+            shutil.copy(good(g), path)
+            breaker(path)
+            args, out = job(g, path, d)
+            return args, out, [path] + words
+        return make
+    return case
 
 
-def plan_case(breaker, words):
-    def make(g, d):
-        p = os.path.join(d, "plan.h5")
-        shutil.copy(g.plan, p)
-        breaker(p)
-        args, out = prune(g.model, p, d)
-        return args, out, [p] + words
-    return make
+stats_case = file_case(lambda g: g.stats, "stats.h5", lambda g, path, d: cluster(path, d))
+plan_case = file_case(lambda g: g.plan, "plan.h5", lambda g, path, d: prune(g.model, path, d))
 
 
 def h5_edit(fn):
