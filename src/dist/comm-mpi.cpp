@@ -73,21 +73,14 @@ class MpiCommunicator : public Communicator {
   }
 
   std::vector<int64_t> exchange_counts(const std::vector<int64_t>& send_counts) override {
-    SMOE_ASSERT(static_cast<int>(send_counts.size()) == size_, "one count per rank");
-    std::vector<int64_t> recv(static_cast<size_t>(size_));
-    SMOE_MPI_CHECK(MPI_Alltoall(send_counts.data(), 1, MPI_INT64_T, recv.data(), 1, MPI_INT64_T, comm_));
-    return recv;
+    return exchange_counts_over_mpi(comm_, send_counts);
   }
 
   at::Tensor all_to_all(const at::Tensor& send, const std::vector<int64_t>& send_counts,
                         const std::vector<int64_t>& recv_counts) override {
     check_cpu(send);
     at::Tensor in = send.contiguous();
-    std::vector<int64_t> shape = in.sizes().vec();
-    int64_t total = 0;
-    for (int64_t c : recv_counts) total += c;
-    shape[0] = total;
-    at::Tensor out = at::empty(shape, in.options());
+    at::Tensor out = empty_rows_like(in, recv_counts);
     std::vector<int> sc(static_cast<size_t>(size_)), sd(sc.size()), rc(sc.size()), rd(sc.size());
     int64_t so = 0, ro = 0;
     for (size_t p = 0; p < sc.size(); ++p) {
@@ -148,6 +141,22 @@ class MpiCommunicator : public Communicator {
 };
 
 }  // namespace
+
+std::vector<int64_t> exchange_counts_over_mpi(MPI_Comm comm, const std::vector<int64_t>& send_counts) {
+  int size = 0;
+  SMOE_MPI_CHECK(MPI_Comm_size(comm, &size));
+  SMOE_ASSERT(static_cast<int>(send_counts.size()) == size, "one count per rank");
+  std::vector<int64_t> recv(static_cast<size_t>(size));
+  SMOE_MPI_CHECK(MPI_Alltoall(send_counts.data(), 1, MPI_INT64_T, recv.data(), 1, MPI_INT64_T, comm));
+  return recv;
+}
+
+at::Tensor empty_rows_like(const at::Tensor& send, const std::vector<int64_t>& recv_counts) {
+  std::vector<int64_t> shape = send.sizes().vec();
+  shape[0] = 0;
+  for (int64_t c : recv_counts) shape[0] += c;
+  return at::empty(shape, send.options());
+}
 
 std::unique_ptr<Communicator> make_mpi_communicator(MPI_Comm comm) { return std::make_unique<MpiCommunicator>(comm); }
 

@@ -90,21 +90,14 @@ class NcclCommunicator : public Communicator {
   }
 
   std::vector<int64_t> exchange_counts(const std::vector<int64_t>& send_counts) override {
-    // Counts are host integers: the MPI bootstrap communicator carries them.
-    std::vector<int64_t> recv(static_cast<size_t>(size_));
-    SMOE_MPI_CHECK(MPI_Alltoall(send_counts.data(), 1, MPI_INT64_T, recv.data(), 1, MPI_INT64_T, bootstrap_));
-    return recv;
+    return exchange_counts_over_mpi(bootstrap_, send_counts);
   }
 
   at::Tensor all_to_all(const at::Tensor& send, const std::vector<int64_t>& send_counts,
                         const std::vector<int64_t>& recv_counts) override {
     check_cuda(send);
     at::Tensor in = send.contiguous();
-    std::vector<int64_t> shape = in.sizes().vec();
-    int64_t total = 0;
-    for (int64_t c : recv_counts) total += c;
-    shape[0] = total;
-    at::Tensor out = at::empty(shape, in.options());
+    at::Tensor out = empty_rows_like(in, recv_counts);
     int64_t row_elems = 1;
     for (int64_t i = 1; i < in.dim(); ++i) row_elems *= in.size(i);
     const size_t elem = in.element_size();

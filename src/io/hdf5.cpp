@@ -64,6 +64,13 @@ Handle open_attr(hid_t obj, const std::string& name, const std::string& file) {
   return Handle(SMOE_H5(H5Aopen(obj, name.c_str(), H5P_DEFAULT)), H5Aclose);
 }
 
+std::vector<hsize_t> extent(hid_t space) {
+  const int rank = SMOE_H5(H5Sget_simple_extent_ndims(space));
+  std::vector<hsize_t> dims(static_cast<size_t>(rank));
+  SMOE_H5(H5Sget_simple_extent_dims(space, dims.data(), nullptr));
+  return dims;
+}
+
 Handle open_dataset(hid_t parent, const std::string& name, const std::string& file) {
   SMOE_CHECK_INPUT(exists(parent, name), file, ": dataset '", name, "' is missing");
   return Handle(SMOE_H5(H5Dopen2(parent, name.c_str(), H5P_DEFAULT)), H5Dclose);
@@ -214,9 +221,7 @@ at::Tensor read_tensor(hid_t parent, const std::string& name, const std::string&
   Handle d = open_dataset(parent, name, file);
   Handle space(SMOE_H5(H5Dget_space(d.get())), H5Sclose);
   Handle type(SMOE_H5(H5Dget_type(d.get())), H5Tclose);
-  const int rank = SMOE_H5(H5Sget_simple_extent_ndims(space.get()));
-  std::vector<hsize_t> dims(static_cast<size_t>(rank));
-  SMOE_H5(H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr));
+  const std::vector<hsize_t> dims = extent(space.get());
   std::vector<int64_t> shape(dims.begin(), dims.end());
   at::Tensor t = at::empty(shape, at::TensorOptions().dtype(scalar_type(type.get())));
   if (t.numel() > 0)
@@ -228,9 +233,8 @@ at::Tensor read_rank_slab(hid_t parent, const std::string& name, int slab, const
   Handle d = open_dataset(parent, name, file);
   Handle space(SMOE_H5(H5Dget_space(d.get())), H5Sclose);
   Handle type(SMOE_H5(H5Dget_type(d.get())), H5Tclose);
-  const int rank = SMOE_H5(H5Sget_simple_extent_ndims(space.get()));
-  std::vector<hsize_t> dims(static_cast<size_t>(rank));
-  SMOE_H5(H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr));
+  const std::vector<hsize_t> dims = extent(space.get());
+  const int rank = static_cast<int>(dims.size());
   SMOE_CHECK_INPUT(rank >= 1 && static_cast<hsize_t>(slab) < dims[0], file, ": dataset '", name, "' has no slab ",
                    slab);
   std::vector<hsize_t> start(dims.size(), 0), count = dims;

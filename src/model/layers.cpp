@@ -7,6 +7,8 @@
 #include <cstring>
 #include <limits>
 
+#include "smoe/core/error.h"
+
 namespace smoe {
 
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
@@ -42,8 +44,11 @@ at::Tensor apply_rope(const at::Tensor& x, const RopeTables& rope) {
 bool cpu_bf16_gemm_native() {
   static const bool native = [] {
     const char* force = std::getenv("SMOE_BF16_GEMM");
-    if (force && std::strcmp(force, "native") == 0) return true;
-    if (force && std::strcmp(force, "f32") == 0) return false;
+    if (force && *force) {
+      SMOE_CHECK_INPUT(std::strcmp(force, "native") == 0 || std::strcmp(force, "f32") == 0,
+                       "environment variable SMOE_BF16_GEMM must be 'native' or 'f32', found '", force, "'");
+      return std::strcmp(force, "native") == 0;
+    }
     // LibTorch 1.13 hands BF16 GEMMs to oneDNN where AVX-512 BW/VL/DQ exist.
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&

@@ -229,7 +229,7 @@ def main():
     say()
 
     if a.fuzz_seconds > 0:
-        say(f"## Fuzzing (libFuzzer, ASan + UBSan)")
+        say("## Fuzzing (libFuzzer, ASan + UBSan)")
         say()
         say("| target | result |")
         say("|---|---|")

@@ -9,7 +9,6 @@ the schedule, and a killed or signalled run resumes to the same file.
     gone within 30 s, exit status non-zero; then --resume: equal to an uninterrupted run
   SIGUSR1: checkpoint, exit status 3; then --resume: equal to an uninterrupted run"""
 
-import argparse
 import json
 import os
 import signal
@@ -23,6 +22,7 @@ import numpy as np
 here = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(here, "..", "reference"))
 import hf_reference as ref  # noqa: E402
+from checks import script_args  # noqa: E402
 
 failures = []
 REL = 1e-9
@@ -81,13 +81,8 @@ def rank_pids(out):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--smoe", required=True)
-    ap.add_argument("--mpirun", required=True)
-    ap.add_argument("--workdir", required=True)
-    a = ap.parse_args()
+    a = script_args(mpirun=True, fresh=False)
     w = a.workdir
-    os.makedirs(w, exist_ok=True)
     cfg = ref.tiny_config("qwen2_moe")  # a dense layer, a shared expert, 6 experts
     model = os.path.join(w, "model")
     ref.save_checkpoint(model, cfg, ref.random_weights(cfg, seed=8), shards=2)

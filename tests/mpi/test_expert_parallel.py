@@ -4,7 +4,6 @@ single-process run, for one model family: logits within 1e-5 (F32), identical
 token ids and routing choices. Includes placements where the expert count does not
 divide by the rank count, a placement map from a file, and a capacity factor."""
 
-import argparse
 import json
 import os
 import subprocess
@@ -15,6 +14,7 @@ import torch
 here = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(here, "..", "reference"))
 import hf_reference as ref  # noqa: E402
+from checks import script_args  # noqa: E402
 from test_families import make_corpus  # noqa: E402
 
 BOUND = 1e-5
@@ -44,13 +44,7 @@ def compare(label, base, got):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--smoe", required=True)
-    ap.add_argument("--mpirun", required=True)
-    ap.add_argument("--family", required=True)
-    ap.add_argument("--workdir", required=True)
-    a = ap.parse_args()
-    os.makedirs(a.workdir, exist_ok=True)
+    a = script_args("--family", mpirun=True, fresh=False)
     cfg = ref.tiny_config(a.family)
     model = os.path.join(a.workdir, "model")
     ref.save_checkpoint(model, cfg, ref.random_weights(cfg, seed=99), shards=3)

@@ -4,7 +4,6 @@ ranks, where only rank 1's share of the corpus holds a malformed record (record 
 goes to rank i % 3). The peers are by then waiting in a collective; every rank
 must be gone within 30 s, the exit status non-zero, the message from rank 1."""
 
-import argparse
 import json
 import os
 import subprocess
@@ -14,15 +13,11 @@ import time
 here = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(here, "..", "reference"))
 import hf_reference as ref  # noqa: E402
+from checks import script_args  # noqa: E402
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--smoe", required=True)
-    ap.add_argument("--mpirun", required=True)
-    ap.add_argument("--workdir", required=True)
-    a = ap.parse_args()
-    os.makedirs(a.workdir, exist_ok=True)
+    a = script_args(mpirun=True, fresh=False)
     cfg = ref.tiny_config("mixtral")
     model = os.path.join(a.workdir, "model")
     ref.save_checkpoint(model, cfg, ref.random_weights(cfg, seed=1), shards=2)

@@ -24,7 +24,9 @@ _NAMES = {v: k for k, v in _DTYPES.items()}
 
 def _native_bf16_gemm():
     force = os.environ.get("SMOE_BF16_GEMM")
-    if force in ("native", "f32"):
+    if force:
+        if force not in ("native", "f32"):
+            raise SystemExit(f"SMOE_BF16_GEMM must be 'native' or 'f32', found '{force}'")
         return force == "native"
     with open("/proc/cpuinfo") as f:
         flags = set(f.read().split())

@@ -2,28 +2,21 @@
 """`smoe collect` and bad input: each case exits 2 with a message naming the file
 or option and the fault, and leaves nothing under the output's final name."""
 
-import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import hf_reference as ref  # noqa: E402
+from checks import script_args  # noqa: E402
 
 failures = []
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--smoe", required=True)
-    ap.add_argument("--mpirun", required=True)
-    ap.add_argument("--workdir", required=True)
-    a = ap.parse_args()
+    a = script_args(mpirun=True)
     w = a.workdir
-    shutil.rmtree(w, ignore_errors=True)
-    os.makedirs(w)
     cfg = ref.tiny_config("olmoe")
     model = os.path.join(w, "model")
     ref.save_checkpoint(model, cfg, ref.random_weights(cfg, seed=2), shards=1)

@@ -4,7 +4,6 @@ statistics of a tiny Mixtral-layout checkpoint over a corpus with the plain
 PyTorch reference (hf_reference.py) and compares them with stats.h5. Also checks
 the file's schema (docs/stats-h5.md): attributes, dataset names, shapes, dtypes."""
 
-import argparse
 import json
 import os
 import subprocess
@@ -15,7 +14,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from checks import check, failures, finish  # noqa: E402
+from checks import check, finish, script_args  # noqa: E402
 import hf_reference as ref  # noqa: E402
 
 CONTEXT = 24
@@ -34,12 +33,8 @@ def close(name, ours, theirs, rtol=1e-5):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--smoe", required=True)
-    ap.add_argument("--workdir", required=True)
-    a = ap.parse_args()
+    a = script_args(fresh=False)
     w = a.workdir
-    os.makedirs(w, exist_ok=True)
     torch.set_num_threads(2)
     cfg = ref.tiny_config("mixtral")
     weights = ref.random_weights(cfg, seed=31)

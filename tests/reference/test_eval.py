@@ -4,31 +4,23 @@ model and data: perplexity and bits per byte (relative 1e-5), multiple-choice ac
 and acc_norm and greedy exact match (equal); and 2 ranks equal to 1 rank. Also the
 results file's lm-evaluation-harness layout."""
 
-import argparse
 import json
 import math
 import os
-import shutil
 import subprocess
 import sys
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from checks import check, failures, finish, mpi_env  # noqa: E402
+from checks import check, finish, mpi_env, script_args  # noqa: E402
 import hf_reference as ref  # noqa: E402
 
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--smoe", required=True)
-    ap.add_argument("--mpirun", required=True)
-    ap.add_argument("--workdir", required=True)
-    a = ap.parse_args()
+    a = script_args(mpirun=True)
     w = a.workdir
-    shutil.rmtree(w, ignore_errors=True)
-    os.makedirs(w)
     env = mpi_env()
     cfg = ref.tiny_config("qwen3_moe")
     weights = ref.random_weights(cfg, seed=3)

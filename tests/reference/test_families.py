@@ -9,7 +9,6 @@ runs `smoe score --logits`; compares tokens, logits and routing choices.
   BF16 weights, bf16 compute: max |dlogit| <= BF16_BOUND, routing agreement reported
 """
 
-import argparse
 import json
 import math
 import os
@@ -20,6 +19,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import hf_reference as ref  # noqa: E402
+from checks import script_args  # noqa: E402
 
 F32_BOUND = 1e-4
 # Logits are O(1..10) here. smoe's bf16 path runs the same LibTorch kernels in the
@@ -89,13 +89,8 @@ def routing_agreement(ours, theirs):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--smoe", required=True)
-    ap.add_argument("--family", required=True)
-    ap.add_argument("--workdir", required=True)
-    a = ap.parse_args()
+    a = script_args("--family", fresh=False)
     torch.set_num_threads(2)
-    os.makedirs(a.workdir, exist_ok=True)
 
     cfg = ref.tiny_config(a.family)
     weights = ref.random_weights(cfg, seed=1234)

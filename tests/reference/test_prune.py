@@ -7,7 +7,6 @@
   layer's output unchanged (and does not without alignment);
   bad plans and bad options exit 2 naming the file and the fault, writing nothing."""
 
-import argparse
 import json
 import os
 import shutil
@@ -19,7 +18,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from checks import check, failures, finish, mpi_env  # noqa: E402
+from checks import check, finish, mpi_env, script_args  # noqa: E402
 import hf_reference as ref  # noqa: E402
 
 METHODS = ["frequency", "uncurl", "mc-smoe", "hc-smoe", "reap", "naee"]
@@ -36,14 +35,8 @@ def load_checkpoint(folder):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--smoe", required=True)
-    ap.add_argument("--mpirun", required=True)
-    ap.add_argument("--workdir", required=True)
-    a = ap.parse_args()
+    a = script_args(mpirun=True)
     w = a.workdir
-    shutil.rmtree(w, ignore_errors=True)
-    os.makedirs(w)
     env = mpi_env()
 
     def smoe(*args, ranks=0, expect=0):

@@ -4,26 +4,19 @@ the report's table holds one row per (task, model) with the from-scratch baselin
 beside each pruned model, its CSV reads back, and the plot is a valid SVG with one
 line per (pretrained experts, method)."""
 
-import argparse
 import csv
 import os
-import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from checks import check, failures, finish  # noqa: E402
+from checks import check, finish, script_args  # noqa: E402
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--smoe", required=True)
-    ap.add_argument("--workdir", required=True)
-    a = ap.parse_args()
+    a = script_args()
     w = a.workdir
-    shutil.rmtree(w, ignore_errors=True)
-    os.makedirs(w)
 
     def smoe(*args):
         p = subprocess.run([a.smoe, *args, "--threads", "2"] if args[0] not in ("data", "report", "prune") else [a.smoe, *args],

@@ -4,17 +4,16 @@ file, a SentencePiece tokenizer (checked against Debian's spm_encode), and bad
 input, which must give exit status 2, a message naming the file and the fault,
 and no file under the output's final name."""
 
-import argparse
 import json
 import os
 import shutil
 import subprocess
 import sys
 
-import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import hf_reference as ref  # noqa: E402
+from checks import script_args  # noqa: E402
 
 failures = []
 
@@ -41,13 +40,8 @@ def expect_input_error(smoe, name, args, needles, out=None):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--smoe", required=True)
-    ap.add_argument("--workdir", required=True)
-    a = ap.parse_args()
+    a = script_args()
     w = a.workdir
-    shutil.rmtree(w, ignore_errors=True)
-    os.makedirs(w)
     smoe = a.smoe
 
     cfg = ref.tiny_config("mixtral")

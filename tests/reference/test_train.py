@@ -7,11 +7,9 @@
   1 and 2 ranks follow the same loss curve for the same global batch;
   a run killed after a checkpoint and resumed ends where an uninterrupted one does."""
 
-import argparse
 import json
 import math
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -21,20 +19,14 @@ import h5py
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from checks import check, finish, mpi_env  # noqa: E402
+from checks import check, finish, mpi_env, script_args  # noqa: E402
 
 TASKS = ["arith", "reverse", "sort", "count", "grammar", "lookup"]
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--smoe", required=True)
-    ap.add_argument("--mpirun", required=True)
-    ap.add_argument("--workdir", required=True)
-    a = ap.parse_args()
+    a = script_args(mpirun=True)
     w = a.workdir
-    shutil.rmtree(w, ignore_errors=True)
-    os.makedirs(w)
     env = mpi_env()
 
     def smoe(*args, ranks=0):

@@ -332,7 +332,16 @@ CASES = [
         lambda g, d: collect(g.model, os.path.join(d, "absent.jsonl"), d), ["absent.jsonl"])),
     ("model folder missing", option_case(
         lambda g, d: score(os.path.join(d, "no-model"), g.corpus, d), ["no-model"])),
+    ("SMOE_BF16_GEMM of an unknown value", option_case(
+        lambda g, d: with_args(score(g.model, g.corpus, d), "--dtype", "bf16"), ["SMOE_BF16_GEMM", "fast"])),
 ]
+
+BAD_ENV = {"SMOE_BF16_GEMM of an unknown value": {"SMOE_BF16_GEMM": "fast"}}
+
+
+def with_args(job, *extra):
+    args, out = job
+    return args + list(extra), out
 
 
 def first_plan_layer(f, fn):
@@ -360,11 +369,12 @@ def main():
         d = os.path.join(a.workdir, f"case{i:02d}")
         os.makedirs(d)
         args, out, words = make(g, d)
-        p = subprocess.run([a.smoe] + args, capture_output=True, text=True, timeout=120)
+        env = dict(os.environ, **BAD_ENV.get(name, {}))
+        p = subprocess.run([a.smoe] + args, capture_output=True, text=True, timeout=120, env=env)
         err = p.stderr
         missing = [w for w in words if w not in err]
         left = os.path.exists(out)
-        ok = check(p.returncode == 2 and not missing and not left,
+        check(p.returncode == 2 and not missing and not left,
                    f"{name}: exit {p.returncode}" + (f", message lacks {missing}" if missing else "")
                    + (f", {out} left behind" if left else ""))
         last = [line for line in err.splitlines() if "error" in line][-1:] or err.splitlines()[-1:]

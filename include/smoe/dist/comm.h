@@ -39,6 +39,13 @@ class Communicator {
   virtual at::Tensor gather_rows(const at::Tensor& rows, int root) = 0;
 };
 
+// What both backends share. Each rank's row counts for every other rank, exchanged
+// over MPI (counts are host integers, even for NCCL).
+std::vector<int64_t> exchange_counts_over_mpi(MPI_Comm comm, const std::vector<int64_t>& send_counts);
+// An uninitialised tensor like `send` (same trailing shape, dtype, device) with
+// sum(recv_counts) rows.
+at::Tensor empty_rows_like(const at::Tensor& send, const std::vector<int64_t>& recv_counts);
+
 // MPI over `comm` (not owned): CPU tensors.
 std::unique_ptr<Communicator> make_mpi_communicator(MPI_Comm comm = MPI_COMM_WORLD);
 
