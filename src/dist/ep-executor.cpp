@@ -110,8 +110,8 @@ at::Tensor ExpertParallelExecutor::run(const MoeLayer& layer, const at::Tensor& 
     back = all_to_all_differentiable(comm_, y, recv_counts, send_counts);
   }
 
-  // Combine in expert order, as the local executor does, so that sums round alike.
-  at::Tensor out = at::zeros_like(x);
+  // Combine in expert order and dtype, as the local executor does, so that sums round alike.
+  at::Tensor out = at::zeros(x.sizes(), x.options().dtype(weights.scalar_type()));
   ExpertBatches mine = batch_by_expert(slot_experts.unsqueeze(1), E);
   offset = 0;  // reused for this rank's own slots
   for (int64_t e = 0; e < E; ++e) {
@@ -124,7 +124,7 @@ at::Tensor ExpertParallelExecutor::run(const MoeLayer& layer, const at::Tensor& 
     out.index_add_(0, tokens.index_select(0, rows), ye * weights.index_select(0, s).unsqueeze(1));
     offset += n;
   }
-  return out;
+  return out.to(x.scalar_type());
 }
 
 }  // namespace smoe

@@ -3,9 +3,12 @@
 #include <ATen/ATen.h>
 #include <sys/stat.h>
 
+#include <algorithm>
+#include <cstring>
 #include <set>
 
 #include "smoe/core/error.h"
+#include "smoe/io/fp8.h"
 #include "smoe/io/tensor-io.h"
 
 namespace smoe {
@@ -80,7 +83,35 @@ at::Tensor Checkpoint::load(const std::string& name, at::ScalarType dtype, const
   if (!shape.empty())
     SMOE_CHECK_INPUT(i.shape == shape, loc.file->path(), ": tensor '", name, "' has shape ", shape_text(i.shape),
                      ", the config (", config_.path, ") implies ", shape_text(shape));
+  if (i.dtype == Dtype::F8_E4M3) return load_fp8(name, dtype);
   return tensor_from_file(loc.file, i, dtype);
+}
+
+at::Tensor Checkpoint::load_fp8(const std::string& name, at::ScalarType dtype) const {
+  const TensorInfo& i = info(name);
+  const std::string& path = where_.at(name).file->path();
+  SMOE_CHECK_INPUT(i.shape.size() == 2, path, ": FP8 tensor '", name, "' must be 2-D to carry block scales, found shape ",
+                   shape_text(i.shape));
+  const std::string scale_name = name + "_scale_inv";
+  SMOE_CHECK_INPUT(has(scale_name), path, ": FP8 tensor '", name, "' has no block scales '", scale_name,
+                   "' in the checkpoint ", dir_);
+  const TensorInfo& si = info(scale_name);
+  const std::string& scale_path = where_.at(scale_name).file->path();
+  const int64_t rows = i.shape[0], cols = i.shape[1];
+  const int64_t br = config_.fp8_block_rows, bc = config_.fp8_block_cols;
+  const std::vector<int64_t> scale_shape = {(rows + br - 1) / br, (cols + bc - 1) / bc};
+  SMOE_CHECK_INPUT(si.dtype == Dtype::F32, scale_path, ": block scales '", scale_name, "' must be F32, found ",
+                   dtype_name(si.dtype));
+  SMOE_CHECK_INPUT(si.shape == scale_shape, scale_path, ": block scales '", scale_name, "' have shape ",
+                   shape_text(si.shape), "; ", shape_text(i.shape), " in blocks of ", br, "x", bc, " needs ",
+                   shape_text(scale_shape));
+  std::vector<float> scale(static_cast<size_t>(si.numel()));
+  std::memcpy(scale.data(), bytes(scale_name), si.nbytes());  // the mapped bytes may be unaligned
+  at::Tensor out = at::empty({rows, cols}, at::kFloat);
+  const int64_t nan = dequantize_fp8_blocks(bytes(name), rows, cols, scale.data(), br, bc, out.data_ptr<float>());
+  SMOE_CHECK_INPUT(nan < 0, path, ": FP8 tensor '", name, "' holds a NaN at [", nan / std::max<int64_t>(cols, 1), ", ",
+                   nan % std::max<int64_t>(cols, 1), "]");
+  return dtype == at::kFloat ? out : out.to(dtype);
 }
 
 void Checkpoint::release_pages(const std::string& prefix) const {

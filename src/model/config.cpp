@@ -1,6 +1,7 @@
 #include "smoe/model/config.h"
 
 #include <algorithm>
+#include <cmath>
 #include <nlohmann/json.hpp>
 
 #include "smoe/core/error.h"
@@ -14,13 +15,26 @@ const char* family_name(Family family) {
     case Family::Olmoe: return "olmoe";
     case Family::Qwen2Moe: return "qwen2_moe";
     case Family::Qwen3Moe: return "qwen3_moe";
+    case Family::DeepseekV2: return "deepseek_v2";
+    case Family::DeepseekV3: return "deepseek_v3";
   }
   return "?";
 }
 
 FamilyLayout ModelConfig::layout() const {
-  if (family == Family::Mixtral) return {"block_sparse_moe.", "w1", "w3", "w2"};
-  return {"mlp.", "gate_proj", "up_proj", "down_proj"};
+  if (family == Family::Mixtral) return {"block_sparse_moe.", "w1", "w3", "w2", "shared_expert."};
+  if (family == Family::DeepseekV2 || family == Family::DeepseekV3)
+    return {"mlp.", "gate_proj", "up_proj", "down_proj", "shared_experts."};
+  return {"mlp.", "gate_proj", "up_proj", "down_proj", "shared_expert."};
+}
+
+const char* ModelConfig::experts_key() const {
+  switch (family) {
+    case Family::Mixtral: return "num_local_experts";
+    case Family::DeepseekV2:
+    case Family::DeepseekV3: return "n_routed_experts";
+    default: return "num_experts";
+  }
 }
 
 int64_t ModelConfig::num_moe_layers() const {
@@ -49,6 +63,130 @@ void check_positive(int64_t v, const char* key, const std::string& path) {
   SMOE_CHECK_INPUT(v > 0, path, ": '", key, "' must be positive, found ", v);
 }
 
+// YaRN's attention factor for scale s and coefficient m (HF yarn_get_mscale).
+double yarn_mscale(double s, double m) { return s <= 1 ? 1.0 : 0.1 * m * std::log(s) + 1.0; }
+
+// rope_scaling (or transformers 5's rope_parameters): "default" or "yarn".
+void parse_rope_scaling(const nlohmann::json& j, ModelConfig& c, const std::string& path) {
+  const char* key = j.contains("rope_scaling") && !j["rope_scaling"].is_null() ? "rope_scaling" : "rope_parameters";
+  if (!j.contains(key) || j[key].is_null()) return;
+  const auto& rs = j[key];
+  SMOE_CHECK_INPUT(rs.is_object(), path, ": '", key, "' must be an object or null");
+  if (rs.contains("rope_theta")) c.rope_theta = json_double(rs, "rope_theta", path + " " + key);
+  std::string type = rs.value("rope_type", rs.value("type", std::string("default")));
+  if (type == "default") return;
+  SMOE_CHECK_INPUT(type == "yarn", path, ": ", key, " type '", type, "' is not supported (supported: default, yarn)");
+  const std::string where = path + " " + key;
+  YarnScaling& y = c.yarn;
+  y.enabled = true;
+  y.factor = json_double(rs, "factor", where);
+  y.original_max_position = json_double(rs, "original_max_position_embeddings", where);
+  y.beta_fast = json_double(rs, "beta_fast", 32.0, where);
+  y.beta_slow = json_double(rs, "beta_slow", 1.0, where);
+  SMOE_CHECK_INPUT(y.factor >= 1, where, ": 'factor' must be at least 1, found ", y.factor);
+  SMOE_CHECK_INPUT(y.original_max_position > 0, where, ": 'original_max_position_embeddings' must be positive");
+  SMOE_CHECK_INPUT(y.beta_fast > 0 && y.beta_slow > 0, where, ": 'beta_fast' and 'beta_slow' must be positive");
+  const double mscale = json_double(rs, "mscale", 0.0, where);
+  const double mscale_all_dim = json_double(rs, "mscale_all_dim", 0.0, where);
+  if (rs.contains("attention_factor") && !rs["attention_factor"].is_null())
+    y.attention_factor = json_double(rs, "attention_factor", where);
+  else if (mscale != 0 && mscale_all_dim != 0)
+    y.attention_factor = yarn_mscale(y.factor, mscale) / yarn_mscale(y.factor, mscale_all_dim);
+  else
+    y.attention_factor = yarn_mscale(y.factor, 1.0);
+  SMOE_CHECK_INPUT(y.attention_factor > 0, where, ": the attention factor must be positive");
+  // Multi-head latent attention also scales its softmax by mscale(mscale_all_dim)^2.
+  if (c.mla.enabled() && mscale_all_dim != 0) {
+    const double m = yarn_mscale(y.factor, mscale_all_dim);
+    c.attention_scale *= m * m;
+  }
+}
+
+// DeepSeek-V2/V3 and Kimi-K2: MLA, dense first layers, shared experts, group-limited routing.
+int64_t parse_deepseek(const nlohmann::json& j, ModelConfig& c, const std::string& path) {
+  MlaConfig& m = c.mla;
+  m.q_lora_rank = j.contains("q_lora_rank") && !j["q_lora_rank"].is_null() ? json_int(j, "q_lora_rank", path) : 0;
+  m.kv_lora_rank = json_int(j, "kv_lora_rank", path);
+  m.qk_nope_head_dim = json_int(j, "qk_nope_head_dim", path);
+  m.qk_rope_head_dim = json_int(j, "qk_rope_head_dim", path);
+  m.v_head_dim = json_int(j, "v_head_dim", path);
+  SMOE_CHECK_INPUT(m.q_lora_rank >= 0, path, ": 'q_lora_rank' must be positive or null");
+  check_positive(m.kv_lora_rank, "kv_lora_rank", path);
+  SMOE_CHECK_INPUT(m.qk_nope_head_dim >= 0, path, ": 'qk_nope_head_dim' must not be negative");
+  check_positive(m.qk_rope_head_dim, "qk_rope_head_dim", path);
+  check_positive(m.v_head_dim, "v_head_dim", path);
+  SMOE_CHECK_INPUT(m.qk_rope_head_dim % 2 == 0, path, ": 'qk_rope_head_dim' must be even, found ", m.qk_rope_head_dim);
+  c.head_dim = m.qk_rope_head_dim;
+  c.num_kv_heads = c.num_heads;  // k and v are rebuilt per head from the latent
+  c.attention_scale = 1.0 / std::sqrt(static_cast<double>(m.qk_head_dim()));
+  SMOE_CHECK_INPUT(!c.attention_bias, path, ": attention_bias is not supported for ", c.model_type);
+
+  const int64_t num_experts = json_int(j, "n_routed_experts", path);
+  RouterConfig& r = c.router;
+  r.top_k = json_int(j, "num_experts_per_tok", path);
+  r.float32 = true;
+  const bool v3 = c.family == Family::DeepseekV3;
+  const std::string scoring = j.contains("scoring_func") ? json_string(j, "scoring_func", path) : (v3 ? "sigmoid" : "softmax");
+  SMOE_CHECK_INPUT(scoring == "softmax" || scoring == "sigmoid", path, ": scoring_func '", scoring,
+                   "' is not supported (softmax, sigmoid)");
+  r.score = scoring == "sigmoid" ? RouterScore::Sigmoid : RouterScore::Softmax;
+  const std::string method = j.contains("topk_method") ? json_string(j, "topk_method", path) : (v3 ? "noaux_tc" : "greedy");
+  SMOE_CHECK_INPUT(method == "greedy" || method == "group_limited_greedy" || method == "noaux_tc", path,
+                   ": topk_method '", method, "' is not supported (greedy, group_limited_greedy, noaux_tc)");
+  if (method != "greedy") {
+    r.n_group = json_int(j, "n_group", 1, path);
+    r.topk_group = json_int(j, "topk_group", 1, path);
+  }
+  r.group_score = method == "noaux_tc" ? GroupScore::TopTwoSum : GroupScore::Max;
+  r.score_correction_bias = method == "noaux_tc";
+  r.norm_topk_prob = json_bool(j, "norm_topk_prob", v3, path);
+  r.routed_scaling_factor = json_double(j, "routed_scaling_factor", 1.0, path);
+  r.scale_only_unnormalised = !v3;
+  SMOE_CHECK_INPUT(r.routed_scaling_factor > 0, path, ": 'routed_scaling_factor' must be positive");
+  check_positive(r.n_group, "n_group", path);
+  SMOE_CHECK_INPUT(r.topk_group >= 1 && r.topk_group <= r.n_group, path, ": 'topk_group' (", r.topk_group,
+                   ") must lie in 1..n_group (", r.n_group, ")");
+  SMOE_CHECK_INPUT(num_experts > 0 && num_experts % r.n_group == 0, path, ": n_routed_experts (", num_experts,
+                   ") must be a positive multiple of n_group (", r.n_group, ")");
+  if (r.n_group > 1) {
+    SMOE_CHECK_INPUT(r.group_score == GroupScore::Max || num_experts / r.n_group >= 2, path,
+                     ": noaux_tc scores a group by its best two experts; groups of ", num_experts / r.n_group,
+                     " are too small");
+    SMOE_CHECK_INPUT(r.top_k <= r.topk_group * (num_experts / r.n_group), path, ": num_experts_per_tok (", r.top_k,
+                     ") exceeds the experts of topk_group (", r.topk_group, ") groups");
+  }
+
+  c.moe_intermediate_size = json_int(j, "moe_intermediate_size", path);
+  c.intermediate_size = json_int(j, "intermediate_size", 0, path);
+  const int64_t shared = j.contains("n_shared_experts") && !j["n_shared_experts"].is_null()
+                             ? json_int(j, "n_shared_experts", path) : 0;
+  SMOE_CHECK_INPUT(shared >= 0, path, ": 'n_shared_experts' must not be negative");
+  c.shared_expert_intermediate_size = shared * c.moe_intermediate_size;
+  c.num_nextn_predict_layers = json_int(j, "num_nextn_predict_layers", 0, path);
+  SMOE_CHECK_INPUT(c.num_nextn_predict_layers >= 0, path, ": 'num_nextn_predict_layers' must not be negative");
+
+  if (j.contains("quantization_config") && !j["quantization_config"].is_null()) {
+    const auto& q = j["quantization_config"];
+    const std::string where = path + " quantization_config";
+    SMOE_CHECK_INPUT(q.is_object(), where, ": must be an object");
+    const std::string qm = json_string(q, "quant_method", where);
+    SMOE_CHECK_INPUT(qm == "fp8", where, ": quant_method '", qm, "' is not supported (fp8)");
+    if (q.contains("fmt")) {
+      const std::string fmt = json_string(q, "fmt", where);
+      SMOE_CHECK_INPUT(fmt == "e4m3", where, ": fmt '", fmt, "' is not supported (e4m3)");
+    }
+    std::vector<int64_t> block = int_list(q, "weight_block_size", where);
+    if (!block.empty()) {
+      SMOE_CHECK_INPUT(block.size() == 2 && block[0] > 0 && block[1] > 0, where,
+                       ": 'weight_block_size' must be two positive integers");
+      c.fp8_block_rows = block[0];
+      c.fp8_block_cols = block[1];
+    }
+    c.fp8 = true;
+  }
+  return num_experts;
+}
+
 }  // namespace
 
 ModelConfig parse_model_config(const nlohmann::json& j, const std::string& path) {
@@ -64,10 +202,16 @@ ModelConfig parse_model_config(const nlohmann::json& j, const std::string& path)
     c.family = Family::Qwen2Moe;
   } else if (c.model_type == "qwen3_moe") {
     c.family = Family::Qwen3Moe;
+  } else if (c.model_type == "deepseek_v2") {
+    c.family = Family::DeepseekV2;
+  } else if (c.model_type == "deepseek_v3" || c.model_type == "kimi_k2") {
+    c.family = Family::DeepseekV3;
   } else {
     throw InputError(str(path, ": model_type '", c.model_type,
-                         "' is not supported (supported: mixtral, olmoe, qwen2_moe, qwen3_moe)"));
+                         "' is not supported (supported: mixtral, olmoe, qwen2_moe, qwen3_moe, deepseek_v2, "
+                         "deepseek_v3, kimi_k2)"));
   }
+  const bool deepseek = c.family == Family::DeepseekV2 || c.family == Family::DeepseekV3;
 
   c.vocab_size = json_int(j, "vocab_size", path);
   c.hidden_size = json_int(j, "hidden_size", path);
@@ -81,26 +225,25 @@ ModelConfig parse_model_config(const nlohmann::json& j, const std::string& path)
   check_positive(c.num_kv_heads, "num_key_value_heads", path);
   SMOE_CHECK_INPUT(c.num_heads % c.num_kv_heads == 0, path, ": num_attention_heads (", c.num_heads,
                    ") must be a multiple of num_key_value_heads (", c.num_kv_heads, ")");
-  if (j.contains("head_dim") && !j["head_dim"].is_null()) {
+  if (deepseek) {
+    // MLA: head widths come from qk_nope/qk_rope/v_head_dim (parse_deepseek).
+  } else if (j.contains("head_dim") && !j["head_dim"].is_null()) {
     c.head_dim = json_int(j, "head_dim", path);
   } else {
     SMOE_CHECK_INPUT(c.hidden_size % c.num_heads == 0, path, ": hidden_size (", c.hidden_size,
                      ") is not a multiple of num_attention_heads (", c.num_heads, ") and no head_dim is given");
     c.head_dim = c.hidden_size / c.num_heads;
   }
-  check_positive(c.head_dim, "head_dim", path);
-  SMOE_CHECK_INPUT(c.head_dim % 2 == 0, path, ": head_dim must be even for rotary embeddings, found ", c.head_dim);
+  if (!deepseek) {
+    check_positive(c.head_dim, "head_dim", path);
+    SMOE_CHECK_INPUT(c.head_dim % 2 == 0, path, ": head_dim must be even for rotary embeddings, found ", c.head_dim);
+    c.attention_scale = 1.0 / std::sqrt(static_cast<double>(c.head_dim));
+  }
 
   c.rms_norm_eps = json_double(j, "rms_norm_eps", 1e-6, path);
   SMOE_CHECK_INPUT(c.rms_norm_eps > 0, path, ": 'rms_norm_eps' must be positive");
   c.rope_theta = json_double(j, "rope_theta", 10000.0, path);
   SMOE_CHECK_INPUT(c.rope_theta > 0, path, ": 'rope_theta' must be positive");
-  if (j.contains("rope_scaling") && !j["rope_scaling"].is_null()) {
-    const auto& rs = j["rope_scaling"];
-    SMOE_CHECK_INPUT(rs.is_object(), path, ": 'rope_scaling' must be an object or null");
-    std::string type = rs.value("rope_type", rs.value("type", std::string("default")));
-    SMOE_CHECK_INPUT(type == "default", path, ": rope_scaling type '", type, "' is not supported for ", c.model_type);
-  }
   c.tie_word_embeddings = json_bool(j, "tie_word_embeddings", false, path);
   c.attention_bias = json_bool(j, "attention_bias", false, path);
 
@@ -146,16 +289,30 @@ ModelConfig parse_model_config(const nlohmann::json& j, const std::string& path)
       }
       check_positive(sparse_step, "decoder_sparse_step", path);
       break;
+    case Family::DeepseekV2:
+    case Family::DeepseekV3:
+      num_experts = parse_deepseek(j, c, path);
+      break;
   }
-  check_positive(num_experts, c.family == Family::Mixtral ? "num_local_experts" : "num_experts", path);
+  parse_rope_scaling(j, c, path);
+  SMOE_CHECK_INPUT(c.rope_theta > 0, path, ": 'rope_theta' must be positive");
+  check_positive(num_experts, c.experts_key(), path);
   check_positive(c.router.top_k, "num_experts_per_tok", path);
-  check_positive(c.moe_intermediate_size, c.family == Family::Qwen2Moe || c.family == Family::Qwen3Moe
-                                              ? "moe_intermediate_size"
-                                              : "intermediate_size",
+  check_positive(c.moe_intermediate_size,
+                 c.family == Family::Mixtral || c.family == Family::Olmoe ? "intermediate_size" : "moe_intermediate_size",
                  path);
   SMOE_CHECK_INPUT(c.sliding_window >= 0, path, ": 'sliding_window' must not be negative");
 
   c.layer_experts.assign(static_cast<size_t>(c.num_layers), num_experts);
+  if (deepseek) {
+    // Layers before first_k_dense_replace, and all but every moe_layer_freq-th, are dense.
+    const int64_t first_moe = json_int(j, "first_k_dense_replace", 0, path);
+    const int64_t freq = json_int(j, "moe_layer_freq", 1, path);
+    SMOE_CHECK_INPUT(first_moe >= 0, path, ": 'first_k_dense_replace' must not be negative");
+    check_positive(freq, "moe_layer_freq", path);
+    for (int64_t l = 0; l < c.num_layers; ++l)
+      if (l < first_moe || l % freq != 0) c.layer_experts[static_cast<size_t>(l)] = 0;
+  }
   for (int64_t l = 0; l < c.num_layers; ++l) {
     bool dense = (l + 1) % sparse_step != 0 || std::find(mlp_only.begin(), mlp_only.end(), l) != mlp_only.end();
     if (dense) c.layer_experts[static_cast<size_t>(l)] = 0;
@@ -184,6 +341,9 @@ ModelConfig parse_model_config(const nlohmann::json& j, const std::string& path)
     if (c.layer_experts[l] > 0)
       SMOE_CHECK_INPUT(c.router.top_k <= c.layer_experts[l], path, ": num_experts_per_tok (", c.router.top_k,
                        ") exceeds the ", c.layer_experts[l], " experts of layer ", l);
+    if (c.layer_experts[l] > 0 && c.router.n_group > 1)
+      SMOE_CHECK_INPUT(c.layer_experts[l] == num_experts, path, ": layer ", l, " keeps ", c.layer_experts[l],
+                       " experts; group-limited routing (n_group ", c.router.n_group, ") needs all ", num_experts);
   }
   return c;
 }

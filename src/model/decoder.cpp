@@ -65,7 +65,7 @@ void Decoder::load_layer(int64_t l) {
   const ModelConfig& c = config_;
   const int64_t d = c.hidden_size, H = c.num_heads, Hkv = c.num_kv_heads, D = c.head_dim;
   const FamilyLayout names = c.layout();
-  const FamilyLayout dense_names{"mlp.", "gate_proj", "up_proj", "down_proj"};
+  const FamilyLayout dense_names{"mlp.", "gate_proj", "up_proj", "down_proj", ""};
   const Loader load{checkpoint_, dtype_, device_, options_.trainable, &named_};
   Layer& L = layers_.at(static_cast<size_t>(l));
   L = Layer{};
@@ -75,21 +75,37 @@ void Decoder::load_layer(int64_t l) {
 
   AttentionWeights& a = L.attention;
   const std::string ap = p + "self_attn.";
-  a.q_proj = load(ap + "q_proj.weight", {H * D, d});
-  a.k_proj = load(ap + "k_proj.weight", {Hkv * D, d});
-  a.v_proj = load(ap + "v_proj.weight", {Hkv * D, d});
-  a.o_proj = load(ap + "o_proj.weight", {d, H * D});
-  if (c.attention_bias) {
-    a.q_bias = load(ap + "q_proj.bias", {H * D});
-    a.k_bias = load(ap + "k_proj.bias", {Hkv * D});
-    a.v_bias = load(ap + "v_proj.bias", {Hkv * D});
-  }
-  if (c.qk_norm == QkNorm::Projection) {
-    a.q_norm = load(ap + "q_norm.weight", {H * D});
-    a.k_norm = load(ap + "k_norm.weight", {Hkv * D});
-  } else if (c.qk_norm == QkNorm::PerHead) {
-    a.q_norm = load(ap + "q_norm.weight", {D});
-    a.k_norm = load(ap + "k_norm.weight", {D});
+  if (c.mla.enabled()) {
+    const MlaConfig& m = c.mla;
+    const int64_t dq = m.qk_head_dim();
+    if (m.q_lora_rank > 0) {
+      a.q_a_proj = load(ap + "q_a_proj.weight", {m.q_lora_rank, d});
+      a.q_a_norm = load(ap + "q_a_layernorm.weight", {m.q_lora_rank});
+      a.q_b_proj = load(ap + "q_b_proj.weight", {H * dq, m.q_lora_rank});
+    } else {
+      a.q_proj = load(ap + "q_proj.weight", {H * dq, d});
+    }
+    a.kv_a_proj = load(ap + "kv_a_proj_with_mqa.weight", {m.kv_lora_rank + m.qk_rope_head_dim, d});
+    a.kv_a_norm = load(ap + "kv_a_layernorm.weight", {m.kv_lora_rank});
+    a.kv_b_proj = load(ap + "kv_b_proj.weight", {H * (m.qk_nope_head_dim + m.v_head_dim), m.kv_lora_rank});
+    a.o_proj = load(ap + "o_proj.weight", {d, H * m.v_head_dim});
+  } else {
+    a.q_proj = load(ap + "q_proj.weight", {H * D, d});
+    a.k_proj = load(ap + "k_proj.weight", {Hkv * D, d});
+    a.v_proj = load(ap + "v_proj.weight", {Hkv * D, d});
+    a.o_proj = load(ap + "o_proj.weight", {d, H * D});
+    if (c.attention_bias) {
+      a.q_bias = load(ap + "q_proj.bias", {H * D});
+      a.k_bias = load(ap + "k_proj.bias", {Hkv * D});
+      a.v_bias = load(ap + "v_proj.bias", {Hkv * D});
+    }
+    if (c.qk_norm == QkNorm::Projection) {
+      a.q_norm = load(ap + "q_norm.weight", {H * D});
+      a.k_norm = load(ap + "k_norm.weight", {Hkv * D});
+    } else if (c.qk_norm == QkNorm::PerHead) {
+      a.q_norm = load(ap + "q_norm.weight", {D});
+      a.k_norm = load(ap + "k_norm.weight", {D});
+    }
   }
 
   if (!c.is_moe(l)) {
@@ -100,6 +116,11 @@ void Decoder::load_layer(int64_t l) {
     m.num_experts = c.layer_experts[static_cast<size_t>(l)];
     const std::string mp = p + names.moe;
     m.router = load(mp + "gate.weight", {m.num_experts, d});
+    if (c.router.score_correction_bias) {
+      // Selection bias: float32 whatever the compute dtype.
+      const Loader load_f32{checkpoint_, at::kFloat, device_, options_.trainable, &named_};
+      m.score_bias = load_f32(mp + "gate.e_score_correction_bias", {m.num_experts});
+    }
     m.experts.resize(static_cast<size_t>(m.num_experts));
     for (int64_t e = 0; e < m.num_experts; ++e) {
       if (options_.holds_expert && !options_.holds_expert(l, e)) continue;
@@ -107,7 +128,7 @@ void Decoder::load_layer(int64_t l) {
           load_mlp(load, mp + "experts." + std::to_string(e) + ".", names, c.moe_intermediate_size, d);
     }
     if (c.shared_expert_intermediate_size > 0) {
-      m.shared = load_mlp(load, mp + "shared_expert.", names, c.shared_expert_intermediate_size, d);
+      m.shared = load_mlp(load, mp + names.shared, names, c.shared_expert_intermediate_size, d);
       if (c.shared_expert_gate) m.shared_gate = load(mp + "shared_expert_gate.weight", {1, d});
     }
     L.moe = std::move(m);
@@ -135,7 +156,7 @@ uint64_t Decoder::parameter_bytes() const {
     n += bytes_of(L.input_norm) + bytes_of(L.post_attention_norm);
     const auto& a = L.attention;
     for (const auto* t : {&a.q_proj, &a.k_proj, &a.v_proj, &a.o_proj, &a.q_bias, &a.k_bias, &a.v_bias, &a.q_norm,
-                          &a.k_norm})
+                          &a.k_norm, &a.q_a_proj, &a.q_a_norm, &a.q_b_proj, &a.kv_a_proj, &a.kv_a_norm, &a.kv_b_proj})
       n += bytes_of(*t);
     n += bytes_of(L.mlp);
     if (L.moe) {
@@ -158,7 +179,7 @@ at::Tensor Decoder::apply_layer(int64_t layer, const at::Tensor& h_in, MoeExecut
   const Layer& L = layers_.at(static_cast<size_t>(layer));
   SMOE_ASSERT(L.loaded, "layer ", layer, " is not loaded");
   const int64_t B = h_in.size(0), S = h_in.size(1), d = c.hidden_size;
-  const RopeTables rope = rope_tables(S, c.head_dim, c.rope_theta, dtype_, device_);
+  const RopeTables rope = rope_tables(S, c, dtype_, device_);
   at::Tensor h = h_in + attention(c, L.attention, rms_norm(h_in, L.input_norm, c.rms_norm_eps), rope);
   at::Tensor x = rms_norm(h, L.post_attention_norm, c.rms_norm_eps);
   if (!L.moe) return h + gated_mlp(L.mlp, x);

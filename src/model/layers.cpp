@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <vector>
 
 #include "smoe/core/error.h"
 
@@ -18,13 +19,38 @@ at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
   return weight * xf.to(x.scalar_type());
 }
 
-RopeTables rope_tables(int64_t seq_len, int64_t head_dim, double theta, at::ScalarType dtype, at::Device device) {
-  at::Tensor exponent = at::arange(0, head_dim, 2, at::kLong).to(at::kFloat) / static_cast<double>(head_dim);
-  at::Tensor inv_freq = 1.0 / at::pow(theta, exponent);
+at::Tensor rope_inv_freq(const ModelConfig& c) {
+  const int64_t dim = c.head_dim;
+  at::Tensor pos_freqs = at::pow(c.rope_theta, at::arange(0, dim, 2, at::kLong).to(at::kFloat) / static_cast<double>(dim));
+  at::Tensor extrapolation = 1.0 / pos_freqs;
+  if (!c.yarn.enabled) return extrapolation;
+  // YaRN: frequencies below the correction range keep their value, those above
+  // are divided by the factor, a linear ramp in between.
+  const YarnScaling& y = c.yarn;
+  auto correction_dim = [&](double rotations) {
+    return static_cast<double>(dim) * std::log(y.original_max_position / (rotations * 2 * M_PI)) /
+           (2 * std::log(c.rope_theta));
+  };
+  double low = std::max(std::floor(correction_dim(y.beta_fast)), 0.0);
+  double high = std::min(std::ceil(correction_dim(y.beta_slow)), static_cast<double>(dim - 1));
+  if (low == high) high += 0.001;
+  at::Tensor ramp = ((at::arange(dim / 2, at::kLong).to(at::kFloat) - low) / (high - low)).clamp(0, 1);
+  at::Tensor extrapolation_factor = 1 - ramp;
+  at::Tensor interpolation = 1.0 / (y.factor * pos_freqs);
+  return interpolation * (1 - extrapolation_factor) + extrapolation * extrapolation_factor;
+}
+
+RopeTables rope_tables(int64_t seq_len, const ModelConfig& c, at::ScalarType dtype, at::Device device) {
+  at::Tensor inv_freq = rope_inv_freq(c);
   at::Tensor pos = at::arange(seq_len, at::kLong).to(at::kFloat);
   at::Tensor freqs = at::outer(pos, inv_freq);
   at::Tensor emb = at::cat({freqs, freqs}, -1);
-  return {emb.cos().to(device, dtype), emb.sin().to(device, dtype)};
+  at::Tensor cos = emb.cos(), sin = emb.sin();
+  if (c.yarn.enabled && c.yarn.attention_factor != 1.0) {
+    cos = cos * c.yarn.attention_factor;
+    sin = sin * c.yarn.attention_factor;
+  }
+  return {cos.to(device, dtype), sin.to(device, dtype)};
 }
 
 namespace {
@@ -79,7 +105,61 @@ at::Tensor batch_matmul(const at::Tensor& a, const at::Tensor& b) {
   return at::matmul(a, b);
 }
 
+namespace {
+
+// Position i sees j <= i (and, with a sliding window, i - j < window).
+at::Tensor causal_mask(const ModelConfig& c, int64_t S, at::Device device) {
+  at::Tensor idx = at::arange(S, at::TensorOptions().dtype(at::kLong).device(device));
+  at::Tensor masked = idx.unsqueeze(0) > idx.unsqueeze(1);
+  if (c.sliding_window > 0) masked = masked.logical_or(idx.unsqueeze(1) - idx.unsqueeze(0) >= c.sliding_window);
+  return masked;
+}
+
+// softmax(q k^T * scale + mask) v over [B, H, S, *] -> [B, S, H * dv].
+at::Tensor attend(const ModelConfig& c, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+  const int64_t B = q.size(0), H = q.size(1), S = q.size(2);
+  at::Tensor scores = batch_matmul(q, k.transpose(2, 3)) * c.attention_scale;
+  scores = scores.masked_fill(causal_mask(c, S, q.device()), -std::numeric_limits<double>::infinity());
+  at::Tensor probs = at::softmax(scores, -1, at::kFloat).to(q.scalar_type());
+  return batch_matmul(probs, v).transpose(1, 2).reshape({B, S, H * v.size(-1)});
+}
+
+// DeepSeek's rotary layout: pairs (2i, 2i+1) rotate together. HF de-interleaves
+// them to [evens | odds] and rotates halves; q.k is the same either way.
+at::Tensor rope_interleaved(const at::Tensor& x, const RopeTables& rope) {
+  const auto sizes = x.sizes().vec();
+  std::vector<int64_t> pairs(sizes.begin(), sizes.end() - 1);
+  pairs.push_back(x.size(-1) / 2);
+  pairs.push_back(2);
+  return apply_rope(x.reshape(pairs).transpose(-1, -2).reshape(sizes), rope);
+}
+
+// The latent norms are built without an eps in the HF modules: RMSNorm's default 1e-6.
+constexpr double kLatentNormEps = 1e-6;
+
+at::Tensor mla_attention(const ModelConfig& c, const AttentionWeights& w, const at::Tensor& x,
+                         const RopeTables& rope) {
+  const int64_t B = x.size(0), S = x.size(1), H = c.num_heads;
+  const MlaConfig& m = c.mla;
+  const int64_t dn = m.qk_nope_head_dim, dr = m.qk_rope_head_dim, dv = m.v_head_dim;
+  at::Tensor q = w.q_proj.defined() ? dense(x, w.q_proj)
+                                    : dense(rms_norm(dense(x, w.q_a_proj), w.q_a_norm, kLatentNormEps), w.q_b_proj);
+  q = q.view({B, S, H, dn + dr}).transpose(1, 2);
+  at::Tensor a = dense(x, w.kv_a_proj);  // [B, S, kv_lora_rank + dr]
+  at::Tensor latent = a.narrow(-1, 0, m.kv_lora_rank);
+  at::Tensor k_pe = a.narrow(-1, m.kv_lora_rank, dr).view({B, 1, S, dr});
+  at::Tensor kv = dense(rms_norm(latent, w.kv_a_norm, kLatentNormEps), w.kv_b_proj).view({B, S, H, dn + dv}).transpose(1, 2);
+  at::Tensor q_pe = rope_interleaved(q.narrow(-1, dn, dr), rope);
+  k_pe = rope_interleaved(k_pe, rope).expand({B, H, S, dr});
+  at::Tensor qs = at::cat({q.narrow(-1, 0, dn), q_pe}, -1);
+  at::Tensor ks = at::cat({kv.narrow(-1, 0, dn), k_pe}, -1);
+  return dense(attend(c, qs, ks, kv.narrow(-1, dn, dv)), w.o_proj);
+}
+
+}  // namespace
+
 at::Tensor attention(const ModelConfig& c, const AttentionWeights& w, const at::Tensor& x, const RopeTables& rope) {
+  if (c.mla.enabled()) return mla_attention(c, w, x, rope);
   const int64_t B = x.size(0), S = x.size(1);
   const int64_t H = c.num_heads, Hkv = c.num_kv_heads, D = c.head_dim;
   at::Tensor q = dense(x, w.q_proj, w.q_bias);
@@ -110,15 +190,7 @@ at::Tensor attention(const ModelConfig& c, const AttentionWeights& w, const at::
     k = k.unsqueeze(2).expand({B, Hkv, rep, S, D}).reshape({B, H, S, D});
     v = v.unsqueeze(2).expand({B, Hkv, rep, S, D}).reshape({B, H, S, D});
   }
-  at::Tensor scores = batch_matmul(q, k.transpose(2, 3)) * (1.0 / std::sqrt(static_cast<double>(D)));
-  // Position i sees j <= i (and, with a sliding window, i - j < window).
-  at::Tensor idx = at::arange(S, at::TensorOptions().dtype(at::kLong).device(x.device()));
-  at::Tensor masked = idx.unsqueeze(0) > idx.unsqueeze(1);
-  if (c.sliding_window > 0) masked = masked.logical_or(idx.unsqueeze(1) - idx.unsqueeze(0) >= c.sliding_window);
-  scores = scores.masked_fill(masked, -std::numeric_limits<double>::infinity());
-  at::Tensor probs = at::softmax(scores, -1, at::kFloat).to(q.scalar_type());
-  at::Tensor out = batch_matmul(probs, v).transpose(1, 2).reshape({B, S, H * D});
-  return dense(out, w.o_proj);
+  return dense(attend(c, q, k, v), w.o_proj);
 }
 
 at::Tensor gated_mlp(const GatedMlp& mlp, const at::Tensor& x) {

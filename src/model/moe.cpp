@@ -19,7 +19,8 @@ ExpertBatches batch_by_expert(const at::Tensor& experts, int64_t num_experts) {
 at::Tensor LocalMoeExecutor::run(const MoeLayer& layer, const at::Tensor& x, const Routing& r,
                                  RoutingObserver* observer) {
   const int64_t k = r.experts.size(1);
-  at::Tensor out = at::zeros_like(x);
+  // Summed in the weights' dtype (float32 for DeepSeek, as HF does), returned in x's.
+  at::Tensor out = at::zeros(x.sizes(), x.options().dtype(r.weights.scalar_type()));
   at::Tensor weights = r.weights.reshape({-1});
   ExpertBatches b = batch_by_expert(r.experts, layer.num_experts);
   int64_t offset = 0;
@@ -35,7 +36,7 @@ at::Tensor LocalMoeExecutor::run(const MoeLayer& layer, const at::Tensor& x, con
     out.index_add_(0, tokens, y * weights.index_select(0, slots).unsqueeze(1));
     offset += n;
   }
-  return out;
+  return out.to(x.scalar_type());
 }
 
 }  // namespace smoe

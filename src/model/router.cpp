@@ -2,6 +2,8 @@
 
 #include <ATen/ATen.h>
 
+#include <limits>
+
 #include "smoe/core/error.h"
 #include "smoe/model/layers.h"
 
@@ -9,19 +11,31 @@ namespace smoe {
 
 Routing route(const RouterConfig& config, const at::Tensor& x, const at::Tensor& router, const at::Tensor& score_bias) {
   Routing r;
-  // Logits in the compute dtype, as the HF modules compute them; scores in float32.
-  at::Tensor logits = dense(x, router);
+  // Logits in the compute dtype, as the HF modules compute them (DeepSeek: from
+  // float32 operands); scores in float32.
+  at::Tensor logits = config.float32 ? dense(x.to(at::kFloat), router.to(at::kFloat)) : dense(x, router);
   r.logits = logits.to(at::kFloat);
   r.scores = config.score == RouterScore::Softmax ? at::softmax(r.logits, -1) : at::sigmoid(r.logits);
 
   at::Tensor choice = score_bias.defined() ? r.scores + score_bias.to(at::kFloat) : r.scores;
-  // Group-limited selection (n_group > 1) arrives with the DeepSeek family.
-  SMOE_ASSERT(config.n_group == 1, "group-limited routing is not implemented");
+  if (config.n_group > 1) {
+    // Keep the topk_group best groups; experts of the others cannot be chosen.
+    const int64_t T = choice.size(0), E = choice.size(1), G = config.n_group;
+    at::Tensor grouped = choice.view({T, G, E / G});
+    at::Tensor group_scores = config.group_score == GroupScore::Max ? std::get<0>(grouped.max(-1))
+                                                                     : std::get<0>(grouped.topk(2, -1)).sum(-1);
+    at::Tensor best = std::get<1>(group_scores.topk(config.topk_group, -1));
+    at::Tensor keep = at::zeros({T, G}, choice.options().dtype(at::kBool)).scatter_(1, best, true);
+    keep = keep.unsqueeze(-1).expand({T, G, E / G}).reshape({T, E});
+    choice = choice.masked_fill(keep.logical_not(), -std::numeric_limits<double>::infinity());
+  }
   r.experts = std::get<1>(choice.topk(config.top_k, -1));
   at::Tensor w = r.scores.gather(1, r.experts);
-  if (config.norm_topk_prob) w = w / (w.sum(-1, true) + (config.score == RouterScore::Sigmoid ? 1e-20 : 0.0));
-  if (config.routed_scaling_factor != 1.0) w = w * config.routed_scaling_factor;
-  r.weights = w.to(x.scalar_type());
+  const bool normalise = config.norm_topk_prob && !(config.scale_only_unnormalised && config.top_k == 1);
+  if (normalise) w = w / (w.sum(-1, true) + (config.score == RouterScore::Sigmoid || config.float32 ? 1e-20 : 0.0));
+  if (config.routed_scaling_factor != 1.0 && !(normalise && config.scale_only_unnormalised))
+    w = w * config.routed_scaling_factor;
+  r.weights = config.float32 ? w : w.to(x.scalar_type());
   return r;
 }
 

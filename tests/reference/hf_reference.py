@@ -1,7 +1,9 @@
 """Plain-PyTorch references of the Hugging Face semantics of the SMoE families smoe
 runs, and a hand-written safetensors reader/writer, for the cross-checks in this
 folder. Written from the HF modeling files' behaviour (transformers' Mixtral,
-OLMoE, Qwen2-MoE and Qwen3-MoE), not from smoe's code.
+OLMoE, Qwen2-MoE, Qwen3-MoE, DeepSeek-V2/V3, whose layout Kimi-K2 uses) and
+DeepSeek's FP8 checkpoint format, not from smoe's code (docs/research/deepseek-v3.md
+gathers the DeepSeek facts).
 
 Run with Debian's /usr/bin/python3 (python3-torch)."""
 
@@ -18,6 +20,75 @@ import torch.nn.functional as F
 _DTYPES = {"F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16, "I64": torch.int64,
            "I32": torch.int32, "F64": torch.float64, "U8": torch.uint8}
 _NAMES = {v: k for k, v in _DTYPES.items()}
+
+
+# ---------------------------------------------------------------- FP8 E4M3FN
+
+class Fp8:
+    """FP8 E4M3FN codes (a uint8 tensor) to be written with dtype F8_E4M3."""
+
+    def __init__(self, codes):
+        self.codes = codes
+
+
+def _e4m3_value(b):
+    # Bits S EEEE MMM, exponent bias 7, no infinities, NaN only for S.1111.111;
+    # a normal value is put together as IEEE single-precision bits.
+    s, e, m = b >> 7, (b >> 3) & 15, b & 7
+    if e == 15 and m == 7:
+        v = float("nan")
+    elif e == 0:
+        v = m * 2.0 ** -9
+    else:
+        v = struct.unpack("<f", struct.pack("<I", ((e - 7 + 127) << 23) | (m << 20)))[0]
+    return -v if s else v
+
+
+FP8_VALUES = torch.tensor([_e4m3_value(b) for b in range(256)], dtype=torch.float32)
+
+
+def _block_scales(scale, shape, block):
+    rows, cols = shape
+    return scale.repeat_interleave(block[0], 0).repeat_interleave(block[1], 1)[:rows, :cols]
+
+
+def quantize_fp8(w, block):
+    """w [rows, cols] -> (Fp8 codes, float32 scales [ceil(rows/br), ceil(cols/bc)]):
+    each block's scale is its largest |w| / 448; codes are the nearest E4M3FN value
+    of w / scale, ties to the even code."""
+    rows, cols = w.shape
+    br, bc = block
+    sr, sc = -(-rows // br), -(-cols // bc)
+    padded = torch.zeros(sr * br, sc * bc)
+    padded[:rows, :cols] = w.abs()
+    amax = padded.view(sr, br, sc, bc).amax(dim=(1, 3))
+    scale = torch.where(amax > 0, amax / 448.0, torch.ones_like(amax))
+    x = w.float() / _block_scales(scale, w.shape, block)
+    a = x.abs().clamp(max=448.0)
+    positive = FP8_VALUES[:127]  # codes 0x00..0x7E, increasing
+    hi = torch.searchsorted(positive, a).clamp(max=126)
+    lo = (hi - 1).clamp(min=0)
+    d_lo, d_hi = a - positive[lo], positive[hi] - a
+    code = torch.where((d_hi < d_lo) | ((d_hi == d_lo) & (hi % 2 == 0)), hi, lo)
+    code = torch.where(positive[hi] == a, hi, code)
+    code = code + 128 * (torch.signbit(x)).long()
+    return Fp8(code.to(torch.uint8)), scale
+
+
+def dequantize_fp8(codes, scale, block):
+    return FP8_VALUES[codes.long()] * _block_scales(scale, codes.shape, block)
+
+
+def dequantize_checkpoint(tensors, block):
+    """Every FP8 tensor (uint8 here, with a `<name>_scale_inv` partner) as float32;
+    the scale tensors dropped."""
+    out = {}
+    for n, t in tensors.items():
+        if n.endswith("_scale_inv"):
+            continue
+        scale = tensors.get(n + "_scale_inv")
+        out[n] = dequantize_fp8(t, scale, block) if scale is not None else t
+    return out
 
 
 # ---------------------------------------------------------------- BF16 matrix products
@@ -56,9 +127,11 @@ def save_safetensors(path, tensors, metadata=None):
     if metadata:
         header["__metadata__"] = metadata
     for name, t in tensors.items():
-        t = t.detach().contiguous().cpu()
+        dtype = "F8_E4M3" if isinstance(t, Fp8) else None
+        t = (t.codes if dtype else t).detach().contiguous().cpu()
         raw = t.view(torch.int16).numpy().tobytes() if t.dtype == torch.bfloat16 else t.numpy().tobytes()
-        header[name] = {"dtype": _NAMES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(raw)]}
+        header[name] = {"dtype": dtype or _NAMES[t.dtype], "shape": list(t.shape),
+                        "data_offsets": [offset, offset + len(raw)]}
         blobs.append(raw)
         offset += len(raw)
     text = json.dumps(header).encode()
@@ -80,7 +153,7 @@ def load_safetensors(path):
     for name, e in header.items():
         b, end = e["data_offsets"]
         raw = bytearray(data[8 + n + b:8 + n + end])
-        dtype = _DTYPES[e["dtype"]]
+        dtype = torch.uint8 if e["dtype"] == "F8_E4M3" else _DTYPES[e["dtype"]]  # FP8: its codes
         if dtype == torch.bfloat16:
             t = torch.frombuffer(raw, dtype=torch.int16).view(torch.bfloat16) if raw else torch.empty(0, dtype=dtype)
         else:
@@ -106,7 +179,8 @@ def save_checkpoint(folder, config, tensors, shards):
         save_safetensors(os.path.join(folder, fname), {n: tensors[n] for n in part}, {"format": "pt"})
         for n in part:
             weight_map[n] = fname
-            total += tensors[n].numel() * tensors[n].element_size()
+            t = tensors[n].codes if isinstance(tensors[n], Fp8) else tensors[n]
+            total += t.numel() * t.element_size()
     with open(os.path.join(folder, "model.safetensors.index.json"), "w") as f:
         json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f, indent=2)
 
@@ -132,12 +206,50 @@ def tiny_config(family):
         base.update(model_type="qwen3_moe", architectures=["Qwen3MoeForCausalLM"], num_experts=8,
                     num_experts_per_tok=3, moe_intermediate_size=40, intermediate_size=128, head_dim=32,
                     decoder_sparse_step=1, mlp_only_layers=[], norm_topk_prob=True, rms_norm_eps=1e-6)
+    elif family in ("deepseek_v3", "kimi_k2", "deepseek_v2"):
+        base.update(num_key_value_heads=4, rms_norm_eps=1e-6, kv_lora_rank=16, qk_nope_head_dim=8,
+                    qk_rope_head_dim=8, v_head_dim=12, moe_intermediate_size=24, intermediate_size=96,
+                    first_k_dense_replace=1, moe_layer_freq=1, hidden_act="silu", attention_bias=False)
+        if family == "deepseek_v3":
+            # Group-limited (4 groups of 2, the best 2 kept), FP8 in 16 x 16 blocks, one MTP layer stored.
+            base.update(model_type="deepseek_v3", architectures=["DeepseekV3ForCausalLM"], q_lora_rank=24,
+                        n_routed_experts=8, n_shared_experts=1, num_experts_per_tok=3, n_group=4, topk_group=2,
+                        topk_method="noaux_tc", scoring_func="sigmoid", routed_scaling_factor=2.5,
+                        norm_topk_prob=True, num_nextn_predict_layers=1,
+                        rope_scaling={"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32,
+                                      "beta_fast": 32, "beta_slow": 1, "mscale": 0.9, "mscale_all_dim": 1.0},
+                        quantization_config={"quant_method": "fp8", "fmt": "e4m3", "activation_scheme": "dynamic",
+                                             "weight_block_size": [16, 16]})
+        elif family == "kimi_k2":
+            # One group, FP8 in 128 x 128 blocks (one ragged block per tensor here), YaRN with beta 1/1.
+            base.update(model_type="kimi_k2", architectures=["DeepseekV3ForCausalLM"], q_lora_rank=24,
+                        n_routed_experts=12, n_shared_experts=1, num_experts_per_tok=4, n_group=1, topk_group=1,
+                        topk_method="noaux_tc", scoring_func="sigmoid", routed_scaling_factor=2.827,
+                        norm_topk_prob=True, num_nextn_predict_layers=0, rope_theta=50000.0,
+                        rope_scaling={"type": "yarn", "factor": 32.0, "original_max_position_embeddings": 64,
+                                      "beta_fast": 1.0, "beta_slow": 1.0, "mscale": 1.0, "mscale_all_dim": 1.0},
+                        quantization_config={"quant_method": "fp8", "fmt": "e4m3", "activation_scheme": "dynamic",
+                                             "weight_block_size": [128, 128]})
+        else:
+            # V2-Lite's choices: no q compression, softmax, two shared experts; group-limited here.
+            base.update(model_type="deepseek_v2", architectures=["DeepseekV2ForCausalLM"], q_lora_rank=None,
+                        n_routed_experts=8, n_shared_experts=2, num_experts_per_tok=2, n_group=2, topk_group=1,
+                        topk_method="group_limited_greedy", scoring_func="softmax", routed_scaling_factor=1.5,
+                        norm_topk_prob=False,
+                        rope_scaling={"type": "yarn", "factor": 40, "original_max_position_embeddings": 32,
+                                      "beta_fast": 32, "beta_slow": 1, "mscale": 0.707, "mscale_all_dim": 0.707})
     else:
         raise ValueError(family)
     return base
 
 
+def is_deepseek(cfg):
+    return cfg["model_type"] in ("deepseek_v2", "deepseek_v3", "kimi_k2")
+
+
 def _moe_layer(cfg, layer):
+    if is_deepseek(cfg):
+        return layer >= cfg.get("first_k_dense_replace", 0) and layer % cfg.get("moe_layer_freq", 1) == 0
     if cfg["model_type"] in ("qwen2_moe", "qwen3_moe"):
         step = cfg.get("decoder_sparse_step", 1)
         return layer not in cfg.get("mlp_only_layers", []) and (layer + 1) % step == 0
@@ -151,6 +263,8 @@ def _names(cfg):
 
 
 def _experts_key(cfg):
+    if is_deepseek(cfg):
+        return "n_routed_experts"
     return "num_local_experts" if cfg["model_type"] == "mixtral" else "num_experts"
 
 
@@ -159,6 +273,8 @@ def _head_dim(cfg):
 
 
 def random_weights(cfg, seed):
+    if is_deepseek(cfg):
+        return deepseek_random_weights(cfg, seed)
     g = torch.Generator().manual_seed(seed)
 
     def lin(o, i, scale=1.0):
@@ -327,6 +443,8 @@ def sparse_moe(cfg, w, p, x, routing_out, trace=None):
 def forward(cfg, w, tokens, dtype, traces=None):
     """tokens: [B, S] -> (logits [B, S, V] float32, {layer: chosen experts [B*S, k]}).
     With `traces` (a dict), traces[layer] gets sparse_moe's trace and the layer input."""
+    if is_deepseek(cfg):
+        return deepseek_forward(cfg, w, tokens, dtype, traces)
     w = {n: t.to(dtype) for n, t in w.items()}
     B, S = tokens.shape
     d = cfg["hidden_size"]
@@ -349,3 +467,248 @@ def forward(cfg, w, tokens, dtype, traces=None):
     h = rms_norm(h, w["model.norm.weight"], cfg["rms_norm_eps"])
     head = w["model.embed_tokens.weight"] if cfg.get("tie_word_embeddings") else w["lm_head.weight"]
     return linear(h, head).float(), routing
+
+
+# ---------------------------------------------------------------- DeepSeek-V2/V3, Kimi-K2
+
+def deepseek_random_weights(cfg, seed):
+    """Float32 weights of a DeepSeek-layout model, the HF tensor names; with
+    quantization_config, use fp8_checkpoint() to turn them into what is stored."""
+    g = torch.Generator().manual_seed(seed)
+
+    def lin(o, i, scale=1.0):
+        return torch.randn(o, i, generator=g) * scale / math.sqrt(i)
+
+    def norm(n):
+        return 1.0 + 0.1 * torch.randn(n, generator=g)
+
+    d, V, H = cfg["hidden_size"], cfg["vocab_size"], cfg["num_attention_heads"]
+    dn, dr, dv = cfg["qk_nope_head_dim"], cfg["qk_rope_head_dim"], cfg["v_head_dim"]
+    rq, rkv = cfg.get("q_lora_rank"), cfg["kv_lora_rank"]
+    E, ff, sff = cfg["n_routed_experts"], cfg["moe_intermediate_size"], cfg["moe_intermediate_size"] * cfg["n_shared_experts"]
+    w = {"model.embed_tokens.weight": 0.5 * torch.randn(V, d, generator=g)}
+    for l in range(cfg["num_hidden_layers"] + cfg.get("num_nextn_predict_layers", 0)):
+        p = f"model.layers.{l}."
+        a = p + "self_attn."
+        w[p + "input_layernorm.weight"] = norm(d)
+        w[p + "post_attention_layernorm.weight"] = norm(d)
+        if rq:
+            w[a + "q_a_proj.weight"] = lin(rq, d)
+            w[a + "q_a_layernorm.weight"] = norm(rq)
+            w[a + "q_b_proj.weight"] = lin(H * (dn + dr), rq)
+        else:
+            w[a + "q_proj.weight"] = lin(H * (dn + dr), d)
+        w[a + "kv_a_proj_with_mqa.weight"] = lin(rkv + dr, d)
+        w[a + "kv_a_layernorm.weight"] = norm(rkv)
+        w[a + "kv_b_proj.weight"] = lin(H * (dn + dv), rkv)
+        w[a + "o_proj.weight"] = lin(d, H * dv)
+        if l >= cfg["num_hidden_layers"]:
+            # A multi-token-prediction module: its own projections, never run for scoring.
+            w[p + "enorm.weight"] = norm(d)
+            w[p + "hnorm.weight"] = norm(d)
+            w[p + "eh_proj.weight"] = lin(d, 2 * d)
+            w[p + "shared_head.norm.weight"] = norm(d)
+        if not _moe_layer(cfg, l):
+            w[p + "mlp.gate_proj.weight"] = lin(cfg["intermediate_size"], d)
+            w[p + "mlp.up_proj.weight"] = lin(cfg["intermediate_size"], d)
+            w[p + "mlp.down_proj.weight"] = lin(d, cfg["intermediate_size"])
+            continue
+        w[p + "mlp.gate.weight"] = lin(E, d, 3.0)
+        if cfg.get("topk_method") == "noaux_tc":
+            # Some negative, so that masking rejected groups with -inf rather than 0 matters.
+            w[p + "mlp.gate.e_score_correction_bias"] = 0.3 * torch.randn(E, generator=g)
+        for e in range(E):
+            ep = p + f"mlp.experts.{e}."
+            w[ep + "gate_proj.weight"] = lin(ff, d)
+            w[ep + "up_proj.weight"] = lin(ff, d)
+            w[ep + "down_proj.weight"] = lin(d, ff)
+        if sff:
+            w[p + "mlp.shared_experts.gate_proj.weight"] = lin(sff, d)
+            w[p + "mlp.shared_experts.up_proj.weight"] = lin(sff, d)
+            w[p + "mlp.shared_experts.down_proj.weight"] = lin(d, sff)
+    w["model.norm.weight"] = norm(d)
+    w["lm_head.weight"] = lin(V, d)
+    return w
+
+
+_FP8_PROJECTIONS = ("q_a_proj", "q_b_proj", "q_proj", "kv_a_proj_with_mqa", "kv_b_proj", "o_proj", "gate_proj",
+                    "up_proj", "down_proj", "eh_proj")
+
+
+def fp8_checkpoint(cfg, weights):
+    """What a DeepSeek FP8 checkpoint stores: every attention, dense-MLP and expert
+    projection as E4M3FN codes with `<name>_scale_inv` block scales; the router and
+    embeddings in BF16; norms and the selection bias in F32. Returns (tensors to
+    save, the float32 weights they decode to)."""
+    block = cfg["quantization_config"]["weight_block_size"]
+    stored, decoded = {}, {}
+    for n, t in weights.items():
+        if n.endswith(".weight") and n.split(".")[-2] in _FP8_PROJECTIONS:
+            codes, scale = quantize_fp8(t, block)
+            stored[n], stored[n + "_scale_inv"] = codes, scale
+            decoded[n] = dequantize_fp8(codes.codes, scale, block)
+        elif n.endswith("gate.weight") or "embed_tokens" in n or n == "lm_head.weight":
+            stored[n] = t.to(torch.bfloat16)
+            decoded[n] = stored[n].float()
+        else:
+            stored[n] = decoded[n] = t.float()
+    return stored, decoded
+
+
+def _yarn_mscale(scale, m):
+    return 1.0 if scale <= 1 else 0.1 * m * math.log(scale) + 1.0
+
+
+def deepseek_rope(cfg, seq, dtype):
+    """cos, sin [seq, dr] from YaRN's blended inverse frequencies, times the
+    attention factor mscale(mscale) / mscale(mscale_all_dim)."""
+    dim, base = cfg["qk_rope_head_dim"], cfg["rope_theta"]
+    rs = cfg.get("rope_scaling")
+    pos_freqs = base ** (torch.arange(0, dim, 2, dtype=torch.int64).float() / dim)
+    inv_freq, factor = 1.0 / pos_freqs, 1.0
+    if rs:
+        f = rs["factor"]
+
+        def corr_dim(rotations):
+            return dim * math.log(rs["original_max_position_embeddings"] / (rotations * 2 * math.pi)) / (2 * math.log(base))
+
+        low = max(math.floor(corr_dim(rs.get("beta_fast", 32))), 0)
+        high = min(math.ceil(corr_dim(rs.get("beta_slow", 1))), dim - 1)
+        if low == high:
+            high += 0.001
+        extrapolation = 1 - ((torch.arange(dim // 2, dtype=torch.float32) - low) / (high - low)).clamp(0, 1)
+        inv_freq = (1.0 / (f * pos_freqs)) * (1 - extrapolation) + (1.0 / pos_freqs) * extrapolation
+        if rs.get("mscale") and rs.get("mscale_all_dim"):
+            factor = _yarn_mscale(f, rs["mscale"]) / _yarn_mscale(f, rs["mscale_all_dim"])
+        else:
+            factor = _yarn_mscale(f, 1.0)
+    pos = torch.arange(seq, dtype=torch.int64).float()
+    freqs = (inv_freq[:, None] @ pos[None, :]).transpose(0, 1)
+    emb = torch.cat((freqs, freqs), dim=-1)
+    return (emb.cos() * factor).to(dtype), (emb.sin() * factor).to(dtype)
+
+
+def _rope_interleaved(x, cos, sin):
+    # HF's layout: pairs (2i, 2i+1) de-interleaved to [evens | odds], then rotate-half.
+    b, h, s, d = x.shape
+    x = x.view(b, h, s, d // 2, 2).transpose(4, 3).reshape(b, h, s, d)
+    return x * cos + rotate_half(x) * sin
+
+
+def mla_attention(cfg, w, p, x, cos, sin):
+    B, S, _ = x.shape
+    H = cfg["num_attention_heads"]
+    dn, dr, dv, rkv = cfg["qk_nope_head_dim"], cfg["qk_rope_head_dim"], cfg["v_head_dim"], cfg["kv_lora_rank"]
+    a = p + "self_attn."
+    if cfg.get("q_lora_rank"):
+        q = linear(rms_norm(linear(x, w[a + "q_a_proj.weight"]), w[a + "q_a_layernorm.weight"], 1e-6),
+                   w[a + "q_b_proj.weight"])
+    else:
+        q = linear(x, w[a + "q_proj.weight"])
+    q = q.view(B, S, H, dn + dr).transpose(1, 2)
+    q_nope, q_pe = torch.split(q, [dn, dr], dim=-1)
+    compressed, k_pe = torch.split(linear(x, w[a + "kv_a_proj_with_mqa.weight"]), [rkv, dr], dim=-1)
+    k_pe = k_pe.view(B, S, 1, dr).transpose(1, 2)
+    kv = linear(rms_norm(compressed, w[a + "kv_a_layernorm.weight"], 1e-6), w[a + "kv_b_proj.weight"])
+    kv = kv.view(B, S, H, dn + dv).transpose(1, 2)
+    k_nope, v = torch.split(kv, [dn, dv], dim=-1)
+    q_pe, k_pe = _rope_interleaved(q_pe, cos, sin), _rope_interleaved(k_pe, cos, sin)
+    query = torch.cat((q_nope, q_pe), dim=-1)
+    key = torch.cat((k_nope, k_pe.expand(B, H, S, dr)), dim=-1)
+    scale = (dn + dr) ** -0.5
+    rs = cfg.get("rope_scaling")
+    if rs and rs.get("mscale_all_dim"):
+        m = _yarn_mscale(rs["factor"], rs["mscale_all_dim"])
+        scale = scale * m * m
+    scores = matmul(query, key.transpose(2, 3)) * scale
+    i, j = torch.arange(S)[:, None], torch.arange(S)[None, :]
+    mask = torch.zeros(S, S, dtype=scores.dtype).masked_fill(j > i, torch.finfo(scores.dtype).min)
+    probs = F.softmax(scores + mask, dim=-1, dtype=torch.float32).to(query.dtype)
+    out = matmul(probs, v).transpose(1, 2).reshape(B, S, H * dv)
+    return linear(out, w[a + "o_proj.weight"])
+
+
+def deepseek_route(cfg, w, p, x):
+    """-> (logits, chosen [T, K], weights [T, K] float32), as DeepseekV3TopkRouter
+    (noaux_tc: sigmoid, bias for selection only, groups scored by their best two,
+    rejected groups masked with -inf) and V2's MoEGate (softmax; groups scored by
+    their best; renormalisation and scaling exclusive)."""
+    T = x.shape[0]
+    E, K = cfg["n_routed_experts"], cfg["num_experts_per_tok"]
+    logits = F.linear(x.float(), w[p + "mlp.gate.weight"].float())
+    scores = logits.sigmoid() if cfg["scoring_func"] == "sigmoid" else logits.softmax(dim=-1)
+    method = cfg["topk_method"]
+    choice = scores + w[p + "mlp.gate.e_score_correction_bias"].float() if method == "noaux_tc" else scores
+    G = cfg.get("n_group", 1)
+    if method != "greedy" and G > 1:
+        grouped = choice.view(T, G, E // G)
+        group_scores = grouped.topk(2, dim=-1)[0].sum(-1) if method == "noaux_tc" else grouped.max(dim=-1).values
+        best = group_scores.topk(cfg["topk_group"], dim=-1, sorted=False)[1]
+        keep = torch.zeros_like(group_scores).scatter_(1, best, 1).bool()
+        keep = keep.unsqueeze(-1).expand(T, G, E // G).reshape(T, E)
+        choice = choice.masked_fill(~keep, float("-inf"))
+    chosen = choice.topk(K, dim=-1, sorted=False)[1]
+    weights = scores.gather(1, chosen)
+    if cfg["model_type"] == "deepseek_v2":
+        if K > 1 and cfg.get("norm_topk_prob"):
+            weights = weights / (weights.sum(-1, keepdim=True) + 1e-20)
+        else:
+            weights = weights * cfg["routed_scaling_factor"]
+    else:
+        if cfg.get("norm_topk_prob"):
+            weights = weights / (weights.sum(-1, keepdim=True) + 1e-20)
+        weights = weights * cfg["routed_scaling_factor"]
+    return logits, chosen, weights
+
+
+def deepseek_moe(cfg, w, p, x, routing_out, trace=None):
+    """Routed experts summed in float32 (HF's DeepseekV3MoE), cast back, plus the
+    shared experts (no gate)."""
+    names = ("mlp", "gate_proj", "up_proj", "down_proj")
+    T, d = x.shape
+    logits, chosen, weights = deepseek_route(cfg, w, p, x)
+    routing_out.append(chosen)
+    out = torch.zeros((T, d), dtype=torch.float32)
+    mask = F.one_hot(chosen, num_classes=cfg["n_routed_experts"]).permute(2, 1, 0)
+    if trace is not None:
+        trace["logits"], trace["weights"] = logits, weights
+        trace["norms"] = torch.zeros(chosen.shape, dtype=torch.float64)
+    for e in range(cfg["n_routed_experts"]):
+        idx, top_x = torch.where(mask[e])
+        if top_x.numel() == 0:
+            continue
+        f = mlp(w, p + f"mlp.experts.{e}.", names, x[top_x])
+        if trace is not None:
+            trace["norms"][top_x, idx] = f.double().norm(dim=1)
+        out.index_add_(0, top_x, f * weights[top_x, idx, None])
+    out = out.to(x.dtype)
+    if cfg.get("n_shared_experts"):
+        out = out + mlp(w, p + "mlp.shared_experts.", names, x)
+    return out
+
+
+def deepseek_forward(cfg, w, tokens, dtype, traces=None):
+    """forward() for the DeepSeek layout: MLA, dense first layers, routed plus shared
+    experts; the MTP layers after num_hidden_layers are not run. The selection bias
+    stays float32 (HF keeps e_score_correction_bias in float32)."""
+    w = {n: t if n.endswith("e_score_correction_bias") else t.to(dtype) for n, t in w.items()}
+    B, S = tokens.shape
+    d, eps = cfg["hidden_size"], cfg["rms_norm_eps"]
+    cos, sin = deepseek_rope(cfg, S, dtype)
+    h = F.embedding(tokens, w["model.embed_tokens.weight"])
+    routing = {}
+    for l in range(cfg["num_hidden_layers"]):
+        p = f"model.layers.{l}."
+        h = h + mla_attention(cfg, w, p, rms_norm(h, w[p + "input_layernorm.weight"], eps), cos, sin)
+        x = rms_norm(h, w[p + "post_attention_layernorm.weight"], eps)
+        if not _moe_layer(cfg, l):
+            h = h + mlp(w, p + "mlp.", ("", "gate_proj", "up_proj", "down_proj"), x)
+            continue
+        chosen = []
+        trace = None if traces is None else {"input": x.reshape(B * S, d)}
+        h = h + deepseek_moe(cfg, w, p, x.reshape(B * S, d), chosen, trace).view(B, S, d)
+        if traces is not None:
+            traces[l] = trace
+        routing[l] = chosen[0]
+    h = rms_norm(h, w["model.norm.weight"], eps)
+    return linear(h, w["lm_head.weight"]).float(), routing

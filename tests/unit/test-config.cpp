@@ -106,7 +106,8 @@ TEST(ConfigMalformed, EachFaultNamed) {
       {"num_local_experts", -2, "'num_local_experts' must be positive"},
       {"rms_norm_eps", "tiny", "'rms_norm_eps' must be a number"},
       {"hidden_size", 66, "not a multiple of num_attention_heads"},
-      {"rope_scaling", nlohmann::json{{"type", "yarn"}, {"factor", 4}}, "rope_scaling type 'yarn' is not supported"},
+      {"rope_scaling", nlohmann::json{{"type", "yarn"}, {"factor", 4}}, "missing required key 'original_max_position_embeddings'"},
+      {"rope_scaling", nlohmann::json{{"type", "dynamic"}, {"factor", 4}}, "rope_scaling type 'dynamic' is not supported"},
   };
   for (const auto& c : cases) {
     nlohmann::json j = mixtral();
@@ -118,6 +119,120 @@ TEST(ConfigMalformed, EachFaultNamed) {
     EXPECT_NE(msg.find(c.fault), std::string::npos) << c.key << ": " << msg;
   }
   EXPECT_NE(error_of(nlohmann::json::array()).find("must be a JSON object"), std::string::npos);
+}
+
+// DeepSeek-V3's published config.json (values from the hub file).
+nlohmann::json deepseek_v3() {
+  return {{"model_type", "deepseek_v3"}, {"vocab_size", 129280}, {"hidden_size", 7168},
+          {"intermediate_size", 18432}, {"moe_intermediate_size", 2048}, {"num_hidden_layers", 61},
+          {"num_attention_heads", 128}, {"num_key_value_heads", 128}, {"n_routed_experts", 256},
+          {"n_shared_experts", 1}, {"num_experts_per_tok", 8}, {"n_group", 8}, {"topk_group", 4},
+          {"topk_method", "noaux_tc"}, {"scoring_func", "sigmoid"}, {"routed_scaling_factor", 2.5},
+          {"norm_topk_prob", true}, {"first_k_dense_replace", 3}, {"moe_layer_freq", 1}, {"q_lora_rank", 1536},
+          {"kv_lora_rank", 512}, {"qk_nope_head_dim", 128}, {"qk_rope_head_dim", 64}, {"v_head_dim", 128},
+          {"rope_theta", 10000}, {"rms_norm_eps", 1e-6}, {"num_nextn_predict_layers", 1},
+          {"rope_scaling", {{"type", "yarn"}, {"factor", 40}, {"original_max_position_embeddings", 4096},
+                            {"beta_fast", 32}, {"beta_slow", 1}, {"mscale", 1.0}, {"mscale_all_dim", 1.0}}},
+          {"quantization_config", {{"quant_method", "fp8"}, {"fmt", "e4m3"}, {"activation_scheme", "dynamic"},
+                                   {"weight_block_size", {128, 128}}}}};
+}
+
+TEST(Config, DeepseekV3) {
+  ModelConfig c = parse_model_config(deepseek_v3(), "c.json");
+  EXPECT_EQ(c.family, Family::DeepseekV3);
+  EXPECT_STREQ(c.experts_key(), "n_routed_experts");
+  EXPECT_STREQ(c.layout().shared, "shared_experts.");
+  EXPECT_EQ(c.num_moe_layers(), 58);  // layers 0-2 dense
+  EXPECT_FALSE(c.is_moe(2));
+  EXPECT_TRUE(c.is_moe(3));
+  EXPECT_EQ(c.shared_expert_intermediate_size, 2048);
+  EXPECT_FALSE(c.shared_expert_gate);
+  EXPECT_EQ(c.router.score, RouterScore::Sigmoid);
+  EXPECT_EQ(c.router.group_score, GroupScore::TopTwoSum);
+  EXPECT_TRUE(c.router.score_correction_bias);
+  EXPECT_EQ(c.router.n_group, 8);
+  EXPECT_EQ(c.router.topk_group, 4);
+  EXPECT_DOUBLE_EQ(c.router.routed_scaling_factor, 2.5);
+  EXPECT_FALSE(c.router.scale_only_unnormalised);
+  EXPECT_TRUE(c.mla.enabled());
+  EXPECT_EQ(c.mla.qk_head_dim(), 192);
+  EXPECT_EQ(c.head_dim, 64);
+  // 192^-1/2 * (0.1 ln 40 + 1)^2, as the research notes compute it.
+  EXPECT_NEAR(c.attention_scale, 0.1352338, 1e-7);
+  EXPECT_TRUE(c.yarn.enabled);
+  EXPECT_DOUBLE_EQ(c.yarn.attention_factor, 1.0);
+  EXPECT_TRUE(c.fp8);
+  EXPECT_EQ(c.fp8_block_rows, 128);
+  EXPECT_EQ(c.num_nextn_predict_layers, 1);
+
+  nlohmann::json k2 = deepseek_v3();  // Kimi-K2-Instruct's differences
+  k2["model_type"] = "kimi_k2";
+  k2["n_routed_experts"] = 384;
+  k2["num_attention_heads"] = 64;
+  k2["num_key_value_heads"] = 64;
+  k2["n_group"] = 1;
+  k2["topk_group"] = 1;
+  k2["first_k_dense_replace"] = 1;
+  k2["rope_scaling"]["factor"] = 32.0;
+  ModelConfig kimi = parse_model_config(k2, "c.json");
+  EXPECT_EQ(kimi.family, Family::DeepseekV3);
+  EXPECT_EQ(kimi.num_moe_layers(), 60);
+  EXPECT_NEAR(kimi.attention_scale, 0.1308608, 1e-7);
+}
+
+TEST(Config, DeepseekV2Lite) {
+  nlohmann::json j = deepseek_v3();
+  j["model_type"] = "deepseek_v2";
+  j["q_lora_rank"] = nullptr;
+  j["topk_method"] = "greedy";
+  j["scoring_func"] = "softmax";
+  j["norm_topk_prob"] = false;
+  j["routed_scaling_factor"] = 1.0;
+  j["rope_scaling"]["mscale"] = 0.707;
+  j["rope_scaling"]["mscale_all_dim"] = 0.707;
+  j.erase("quantization_config");
+  ModelConfig c = parse_model_config(j, "c.json");
+  EXPECT_EQ(c.family, Family::DeepseekV2);
+  EXPECT_EQ(c.mla.q_lora_rank, 0);
+  EXPECT_EQ(c.router.score, RouterScore::Softmax);
+  EXPECT_EQ(c.router.n_group, 1);  // greedy ignores the groups
+  EXPECT_FALSE(c.router.score_correction_bias);
+  EXPECT_TRUE(c.router.scale_only_unnormalised);
+  EXPECT_NEAR(c.attention_scale, 0.1147214, 1e-7);
+  EXPECT_FALSE(c.fp8);
+}
+
+TEST(ConfigMalformed, DeepseekFaultsNamed) {
+  struct Case {
+    const char* key;
+    nlohmann::json value;
+    const char* fault;
+  } cases[] = {
+      {"n_group", 7, "n_routed_experts (256) must be a positive multiple of n_group (7)"},
+      {"topk_group", 9, "'topk_group' (9) must lie in 1..n_group (8)"},
+      {"num_experts_per_tok", 130, "exceeds the experts of topk_group (4) groups"},
+      {"scoring_func", "tanh", "scoring_func 'tanh' is not supported"},
+      {"topk_method", "random", "topk_method 'random' is not supported"},
+      {"kv_lora_rank", nullptr, "missing required key 'kv_lora_rank'"},
+      {"qk_rope_head_dim", 63, "'qk_rope_head_dim' must be even"},
+      {"quantization_config", nlohmann::json{{"quant_method", "awq"}}, "quant_method 'awq' is not supported"},
+      {"quantization_config", nlohmann::json{{"quant_method", "fp8"}, {"weight_block_size", {128}}},
+       "'weight_block_size' must be two positive integers"},
+      {"quantization_config", nlohmann::json{{"quant_method", "fp8"}, {"fmt", "e5m2"}}, "fmt 'e5m2' is not supported"},
+      {"smoe_layer_experts", std::vector<int64_t>(61, 128), "group-limited routing (n_group 8) needs all 256"},
+      {"routed_scaling_factor", -1, "'routed_scaling_factor' must be positive"},
+  };
+  for (const auto& c : cases) {
+    nlohmann::json j = deepseek_v3();
+    if (c.value.is_null())
+      j.erase(c.key);
+    else
+      j[c.key] = c.value;
+    if (std::string(c.key) == "smoe_layer_experts")
+      for (int l = 0; l < 3; ++l) j[c.key][l] = 0;
+    std::string msg = error_of(j);
+    EXPECT_NE(msg.find(c.fault), std::string::npos) << c.key << ": " << msg;
+  }
 }
 
 TEST(ConfigMalformed, MissingFileAndBadJson) {

@@ -31,8 +31,11 @@ class Checkpoint {
   const uint8_t* bytes(const std::string& name) const;
 
   // Loads a tensor as `dtype`. With `shape` given, InputError naming the file
-  // when the stored shape differs.
+  // when the stored shape differs. An F8_E4M3 tensor is dequantised straight from
+  // the mapped file with its `<name>_scale_inv` block scales (io/fp8.h).
   at::Tensor load(const std::string& name, at::ScalarType dtype, const std::vector<int64_t>& shape = {}) const;
+
+  bool is_fp8(const std::string& name) const { return info(name).dtype == Dtype::F8_E4M3; }
 
   // Returns the mapped pages of every tensor whose name starts with `prefix` to the
   // OS (their tensors stay valid: pages are read back from the file on access).
@@ -45,6 +48,8 @@ class Checkpoint {
   uint64_t total_bytes() const;
 
  private:
+  at::Tensor load_fp8(const std::string& name, at::ScalarType dtype) const;
+
   struct Location {
     std::shared_ptr<const SafetensorsFile> file;
     const TensorInfo* info;

@@ -2,8 +2,8 @@
 //
 // One ModelConfig describes every supported family; the family decides the
 // tensor names on disk (FamilyLayout) and a few semantics (q/k norm, shared
-// expert, router normalisation). Torch-free, so it can be fuzzed with the
-// safetensors parser.
+// expert, router normalisation, multi-head latent attention). Torch-free, so it
+// can be fuzzed with the safetensors parser.
 #pragma once
 
 #include <cstdint>
@@ -13,7 +13,8 @@
 
 namespace smoe {
 
-enum class Family { Mixtral, Olmoe, Qwen2Moe, Qwen3Moe };
+// DeepseekV3 also covers Kimi-K2 (model_type kimi_k2), which uses its layout.
+enum class Family { Mixtral, Olmoe, Qwen2Moe, Qwen3Moe, DeepseekV2, DeepseekV3 };
 
 // Where attention normalises q and k before RoPE.
 enum class QkNorm {
@@ -23,6 +24,9 @@ enum class QkNorm {
 };
 
 enum class RouterScore { Softmax, Sigmoid };
+// How group-limited routing scores a group: DeepSeek-V2 takes the group's best
+// expert, DeepSeek-V3 (noaux_tc) the sum of its best two.
+enum class GroupScore { Max, TopTwoSum };
 
 struct RouterConfig {
   int64_t top_k = 0;
@@ -32,8 +36,39 @@ struct RouterConfig {
   // the topk_group best groups only. 1/1 switches it off.
   int64_t n_group = 1;
   int64_t topk_group = 1;
+  GroupScore group_score = GroupScore::Max;
   double routed_scaling_factor = 1.0;
+  // DeepSeek-V2: routed_scaling_factor applies only where the weights are not
+  // renormalised; V3 renormalises, then scales.
+  bool scale_only_unnormalised = false;
   bool score_correction_bias = false;  // a per-expert bias added for selection only
+  // Logits from float32 operands whatever the compute dtype, and combine weights
+  // kept in float32 so that the routed sum accumulates in float32 (DeepSeek).
+  bool float32 = false;
+};
+
+// Multi-head latent attention (DeepSeek-V2/V3): q through an optional low-rank
+// projection, k and v from one compressed latent, and a rotary part of each head
+// apart from the rest (shared by all heads for k).
+struct MlaConfig {
+  int64_t q_lora_rank = 0;   // 0: one full q_proj
+  int64_t kv_lora_rank = 0;  // 0: not MLA
+  int64_t qk_nope_head_dim = 0;
+  int64_t qk_rope_head_dim = 0;
+  int64_t v_head_dim = 0;
+  bool enabled() const { return kv_lora_rank > 0; }
+  int64_t qk_head_dim() const { return qk_nope_head_dim + qk_rope_head_dim; }
+};
+
+// rope_scaling of type "yarn": frequencies blended between extrapolation and
+// interpolation by a linear ramp over the correction range.
+struct YarnScaling {
+  bool enabled = false;
+  double factor = 1.0;
+  double original_max_position = 0;
+  double beta_fast = 32.0;
+  double beta_slow = 1.0;
+  double attention_factor = 1.0;  // scales cos and sin
 };
 
 // Tensor names of a family's decoder layer, relative to "model.layers.N.".
@@ -42,6 +77,7 @@ struct FamilyLayout {
   const char* gate_proj;  // an expert's projections
   const char* up_proj;
   const char* down_proj;
+  const char* shared;     // the shared expert's prefix inside the MoE block
 };
 
 struct ModelConfig {
@@ -54,7 +90,7 @@ struct ModelConfig {
   int64_t num_layers = 0;
   int64_t num_heads = 0;
   int64_t num_kv_heads = 0;
-  int64_t head_dim = 0;
+  int64_t head_dim = 0;                // rotary width too; for MLA qk_rope_head_dim, as HF sets it
   int64_t intermediate_size = 0;       // dense MLP layers
   int64_t moe_intermediate_size = 0;   // each routed expert
   int64_t shared_expert_intermediate_size = 0;  // 0: no shared expert
@@ -65,6 +101,15 @@ struct ModelConfig {
   double clip_qkv = 0.0;        // 0: no clipping (OLMoE option)
   double rms_norm_eps = 1e-6;
   double rope_theta = 10000.0;
+  YarnScaling yarn;
+  MlaConfig mla;
+  double attention_scale = 0;   // softmax scale of q.k (head_dim^-1/2, with YaRN's mscale^2 for MLA)
+  // FP8 checkpoints (quantization_config fp8/e4m3): rows and columns of a
+  // weight_scale_inv block. 128 x 128 unless the config says otherwise.
+  int64_t fp8_block_rows = 128;
+  int64_t fp8_block_cols = 128;
+  bool fp8 = false;                     // quantization_config names fp8
+  int64_t num_nextn_predict_layers = 0; // DeepSeek-V3's multi-token-prediction layers, stored after the others; skipped
   int64_t sliding_window = 0;   // 0: full causal attention
   bool tie_word_embeddings = false;
 
@@ -77,6 +122,7 @@ struct ModelConfig {
   int64_t num_moe_layers() const;
   int64_t max_experts() const;
   FamilyLayout layout() const;
+  const char* experts_key() const;  // the config.json key of the routed-expert count
 };
 
 const char* family_name(Family family);

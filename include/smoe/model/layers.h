@@ -24,20 +24,26 @@ bool cpu_bf16_gemm_native();
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps);
 
 // cos and sin tables for positions [0, seq_len), [seq_len, head_dim], in `dtype`
-// on `device` (computed in float32 on the CPU).
+// on `device` (computed in float32 on the CPU), with the config's YaRN scaling.
 struct RopeTables {
   at::Tensor cos;
   at::Tensor sin;
 };
-RopeTables rope_tables(int64_t seq_len, int64_t head_dim, double theta, at::ScalarType dtype, at::Device device);
+RopeTables rope_tables(int64_t seq_len, const ModelConfig& config, at::ScalarType dtype, at::Device device);
+// The rotary inverse frequencies [head_dim / 2], float32 (YaRN-blended where configured).
+at::Tensor rope_inv_freq(const ModelConfig& config);
 
 struct AttentionWeights {
   at::Tensor q_proj, k_proj, v_proj, o_proj;  // [out, in]
   at::Tensor q_bias, k_bias, v_bias;          // undefined without attention_bias
   at::Tensor q_norm, k_norm;                  // undefined without q/k norm
+  // Multi-head latent attention: q_proj is undefined where q goes through q_a/q_b.
+  at::Tensor q_a_proj, q_a_norm, q_b_proj;    // [q_lora_rank, d], [q_lora_rank], [H*(dn+dr), q_lora_rank]
+  at::Tensor kv_a_proj, kv_a_norm, kv_b_proj; // [kv_lora_rank+dr, d], [kv_lora_rank], [H*(dn+dv), kv_lora_rank]
 };
 
-// Causal self-attention (grouped-query) over x: [B, S, d] -> [B, S, d].
+// Causal self-attention over x: [B, S, d] -> [B, S, d]: grouped-query, or
+// multi-head latent attention where config.mla is enabled.
 at::Tensor attention(const ModelConfig& config, const AttentionWeights& w, const at::Tensor& x,
                      const RopeTables& rope);
 
