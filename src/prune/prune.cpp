@@ -13,6 +13,7 @@
 #include "smoe/core/error.h"
 #include "smoe/core/hash.h"
 #include "smoe/io/checkpoint.h"
+#include "smoe/io/fp8.h"
 #include "smoe/io/json.h"
 #include "smoe/io/tensor-io.h"
 #include "smoe/prune/merge.h"
@@ -37,6 +38,19 @@ const LayerPlan* plan_of(const Plan& plan, int64_t layer) {
   for (const auto& lp : plan.layers)
     if (lp.layer == layer) return &lp;
   return nullptr;
+}
+
+// A weight as FP8 E4M3 codes (uint8) and float32 block scales.
+struct Fp8Tensor {
+  at::Tensor codes, scale;
+};
+
+Fp8Tensor quantize_fp8(const at::Tensor& w, const ModelConfig& c) {
+  at::Tensor f = w.to(at::kFloat).contiguous();
+  const int64_t rows = f.size(0), cols = f.size(1), br = c.fp8_block_rows, bc = c.fp8_block_cols;
+  Fp8Tensor out{at::empty({rows, cols}, at::kByte), at::empty({(rows + br - 1) / br, (cols + bc - 1) / bc}, at::kFloat)};
+  quantize_fp8_blocks(f.data_ptr<float>(), rows, cols, br, bc, out.codes.data_ptr<uint8_t>(), out.scale.data_ptr<float>());
+  return out;
 }
 
 // "model.layers.12.foo" -> 12, else -1.
@@ -81,9 +95,11 @@ PruneSummary prune_checkpoint(const Checkpoint& ck, const Plan& plan, const std:
     const TensorInfo& info = ck.info(name);
     const LayerPlan* lp = l >= 0 ? plan_of(plan, l) : nullptr;
     const std::string moe = "model.layers." + std::to_string(l) + "." + names.moe;
-    if (lp && name == moe + "gate.weight") {
-      Source s{Source::Router, name, l, 0, "", {name, info.dtype, {lp->num_groups(), info.shape[1]}}};
-      shards[l].push_back(s);
+    if (lp && (name == moe + "gate.weight" || name == moe + "gate.e_score_correction_bias")) {
+      // One row (bias entry) per expert: one per group after pruning.
+      std::vector<int64_t> shape = info.shape;
+      shape.at(0) = lp->num_groups();
+      shards[l].push_back({Source::Router, name, l, 0, "", {name, info.dtype, shape}});
     } else if (lp && name.compare(0, moe.size() + 8, moe + "experts.") == 0) {
       // Expert tensors are replaced by the groups' (written once, from expert 0's names).
       const std::string rest = name.substr(moe.size() + 8);
@@ -144,6 +160,7 @@ PruneSummary prune_checkpoint(const Checkpoint& ck, const Plan& plan, const std:
     const LayerPlan* lp = l >= 0 ? plan_of(plan, l) : nullptr;
     int64_t cached_group = -1;
     GatedMlp merged;
+    std::map<std::string, Fp8Tensor> quantized;  // the cached group's FP8 projections
     for (const auto& s : sources) {
       weight_map[s.spec.name] = fname;
       const TensorInfo& info = ck.info(s.name);
@@ -154,13 +171,15 @@ PruneSummary prune_checkpoint(const Checkpoint& ck, const Plan& plan, const std:
         continue;
       }
       at::Tensor t;
-      const at::ScalarType stored = to_scalar_type(info.dtype, s.name);
       if (s.kind == Source::Router) {
+        const at::ScalarType stored = to_scalar_type(info.dtype, s.name);
         at::Tensor rows = ck.load(s.name, stored);
         if (plan.router_policy == "most-used") {
           t = rows.index_select(0, at::tensor(lp->reference, at::kLong));
         } else {
-          t = at::zeros({lp->num_groups(), rows.size(1)}, at::kDouble);
+          std::vector<int64_t> shape = rows.sizes().vec();
+          shape[0] = lp->num_groups();
+          t = at::zeros(shape, at::kDouble);
           for (int64_t e = 0; e < lp->num_experts; ++e)
             if (lp->group[static_cast<size_t>(e)] >= 0)
               t[lp->group[static_cast<size_t>(e)]] += lp->weight[static_cast<size_t>(e)] * rows[e].to(at::kDouble);
@@ -191,12 +210,25 @@ PruneSummary prune_checkpoint(const Checkpoint& ck, const Plan& plan, const std:
           }
           merged = merge_experts(mlps, weights, reference, options.align);
           cached_group = s.group;
+          quantized.clear();
         }
-        if (s.proj == std::string(names.gate_proj) + ".weight") t = merged.gate_proj;
-        else if (s.proj == std::string(names.up_proj) + ".weight") t = merged.up_proj;
-        else if (s.proj == std::string(names.down_proj) + ".weight") t = merged.down_proj;
+        // "gate_proj.weight" or, for FP8 weights, also "gate_proj.weight_scale_inv".
+        const std::string suffix = "_scale_inv";
+        const bool is_scale = s.proj.size() > suffix.size() &&
+                              s.proj.compare(s.proj.size() - suffix.size(), suffix.size(), suffix) == 0;
+        const std::string weight = is_scale ? s.proj.substr(0, s.proj.size() - suffix.size()) : s.proj;
+        if (weight == std::string(names.gate_proj) + ".weight") t = merged.gate_proj;
+        else if (weight == std::string(names.up_proj) + ".weight") t = merged.up_proj;
+        else if (weight == std::string(names.down_proj) + ".weight") t = merged.down_proj;
         else throw InputError(str(ck.dir(), ": expert tensor '", s.name, "' is not a projection smoe knows"));
-        t = t.to(stored);
+        if (ck.is_fp8(member_name(members[0], weight))) {
+          // FP8 experts are quantised again, in the checkpoint's blocks.
+          auto it = quantized.find(weight);
+          if (it == quantized.end()) it = quantized.emplace(weight, quantize_fp8(t, c)).first;
+          t = is_scale ? it->second.scale : it->second.codes;
+        } else {
+          t = t.to(to_scalar_type(info.dtype, s.name));
+        }
       }
       t = t.contiguous();
       writer.write(s.spec.name, t.data_ptr(), t.nbytes());
@@ -216,8 +248,13 @@ PruneSummary prune_checkpoint(const Checkpoint& ck, const Plan& plan, const std:
     fewest = std::min(fewest, lp.num_groups());
     per_layer[static_cast<size_t>(lp.layer)] = lp.num_groups();
   }
-  config[c.family == Family::Mixtral ? "num_local_experts" : "num_experts"] = most;
+  config[c.experts_key()] = most;
   if (fewest < c.router.top_k) config["num_experts_per_tok"] = fewest;
+  if (c.router.n_group > 1 && (fewest != most || most != c.max_experts())) {
+    // Merged experts no longer fall into the original groups: route among all of them.
+    config["n_group"] = 1;
+    config["topk_group"] = 1;
+  }
   if (fewest != most)
     config["smoe_layer_experts"] = per_layer;
   else
