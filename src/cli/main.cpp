@@ -28,12 +28,13 @@ const Job kJobs[] = {
     {"train", smoe::run_train, "train a small SMoE from scratch, data parallel"},
     {"report", smoe::run_report, "the study's table and plot from many results.json files"},
     {"data", smoe::run_data, "write the built-in synthetic task suite (smoe data synth)"},
+    {"plan-resources", smoe::run_plan_resources, "memory per rank, all-to-all volume and time for a model, from config.json"},
 };
 
 void print_usage(std::ostream& os) {
   os << "usage: smoe JOB [options]   (smoe JOB --help for a job's options)\n\n"
      << "smoe " << SMOE_VERSION << ": task-specific expert pruning of sparse Mixture-of-Experts models\n\njobs:\n";
-  for (const auto& j : kJobs) os << "  " << j.name << std::string(10 - std::strlen(j.name), ' ') << j.summary << "\n";
+  for (const auto& j : kJobs) os << "  " << j.name << std::string(16 - std::strlen(j.name), ' ') << j.summary << "\n";
 }
 
 // Runs a job; a failure on any rank is logged by that rank and, under MPI with

@@ -507,7 +507,9 @@ def deepseek_random_weights(cfg, seed):
             w[p + "enorm.weight"] = norm(d)
             w[p + "hnorm.weight"] = norm(d)
             w[p + "eh_proj.weight"] = lin(d, 2 * d)
+            w[p + "embed_tokens.weight"] = 0.5 * torch.randn(V, d, generator=g)
             w[p + "shared_head.norm.weight"] = norm(d)
+            w[p + "shared_head.head.weight"] = lin(V, d)
         if not _moe_layer(cfg, l):
             w[p + "mlp.gate_proj.weight"] = lin(cfg["intermediate_size"], d)
             w[p + "mlp.up_proj.weight"] = lin(cfg["intermediate_size"], d)
@@ -532,13 +534,14 @@ def deepseek_random_weights(cfg, seed):
 
 
 _FP8_PROJECTIONS = ("q_a_proj", "q_b_proj", "q_proj", "kv_a_proj_with_mqa", "kv_b_proj", "o_proj", "gate_proj",
-                    "up_proj", "down_proj", "eh_proj")
+                    "up_proj", "down_proj")
 
 
 def fp8_checkpoint(cfg, weights):
     """What a DeepSeek FP8 checkpoint stores: every attention, dense-MLP and expert
-    projection as E4M3FN codes with `<name>_scale_inv` block scales; the router and
-    embeddings in BF16; norms and the selection bias in F32. Returns (tensors to
+    projection as E4M3FN codes with `<name>_scale_inv` block scales; the router,
+    embeddings, heads and the MTP layer's eh_proj in BF16; norms and the selection
+    bias in F32. Returns (tensors to
     save, the float32 weights they decode to)."""
     block = cfg["quantization_config"]["weight_block_size"]
     stored, decoded = {}, {}
@@ -547,7 +550,7 @@ def fp8_checkpoint(cfg, weights):
             codes, scale = quantize_fp8(t, block)
             stored[n], stored[n + "_scale_inv"] = codes, scale
             decoded[n] = dequantize_fp8(codes.codes, scale, block)
-        elif n.endswith("gate.weight") or "embed_tokens" in n or n == "lm_head.weight":
+        elif n.endswith(("gate.weight", "eh_proj.weight", "head.weight")) or "embed_tokens" in n:
             stored[n] = t.to(torch.bfloat16)
             decoded[n] = stored[n].float()
         else:

@@ -65,6 +65,21 @@ def main():
     moe_layers = [l for l in range(cfg["num_hidden_layers"]) if ref._moe_layer(cfg, l)]
     E = cfg["n_routed_experts"]
 
+    # ---- plan-resources counts what the checkpoint holds
+    plan_json = json.loads(smoe("plan-resources", "--model", model, "--json", "--ranks", "2").stdout)
+    tensors, _ = load_checkpoint(model)
+    mtp_prefix = f"model.layers.{cfg['num_hidden_layers']}."
+    loaded = sum(t.numel() for n, t in tensors.items() if not n.endswith("_scale_inv") and not n.startswith(mtp_prefix))
+    mtp_params = sum(t.numel() for n, t in tensors.items() if not n.endswith("_scale_inv") and n.startswith(mtp_prefix))
+    on_disk = sum(t.numel() * t.element_size() for t in tensors.values())
+    norm_bytes = sum(t.numel() * 2 for n, t in tensors.items() if t.dtype == torch.float32 and not n.endswith("_scale_inv"))
+    check(plan_json["parameters"]["total"] == loaded and plan_json["parameters"]["mtp"] == mtp_params,
+          f"plan-resources: {loaded} parameters loaded and {mtp_params} in the MTP layer, as the checkpoint holds")
+    # The reference stores norms and biases in F32 where plan-resources assumes BF16 (as Kimi-K2 ships them).
+    check(plan_json["checkpoint_bytes"] == on_disk - norm_bytes,
+          f"plan-resources: checkpoint bytes {plan_json['checkpoint_bytes']:.0f} = {on_disk} on disk "
+          f"less {norm_bytes} for the F32 norms")
+
     # ---- collect
     runs = {"1 rank": ([], 0), "2 ranks": ([], 2), "2 ranks layerwise": (["--schedule", "layerwise"], 2)}
     stats = {}
