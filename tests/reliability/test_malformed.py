@@ -42,6 +42,11 @@ class Inputs:
         self.job(["collect", "--model", self.model, "--task", f"t={self.corpus}", "--out", self.stats, "--threads", "1"])
         self.job(["cluster", "--stats", self.stats, "--task", "t", "--method", "frequency", "--factor", "2",
                   "--out", self.plan])
+        fp8_cfg = ref.tiny_config("deepseek_v3")
+        self.fp8_model = os.path.join(w, "good", "fp8-model")
+        ref.save_checkpoint(self.fp8_model, fp8_cfg, ref.fp8_checkpoint(fp8_cfg, ref.random_weights(fp8_cfg, 5))[0],
+                            shards=1)
+        self.job(["score", "--model", self.fp8_model, "--corpus", self.corpus, "--threads", "1"])
 
     def job(self, args):
         p = subprocess.run([self.smoe] + args, capture_output=True, text=True)
@@ -204,6 +209,28 @@ def index_wrong_file(m):
     return name
 
 
+FP8_WEIGHT = "model.layers.0.self_attn.q_a_proj.weight"  # [24, 64] in 16 x 16 blocks: scales [2, 4]
+
+
+def fp8_case(breaker, words):
+    def make(g, d):
+        m = os.path.join(d, "model")
+        shutil.copytree(g.fp8_model, m)
+        culprit = breaker(os.path.join(m, "model.safetensors"))
+        args, out = score(m, g.corpus, d)
+        return args, out, [culprit] + words
+    return make
+
+
+def fp8_nan(p):
+    with open(p, "r+b") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(n))
+        f.seek(8 + n + header[FP8_WEIGHT]["data_offsets"][0] + 70)  # row 1, column 6
+        f.write(b"\x7f")
+    return p
+
+
 def config_case(edit, words, job=score):
     def make(g, d):
         m = g.model_copy(d)
@@ -278,6 +305,16 @@ CASES = [
     ("checkpoint index not JSON", checkpoint_case(index_not_json, ["JSON"])),
     ("checkpoint index names the wrong shard", checkpoint_case(index_wrong_file, [])),
     ("checkpoint (collect) truncated", checkpoint_case(truncate, ["bytes"], job=collect)),
+    ("FP8 weight without its block scales", fp8_case(
+        lambda p: (rewrite_header(p, lambda h: h.pop(FP8_WEIGHT + "_scale_inv")), p)[1],
+        [FP8_WEIGHT + "_scale_inv", "no block scales"])),
+    ("FP8 block scales of the wrong shape", fp8_case(
+        lambda p: (rewrite_header(p, lambda h: h[FP8_WEIGHT + "_scale_inv"].__setitem__("shape", [4, 2])), p)[1],
+        ["[4, 2]", "needs [2, 4]"])),
+    ("FP8 weight holding a NaN", fp8_case(fp8_nan, [FP8_WEIGHT, "NaN", "[1, 6]"])),
+    ("FP8 config with another quantisation", fp8_case(
+        lambda p: (edit_config(os.path.dirname(p), lambda c: c.update(quantization_config={"quant_method": "awq"})),
+                   os.path.join(os.path.dirname(p), "config.json"))[1], ["quant_method", "awq"])),
     # ---- configs
     ("config not JSON", config_case("{\"model_type\": \"mixtral\",", ["JSON"])),
     ("config without hidden_size", config_case(lambda c: c.pop("hidden_size"), ["hidden_size"])),
