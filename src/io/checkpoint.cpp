@@ -111,6 +111,9 @@ at::Tensor Checkpoint::load_fp8(const std::string& name, at::ScalarType dtype) c
   const int64_t nan = dequantize_fp8_blocks(bytes(name), rows, cols, scale.data(), br, bc, out.data_ptr<float>());
   SMOE_CHECK_INPUT(nan < 0, path, ": FP8 tensor '", name, "' holds a NaN at [", nan / std::max<int64_t>(cols, 1), ", ",
                    nan % std::max<int64_t>(cols, 1), "]");
+  // The decoded copy is all that is used from here on: hand the FP8 pages back now
+  // rather than when the layer is released (they are read again if ever needed).
+  where_.at(name).file->release_pages(i);
   return dtype == at::kFloat ? out : out.to(dtype);
 }
 
