@@ -10,14 +10,20 @@
 namespace smoe {
 
 Routing route(const RouterConfig& config, const at::Tensor& x, const at::Tensor& router, const at::Tensor& score_bias) {
-  Routing r;
   // Logits in the compute dtype, as the HF modules compute them (DeepSeek: from
   // float32 operands); scores in float32.
   at::Tensor logits = config.float32 ? dense(x.to(at::kFloat), router.to(at::kFloat)) : dense(x, router);
-  r.logits = logits.to(at::kFloat);
+  Routing r = route_logits(config, logits.to(at::kFloat), score_bias);
+  if (!config.float32) r.weights = r.weights.to(x.scalar_type());
+  return r;
+}
+
+Routing route_logits(const RouterConfig& config, const at::Tensor& logits, const at::Tensor& score_bias) {
+  Routing r;
+  r.logits = logits;
   r.scores = config.score == RouterScore::Softmax ? at::softmax(r.logits, -1) : at::sigmoid(r.logits);
 
-  at::Tensor choice = score_bias.defined() ? r.scores + score_bias.to(at::kFloat) : r.scores;
+  at::Tensor choice = score_bias.defined() ? r.scores + score_bias.to(r.scores.scalar_type()) : r.scores;
   if (config.n_group > 1) {
     // Keep the topk_group best groups; experts of the others cannot be chosen.
     const int64_t T = choice.size(0), E = choice.size(1), G = config.n_group;
@@ -35,7 +41,7 @@ Routing route(const RouterConfig& config, const at::Tensor& x, const at::Tensor&
   if (normalise) w = w / (w.sum(-1, true) + (config.score == RouterScore::Sigmoid || config.float32 ? 1e-20 : 0.0));
   if (config.routed_scaling_factor != 1.0 && !(normalise && config.scale_only_unnormalised))
     w = w * config.routed_scaling_factor;
-  r.weights = config.float32 ? w : w.to(x.scalar_type());
+  r.weights = w;
   return r;
 }
 

@@ -86,9 +86,10 @@ LayerPlan merge_clusters(const LayerStatsData& s, const std::vector<int64_t>& la
 class NaeeSearch {
  public:
   NaeeSearch(const MoeLayer& layer, const RouterConfig& router, const at::Tensor& sample)
-      : router_(router), k_(router.top_k) {
+      : router_(router), k_(router.top_k), num_experts_(layer.num_experts) {
     x_ = sample.to(layer.router.scalar_type());
     logits_ = at::linear(x_, layer.router).to(at::kDouble);
+    if (layer.score_bias.defined()) bias_ = layer.score_bias.to(at::kDouble);
     const int64_t E = layer.num_experts;
     for (int64_t e = 0; e < E; ++e) outputs_.push_back(gated_mlp(layer.experts[static_cast<size_t>(e)], x_).to(at::kDouble));
     std::vector<int64_t> all(static_cast<size_t>(E));
@@ -99,24 +100,25 @@ class NaeeSearch {
   double loss(const std::vector<int64_t>& kept) const { return (output(kept) - full_).pow(2).sum().item<double>(); }
 
  private:
+  // The layer's output with only `kept` experts, routed by the family's rule as the
+  // pruned model routes (a subset no longer falls into the original groups).
   at::Tensor output(const std::vector<int64_t>& kept) const {
     at::Tensor idx = at::tensor(kept, at::kLong);
-    at::Tensor z = logits_.index_select(1, idx);
-    at::Tensor scores = router_.score == RouterScore::Softmax ? at::softmax(z, -1) : at::sigmoid(z);
-    const int64_t k = std::min<int64_t>(k_, static_cast<int64_t>(kept.size()));
-    auto [w, pos] = scores.topk(k, -1);
-    if (router_.norm_topk_prob) w = w / w.sum(-1, true);
+    RouterConfig rc = router_;
+    rc.top_k = std::min<int64_t>(k_, static_cast<int64_t>(kept.size()));
+    if (static_cast<int64_t>(kept.size()) != num_experts_) rc.n_group = rc.topk_group = 1;
+    Routing r = route_logits(rc, logits_.index_select(1, idx), bias_.defined() ? bias_.index_select(0, idx) : bias_);
     at::Tensor out = at::zeros({x_.size(0), outputs_[0].size(1)}, at::kDouble);
     for (size_t j = 0; j < kept.size(); ++j) {
-      at::Tensor gate = (w * (pos == static_cast<int64_t>(j))).sum(-1, true);
+      at::Tensor gate = (r.weights * (r.experts == static_cast<int64_t>(j))).sum(-1, true);
       out += gate * outputs_[static_cast<size_t>(kept[j])];
     }
     return out;
   }
 
   const RouterConfig& router_;
-  int64_t k_;
-  at::Tensor x_, logits_, full_;
+  int64_t k_, num_experts_;
+  at::Tensor x_, logits_, bias_, full_;
   std::vector<at::Tensor> outputs_;
 };
 

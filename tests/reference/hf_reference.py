@@ -442,29 +442,32 @@ def sparse_moe(cfg, w, p, x, routing_out, trace=None):
 
 def forward(cfg, w, tokens, dtype, traces=None):
     """tokens: [B, S] -> (logits [B, S, V] float32, {layer: chosen experts [B*S, k]}).
-    With `traces` (a dict), traces[layer] gets sparse_moe's trace and the layer input."""
-    if is_deepseek(cfg):
-        return deepseek_forward(cfg, w, tokens, dtype, traces)
-    w = {n: t.to(dtype) for n, t in w.items()}
+    With `traces` (a dict), traces[layer] gets the MoE block's trace and the layer input.
+    The DeepSeek layout runs MLA and its own MoE block; its MTP layers (after
+    num_hidden_layers) are not run, and its selection bias stays float32 (HF keeps
+    e_score_correction_bias in float32)."""
+    deepseek = is_deepseek(cfg)
+    w = {n: t if n.endswith("e_score_correction_bias") else t.to(dtype) for n, t in w.items()}
     B, S = tokens.shape
-    d = cfg["hidden_size"]
-    cos, sin = rope(S, _head_dim(cfg), cfg["rope_theta"], dtype)
+    d, eps = cfg["hidden_size"], cfg["rms_norm_eps"]
+    cos, sin = deepseek_rope(cfg, S, dtype) if deepseek else rope(S, _head_dim(cfg), cfg["rope_theta"], dtype)
+    attend, moe_block = (mla_attention, deepseek_moe) if deepseek else (attention, sparse_moe)
     h = F.embedding(tokens, w["model.embed_tokens.weight"])
     routing = {}
     for l in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{l}."
-        h = h + attention(cfg, w, p, rms_norm(h, w[p + "input_layernorm.weight"], cfg["rms_norm_eps"]), cos, sin)
-        x = rms_norm(h, w[p + "post_attention_layernorm.weight"], cfg["rms_norm_eps"])
+        h = h + attend(cfg, w, p, rms_norm(h, w[p + "input_layernorm.weight"], eps), cos, sin)
+        x = rms_norm(h, w[p + "post_attention_layernorm.weight"], eps)
         if not _moe_layer(cfg, l):
             h = h + mlp(w, p + "mlp.", ("", "gate_proj", "up_proj", "down_proj"), x)
             continue
         chosen = []
         trace = None if traces is None else {"input": x.reshape(B * S, d)}
-        h = h + sparse_moe(cfg, w, p, x.reshape(B * S, d), chosen, trace).view(B, S, d)
+        h = h + moe_block(cfg, w, p, x.reshape(B * S, d), chosen, trace).view(B, S, d)
         if traces is not None:
             traces[l] = trace
         routing[l] = chosen[0]
-    h = rms_norm(h, w["model.norm.weight"], cfg["rms_norm_eps"])
+    h = rms_norm(h, w["model.norm.weight"], eps)
     head = w["model.embed_tokens.weight"] if cfg.get("tie_word_embeddings") else w["lm_head.weight"]
     return linear(h, head).float(), routing
 
@@ -689,29 +692,3 @@ def deepseek_moe(cfg, w, p, x, routing_out, trace=None):
         out = out + mlp(w, p + "mlp.shared_experts.", names, x)
     return out
 
-
-def deepseek_forward(cfg, w, tokens, dtype, traces=None):
-    """forward() for the DeepSeek layout: MLA, dense first layers, routed plus shared
-    experts; the MTP layers after num_hidden_layers are not run. The selection bias
-    stays float32 (HF keeps e_score_correction_bias in float32)."""
-    w = {n: t if n.endswith("e_score_correction_bias") else t.to(dtype) for n, t in w.items()}
-    B, S = tokens.shape
-    d, eps = cfg["hidden_size"], cfg["rms_norm_eps"]
-    cos, sin = deepseek_rope(cfg, S, dtype)
-    h = F.embedding(tokens, w["model.embed_tokens.weight"])
-    routing = {}
-    for l in range(cfg["num_hidden_layers"]):
-        p = f"model.layers.{l}."
-        h = h + mla_attention(cfg, w, p, rms_norm(h, w[p + "input_layernorm.weight"], eps), cos, sin)
-        x = rms_norm(h, w[p + "post_attention_layernorm.weight"], eps)
-        if not _moe_layer(cfg, l):
-            h = h + mlp(w, p + "mlp.", ("", "gate_proj", "up_proj", "down_proj"), x)
-            continue
-        chosen = []
-        trace = None if traces is None else {"input": x.reshape(B * S, d)}
-        h = h + deepseek_moe(cfg, w, p, x.reshape(B * S, d), chosen, trace).view(B, S, d)
-        if traces is not None:
-            traces[l] = trace
-        routing[l] = chosen[0]
-    h = rms_norm(h, w["model.norm.weight"], eps)
-    return linear(h, w["lm_head.weight"]).float(), routing

@@ -6,7 +6,7 @@ layer, a shared expert, a stored MTP layer):
     statistics (OpenBLAS rounds some GEMM shapes differently with another thread
     count, e.g. [120, 64] x [64, 96]: sums then agree to ~1e-6, not bit for bit), and
     expert counts equal to the plain-PyTorch reference's routing;
-  cluster (uncurl, factor 2) and prune: the pruned checkpoint keeps the family
+  cluster (uncurl, factor 2; the other five methods run too) and prune: the pruned checkpoint keeps the family
     layout (n_routed_experts, per-group router rows and selection biases, FP8
     experts with block scales, n_group 1, the MTP layer untouched), experts kept
     alone are byte-identical, merged ones are the merge re-quantised as the
@@ -85,7 +85,7 @@ def main():
     stats = {}
     for name, (extra, ranks) in runs.items():
         out = os.path.join(w, f"stats-{len(stats)}.h5")
-        smoe("collect", "--model", model, "--task", f"t={corpus}", "--out", out, "--out-mean", *extra,
+        smoe("collect", "--model", model, "--task", f"t={corpus}", "--out", out, "--out-mean", "--sample", "32", *extra,
              *([] if ranks else ["--threads", "1"]), ranks=ranks)
         with h5py.File(out) as f:
             stats[name] = {(l, k): f[f"tasks/t/layers/{l}/{k}"][()] for l in moe_layers
@@ -154,6 +154,18 @@ def main():
                       f"(codes differing from the reference's: {mismatch:.2%}, by at most one step)")
                 merged_checked += 1
     check(merged_checked > 0, f"{merged_checked} merged FP8 projections checked")
+
+    # ---- the other methods: each plan prunes to a model that runs
+    for method in ("frequency", "mc-smoe", "hc-smoe", "reap", "naee"):
+        mplan, mout = os.path.join(w, f"plan-{method}.h5"), os.path.join(w, f"pruned-{method}")
+        smoe("cluster", "--stats", os.path.join(w, "stats-0.h5"), "--task", "t", "--method", method, "--factor", "2",
+             "--out", mplan, *(["--model", model] if method == "naee" else []))
+        smoe("prune", "--model", model, "--plan", mplan, "--out", mout)
+        p = smoe("score", "--model", mout, "--corpus", corpus, "--threads", "2")
+        ppl = float(dict(x.split("=", 1) for x in p.stdout.split() if "=" in x)["perplexity"])
+        with open(os.path.join(mout, "config.json")) as f:
+            experts = json.load(f)["n_routed_experts"]
+        check(np.isfinite(ppl) and experts == E // 2, f"{method}: pruned to {experts} experts, perplexity {ppl:.3f}")
 
     # ---- the pruned model runs as the reference runs it
     pstored, _ = load_checkpoint(pruned)

@@ -19,4 +19,8 @@ struct Routing {
 // (used for selection only, as DeepSeek-V3's e_score_correction_bias).
 Routing route(const RouterConfig& config, const at::Tensor& x, const at::Tensor& router, const at::Tensor& score_bias);
 
+// The same rule from router logits [T, E] already computed (float32 or float64):
+// scores, selection, weights in the logits' dtype.
+Routing route_logits(const RouterConfig& config, const at::Tensor& logits, const at::Tensor& score_bias);
+
 }  // namespace smoe
