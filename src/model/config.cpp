@@ -72,11 +72,13 @@ void parse_rope_scaling(const nlohmann::json& j, ModelConfig& c, const std::stri
   if (!j.contains(key) || j[key].is_null()) return;
   const auto& rs = j[key];
   SMOE_CHECK_INPUT(rs.is_object(), path, ": '", key, "' must be an object or null");
-  if (rs.contains("rope_theta")) c.rope_theta = json_double(rs, "rope_theta", path + " " + key);
-  std::string type = rs.value("rope_type", rs.value("type", std::string("default")));
+  const std::string where = path + " " + key;
+  if (rs.contains("rope_theta")) c.rope_theta = json_double(rs, "rope_theta", where);
+  std::string type = "default";
+  for (const char* name : {"type", "rope_type"})  // rope_type wins where both are given
+    if (rs.contains(name) && !rs[name].is_null()) type = json_string(rs, name, where);
   if (type == "default") return;
   SMOE_CHECK_INPUT(type == "yarn", path, ": ", key, " type '", type, "' is not supported (supported: default, yarn)");
-  const std::string where = path + " " + key;
   YarnScaling& y = c.yarn;
   y.enabled = true;
   y.factor = json_double(rs, "factor", where);
@@ -88,17 +90,20 @@ void parse_rope_scaling(const nlohmann::json& j, ModelConfig& c, const std::stri
   SMOE_CHECK_INPUT(y.beta_fast > 0 && y.beta_slow > 0, where, ": 'beta_fast' and 'beta_slow' must be positive");
   const double mscale = json_double(rs, "mscale", 0.0, where);
   const double mscale_all_dim = json_double(rs, "mscale_all_dim", 0.0, where);
+  SMOE_CHECK_INPUT(mscale >= 0 && mscale_all_dim >= 0, where, ": 'mscale' and 'mscale_all_dim' must not be negative");
   if (rs.contains("attention_factor") && !rs["attention_factor"].is_null())
     y.attention_factor = json_double(rs, "attention_factor", where);
   else if (mscale != 0 && mscale_all_dim != 0)
     y.attention_factor = yarn_mscale(y.factor, mscale) / yarn_mscale(y.factor, mscale_all_dim);
   else
     y.attention_factor = yarn_mscale(y.factor, 1.0);
-  SMOE_CHECK_INPUT(y.attention_factor > 0, where, ": the attention factor must be positive");
+  SMOE_CHECK_INPUT(y.attention_factor > 0 && std::isfinite(y.attention_factor), where,
+                   ": the attention factor must be a positive number, found ", y.attention_factor);
   // Multi-head latent attention also scales its softmax by mscale(mscale_all_dim)^2.
   if (c.mla.enabled() && mscale_all_dim != 0) {
     const double m = yarn_mscale(y.factor, mscale_all_dim);
     c.attention_scale *= m * m;
+    SMOE_CHECK_INPUT(std::isfinite(c.attention_scale), where, ": 'mscale_all_dim' gives an infinite softmax scale");
   }
 }
 
