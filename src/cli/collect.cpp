@@ -41,10 +41,10 @@ struct Shard {
   int64_t tokens = 0;
 };
 
-Shard make_shard(std::vector<Sequence> seqs, int64_t batch, bool pack_documents) {
+Shard make_shard(std::vector<Sequence> seqs, int64_t batch) {
   Shard s;
   s.seqs = std::move(seqs);
-  s.batches = batch_sequences(s.seqs, batch, pack_documents);
+  s.batches = batch_sequences(s.seqs, batch);
   for (const auto& q : s.seqs) s.tokens += static_cast<int64_t>(q.tokens.size());
   return s;
 }
@@ -108,9 +108,6 @@ int run_collect(int argc, char** argv) {
       "threads", po::value<int>()->default_value(0), "LibTorch threads per rank (0: every core the rank may use)")(
       "context", po::value<int64_t>()->default_value(2048), "longest sequence; longer documents are cut")(
       "batch", po::value<int64_t>()->default_value(8), "pieces of one document of equal length run together")(
-      "pack-documents", po::bool_switch(),
-      "let pieces of different documents (of equal length) share a batch: larger GEMMs; sums then round "
-      "differently for different rank counts")(
       "tokenizer", po::value<std::string>()->default_value("byte"), "byte, or a SentencePiece .model file")(
       "schedule", po::value<std::string>()->default_value("default"),
       "default (whole model loaded) or layerwise (one layer's experts at a time, hidden states held)")(
@@ -143,7 +140,6 @@ int run_collect(int argc, char** argv) {
   SMOE_CHECK_INPUT(schedule == "default" || schedule == "layerwise", "--schedule must be default or layerwise, found '",
                    schedule, "'");
   const int64_t context = vm["context"].as<int64_t>(), batch = vm["batch"].as<int64_t>();
-  const bool pack_documents = vm["pack-documents"].as<bool>();
   const int64_t max_tokens = vm["max-tokens"].as<int64_t>(), sample = vm["sample"].as<int64_t>();
   const int64_t checkpoint_tokens = vm["checkpoint-tokens"].as<int64_t>();
   const double checkpoint_minutes = vm["checkpoint-minutes"].as<double>();
@@ -196,8 +192,7 @@ int run_collect(int argc, char** argv) {
   std::string config_sha = sha256_file(checkpoint.dir() + "/config.json");
   std::vector<std::string> corpus_sha(task_specs.size());
   nlohmann::json fp = {{"config_sha256", config_sha}, {"dtype", dtype_name},  {"context", context},
-                       {"batch", batch},              {"pack_documents", pack_documents},
-                       {"max_tokens", max_tokens}, {"out_mean", vm["out-mean"].as<bool>()},
+                       {"batch", batch},              {"max_tokens", max_tokens}, {"out_mean", vm["out-mean"].as<bool>()},
                        {"sample", sample},            {"seed", vm["seed"].as<uint64_t>()},
                        {"schedule", schedule},        {"tokenizer", vm["tokenizer"].as<std::string>()}};
   for (size_t t = 0; t < task_specs.size(); ++t) {
@@ -277,7 +272,7 @@ int run_collect(int argc, char** argv) {
     TaskStats& task = tasks[static_cast<size_t>(t)];
     Shard shard = make_shard(
         split_sequences(read_corpus(task.corpus, *tokenizer, config.vocab_size, rank, ranks, max_tokens), context),
-        batch, pack_documents);
+        batch);
     at::Tensor counts = at::tensor({shard.tokens, static_cast<int64_t>(shard.seqs.size())}, at::kLong);
     at::Tensor most = at::tensor({static_cast<int64_t>(shard.batches.size())}, at::kLong);
     host->all_reduce_sum(counts);

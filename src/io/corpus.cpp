@@ -99,14 +99,12 @@ std::vector<Sequence> split_sequences(const std::vector<Document>& docs, int64_t
 
 namespace smoe {
 
-std::vector<std::pair<size_t, size_t>> batch_sequences(const std::vector<Sequence>& seqs, int64_t batch,
-                                                       bool across_documents) {
+std::vector<std::pair<size_t, size_t>> batch_sequences(const std::vector<Sequence>& seqs, int64_t batch) {
   SMOE_ASSERT(batch >= 1, "batch must be at least 1");
   std::vector<std::pair<size_t, size_t>> batches;
   for (size_t i = 0; i < seqs.size();) {
     size_t j = i + 1;
-    while (j < seqs.size() && static_cast<int64_t>(j - i) < batch &&
-           (across_documents || seqs[j].document == seqs[i].document) &&
+    while (j < seqs.size() && static_cast<int64_t>(j - i) < batch && seqs[j].document == seqs[i].document &&
            seqs[j].tokens.size() == seqs[i].tokens.size())
       ++j;
     batches.emplace_back(i, j);

@@ -205,6 +205,7 @@ def main():
     ap.add_argument("--dtype", default="f32", choices=["f32", "bf16"])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", help="save the statistics (torch.save) for comparison")
+    ap.add_argument("--batch", type=int, default=1, help="documents of equal length per forward pass")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     model, cfg = load_model(a.model, torch.float32 if a.dtype == "f32" else torch.bfloat16)
@@ -214,9 +215,14 @@ def main():
     tokens = 0
     start = time.perf_counter()
     with torch.no_grad():
-        for ids in docs:
-            model(torch.tensor([ids]))
-            tokens += len(ids)
+        i = 0
+        while i < len(docs):
+            j = i + 1
+            while j < len(docs) and j - i < a.batch and len(docs[j]) == len(docs[i]):
+                j += 1
+            model(torch.tensor(docs[i:j]))
+            tokens += sum(len(d) for d in docs[i:j])
+            i = j
     seconds = time.perf_counter() - start
     if a.out:
         torch.save(stats.layers, a.out)

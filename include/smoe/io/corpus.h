@@ -66,11 +66,7 @@ std::vector<Sequence> split_sequences(const std::vector<Document>& docs, int64_t
 
 // Batches of consecutive pieces of one document with equal length, up to
 // `batch` each, as [begin, end) ranges into `seqs`. Pieces of different documents
-// never share a batch, so batches are the same for any number of ranks; with
-// `across_documents`, consecutive pieces of equal length share a batch whatever
-// their document (larger matrix products, but batches then depend on the rank
-// count, and so does floating-point rounding).
-std::vector<std::pair<size_t, size_t>> batch_sequences(const std::vector<Sequence>& seqs, int64_t batch,
-                                                       bool across_documents = false);
+// never share a batch, so batches are the same for any number of ranks.
+std::vector<std::pair<size_t, size_t>> batch_sequences(const std::vector<Sequence>& seqs, int64_t batch);
 
 }  // namespace smoe
