@@ -400,6 +400,20 @@ def mlp(w, prefix, names, x):
                     w[prefix + dp + ".weight"])
 
 
+def _routed_experts(w, prefix, names, x, mask, weights, out, trace):
+    """The HF loop over experts: each runs on its tokens, its output times the
+    combine weight is added into `out` (in out's dtype); with `trace`, each routed
+    slot's output norm. mask: one-hot choices [E, k, T]."""
+    for e in range(mask.shape[0]):
+        idx, top_x = torch.where(mask[e])
+        if top_x.numel() == 0:
+            continue
+        f = mlp(w, prefix + f"{e}.", names, x[top_x])
+        if trace is not None:
+            trace["norms"][top_x, idx] = f.double().norm(dim=1)
+        out.index_add_(0, top_x, (f * weights[top_x, idx, None]).to(out.dtype))
+
+
 def sparse_moe(cfg, w, p, x, routing_out, trace=None):
     """The HF sparse MoE block: softmax in float32, top-k, optional renormalisation,
     a loop over experts with index_add_; returns [T, d]. With `trace` (a dict), also
@@ -424,15 +438,7 @@ def sparse_moe(cfg, w, p, x, routing_out, trace=None):
         trace["norms"] = torch.zeros(T, k, dtype=torch.float64)
         trace["out_sum"] = torch.stack([mlp(w, p + f"{moe}.experts.{e}.", names, x).double().sum(0)
                                         for e in range(E)])
-    for e in range(E):
-        idx, top_x = torch.where(mask[e])
-        if top_x.numel() == 0:
-            continue
-        f = mlp(w, p + f"{moe}.experts.{e}.", names, x[top_x])
-        if trace is not None:
-            trace["norms"][top_x, idx] = f.double().norm(dim=1)
-        y = f * weights[top_x, idx, None]
-        out.index_add_(0, top_x, y.to(x.dtype))
+    _routed_experts(w, p + f"{moe}.experts.", names, x, mask, weights, out, trace)
     if cfg["model_type"] == "qwen2_moe":
         s = mlp(w, p + "mlp.shared_expert.", ("", "gate_proj", "up_proj", "down_proj"), x)
         s = torch.sigmoid(linear(x, w[p + "mlp.shared_expert_gate.weight"])) * s
@@ -679,14 +685,7 @@ def deepseek_moe(cfg, w, p, x, routing_out, trace=None):
     if trace is not None:
         trace["logits"], trace["weights"] = logits, weights
         trace["norms"] = torch.zeros(chosen.shape, dtype=torch.float64)
-    for e in range(cfg["n_routed_experts"]):
-        idx, top_x = torch.where(mask[e])
-        if top_x.numel() == 0:
-            continue
-        f = mlp(w, p + f"mlp.experts.{e}.", names, x[top_x])
-        if trace is not None:
-            trace["norms"][top_x, idx] = f.double().norm(dim=1)
-        out.index_add_(0, top_x, f * weights[top_x, idx, None])
+    _routed_experts(w, p + "mlp.experts.", names, x, mask, weights, out, trace)
     out = out.to(x.dtype)
     if cfg.get("n_shared_experts"):
         out = out + mlp(w, p + "mlp.shared_experts.", names, x)

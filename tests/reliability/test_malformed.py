@@ -369,6 +369,12 @@ CASES = [
         lambda g, d: collect(g.model, os.path.join(d, "absent.jsonl"), d), ["absent.jsonl"])),
     ("model folder missing", option_case(
         lambda g, d: score(os.path.join(d, "no-model"), g.corpus, d), ["no-model"])),
+    ("plan-resources with a bad rank list", option_case(
+        lambda g, d: (["plan-resources", "--model", g.fp8_model, "--ranks", "8,zero"], os.path.join(d, "none")),
+        ["--ranks", "8,zero"])),
+    ("plan-resources for an unknown GPU", option_case(
+        lambda g, d: (["plan-resources", "--model", g.fp8_model, "--gpu", "tpu"], os.path.join(d, "none")),
+        ["--gpu", "tpu"])),
     ("SMOE_BF16_GEMM of an unknown value", option_case(
         lambda g, d: with_args(score(g.model, g.corpus, d), "--dtype", "bf16"), ["SMOE_BF16_GEMM", "fast"])),
 ]
