@@ -4,6 +4,7 @@
 #include <cstring>
 #include <exception>
 #include <iostream>
+#include <malloc.h>
 #include <string>
 
 #include "jobs.h"
@@ -66,6 +67,11 @@ int run_job(const Job& job, int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // The forward pass allocates and frees the same few-MB activations for every
+  // batch. glibc would serve them with fresh mmaps (or trim its heap after each),
+  // faulting and zeroing their pages every time; keep them in the heap instead.
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  mallopt(M_TRIM_THRESHOLD, 512 << 20);
   if (argc < 2) {
     print_usage(std::cerr);
     return 2;

@@ -200,6 +200,20 @@ void MappedFile::release(uint64_t offset, uint64_t length) const {
   ::madvise(const_cast<uint8_t*>(data_) + begin, end - begin, MADV_DONTNEED);
 }
 
+void MappedFile::populate(uint64_t offset, uint64_t length) const {
+  if (!data_ || length == 0) return;
+  const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  const uint64_t begin = offset / page * page;
+  const uint64_t end = std::min<uint64_t>(size_, offset + length);
+  if (end <= begin) return;
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22  // Linux 5.14
+#endif
+  if (::madvise(const_cast<uint8_t*>(data_) + begin, end - begin, MADV_POPULATE_READ) == 0) return;
+  volatile uint8_t sink = 0;
+  for (uint64_t at = begin; at < end; at += page) sink = sink + data_[at];
+}
+
 SafetensorsFile::SafetensorsFile(const std::string& path)
     : file_(path), header_(parse_safetensors_header(file_.data(), file_.size(), path)) {}
 

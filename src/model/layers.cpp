@@ -1,7 +1,10 @@
 #include "smoe/model/layers.h"
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <c10/core/GradMode.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -9,6 +12,7 @@
 #include <vector>
 
 #include "smoe/core/error.h"
+#include "smoe/model/gemm.h"
 
 namespace smoe {
 
@@ -91,7 +95,61 @@ bool widen(const at::Tensor& x) {
 
 }  // namespace
 
+bool cpu_gemm_own() {
+  static const bool own = [] {
+    const char* force = std::getenv("SMOE_CPU_GEMM");
+    if (force && *force) {
+      SMOE_CHECK_INPUT(std::strcmp(force, "smoe") == 0 || std::strcmp(force, "torch") == 0,
+                       "environment variable SMOE_CPU_GEMM must be 'smoe' or 'torch', found '", force, "'");
+      SMOE_CHECK_INPUT(std::strcmp(force, "torch") == 0 || gemm::available(),
+                       "SMOE_CPU_GEMM=smoe needs a CPU with AVX2 and FMA");
+      return std::strcmp(force, "smoe") == 0;
+    }
+    return gemm::available();
+  }();
+  return own;
+}
+
+namespace {
+
+// x w^T through smoe's kernel (gemm.h): float32 x and w (w as it lies in the
+// checkpoint), the columns split between LibTorch's threads. BF16 keeps the
+// widened BLAS path, whose results the reference reproduces bit for bit. Outside
+// autograd only; returns an undefined tensor where the kernel does not apply.
+at::Tensor own_dense(const at::Tensor& x, const at::Tensor& w) {
+  if (x.scalar_type() != at::kFloat || w.scalar_type() != at::kFloat || !x.device().is_cpu() || !w.device().is_cpu() ||
+      w.dim() != 2 || w.stride(1) != 1 || !cpu_gemm_own() ||
+      (at::GradMode::is_enabled() && (x.requires_grad() || w.requires_grad())))
+    return {};
+  const int64_t k = w.size(1), n = w.size(0);
+  SMOE_ASSERT(x.size(-1) == k, "dense: x has ", x.size(-1), " features, the weight takes ", k);
+  at::Tensor x2 = x.reshape({-1, k});
+  if (x2.stride(1) != 1) x2 = x2.contiguous();
+  const int64_t m = x2.size(0), ldx = x2.stride(0);
+  const float* xp = x2.data_ptr<float>();
+  at::Tensor packed = at::empty({gemm::packed_size(m, k)}, x2.options());  // CPU allocations are 64-byte aligned
+  float* pp = packed.data_ptr<float>();
+  const int64_t panels = (m + gemm::kPanelRows - 1) / gemm::kPanelRows;
+  at::parallel_for(0, panels, std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(1, k * gemm::kPanelRows)),
+                   [&](int64_t p0, int64_t p1) { gemm::pack_rows(xp, ldx, m, k, pp, p0, p1); });
+  at::Tensor y = at::empty({m, n}, x2.options());
+  float* yp = y.data_ptr<float>();
+  const int64_t blocks = (n + gemm::kColumnBlock - 1) / gemm::kColumnBlock;
+  // A task of at least ~256k multiply-adds, so small products stay on one thread.
+  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 18) / std::max<int64_t>(1, m * k * gemm::kColumnBlock));
+  at::parallel_for(0, blocks, grain, [&](int64_t b0, int64_t b1) {
+    const int64_t n0 = b0 * gemm::kColumnBlock, n1 = std::min(n, b1 * gemm::kColumnBlock);
+    gemm::xwt(pp, m, k, w.data_ptr<float>(), w.stride(0), yp, n, n0, n1);
+  });
+  std::vector<int64_t> shape = x.sizes().vec();
+  shape.back() = n;
+  return y.view(shape);
+}
+
+}  // namespace
+
 at::Tensor dense(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
+  if (at::Tensor y = own_dense(x, w); y.defined()) return b.defined() ? y + b : y;
   if (widen(x)) {
     at::Tensor y = b.defined() ? at::linear(x.to(at::kFloat), w.to(at::kFloat), b.to(at::kFloat))
                                : at::linear(x.to(at::kFloat), w.to(at::kFloat));

@@ -7,9 +7,13 @@ Mixtral module structure and block semantics (router softmax in float32, top-k,
 renormalise, a Python loop over experts with index_add_), and forward hooks that
 accumulate the statistics smoe writes (docs/stats-h5.md) in float64: count,
 gate_sum, prob_sum, coact, logit_sum, logit_gram, act_norm_sum, reap_sum.
+Like them it runs the causal LM, LM head included: REAP's record_activations
+calls `model(**sample)` on an AutoModelForCausalLM, whose forward computes the
+logits of every position. `--no-lm-head` runs the decoder stack alone, a leaner
+baseline than any of the peers (collecting statistics needs no logits).
 
   /usr/bin/python3 tests/bench/baseline_collect.py --model DIR --corpus FILE \
-      [--dtype f32|bf16] [--threads 2] [--out stats.pt]
+      [--dtype f32|bf16] [--threads 2] [--batch 1] [--no-lm-head] [--out stats.pt]
 
 Prints one line of JSON: tokens, seconds of the loop over the corpus (model
 loading excluded, as in smoe's own figure), tokens/s.
@@ -118,7 +122,7 @@ class DecoderLayer(nn.Module):
         return x + y
 
 
-class Model(nn.Module):  # MixtralModel: no LM head, as collecting statistics needs none
+class Model(nn.Module):  # MixtralModel: the decoder stack
     def __init__(self, cfg):
         super().__init__()
         self.cfg = cfg
@@ -183,7 +187,21 @@ class Statistics:
         return hook
 
 
-def load_model(folder, dtype):
+class CausalLM(nn.Module):  # MixtralForCausalLM: the model and its LM head over every position
+    def __init__(self, cfg):
+        super().__init__()
+        self.model = Model(cfg)
+        self.lm_head = nn.Linear(cfg["hidden_size"], cfg["vocab_size"], bias=False)
+
+    @property
+    def layers(self):
+        return self.model.layers
+
+    def forward(self, tokens):
+        return self.lm_head(self.model(tokens))
+
+
+def load_model(folder, dtype, lm_head=True):
     with open(os.path.join(folder, "config.json")) as f:
         cfg = json.load(f)
     if cfg["model_type"] != "mixtral":
@@ -192,8 +210,8 @@ def load_model(folder, dtype):
     state = {}
     for n in files:
         tensors, _ = ref.load_safetensors(os.path.join(folder, n))
-        state.update({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
-    model = Model(cfg)
+        state.update(tensors if lm_head else {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
+    model = CausalLM(cfg) if lm_head else Model(cfg)
     model.load_state_dict(state)
     return model.to(dtype).eval(), cfg
 
@@ -206,9 +224,11 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", help="save the statistics (torch.save) for comparison")
     ap.add_argument("--batch", type=int, default=1, help="documents of equal length per forward pass")
+    ap.add_argument("--no-lm-head", dest="lm_head", action="store_false",
+                    help="run the decoder stack only (leaner than the peers, which call the causal LM)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    model, cfg = load_model(a.model, torch.float32 if a.dtype == "f32" else torch.bfloat16)
+    model, cfg = load_model(a.model, torch.float32 if a.dtype == "f32" else torch.bfloat16, a.lm_head)
     stats = Statistics(model)
     with open(a.corpus) as f:
         docs = [json.loads(line)["input_ids"] for line in f if line.strip()]

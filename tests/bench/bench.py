@@ -89,13 +89,13 @@ def gemm_peak(dtype, threads):
     return 2 * 4096 ** 3 / best
 
 
-def run_smoe(a, w, model, corpus, ranks, threads, dtype="f32", schedule="default", bind="none", tag=""):
+def run_smoe(a, w, model, corpus, ranks, threads, dtype="f32", schedule="default", bind="none", tag="", env=None):
     out = os.path.join(w, f"stats{tag}.h5")
     cmd = ["mpirun", "--oversubscribe", "--bind-to", bind, "-n", str(ranks), a.smoe, "collect", "--model", model,
            "--task", f"bench={corpus}", "--out", out, "--threads", str(threads), "--dtype", dtype,
            "--schedule", schedule, "--context", str(SEQ), "--progress-seconds", "0"]
     start = time.perf_counter()
-    p = subprocess.run(cmd, capture_output=True, text=True, env=ENV)
+    p = subprocess.run(cmd, capture_output=True, text=True, env=dict(ENV, **(env or {})))
     wall = time.perf_counter() - start
     if p.returncode != 0:
         sys.exit(f"{' '.join(cmd)} failed:\n{p.stderr}")
@@ -107,9 +107,9 @@ def run_smoe(a, w, model, corpus, ranks, threads, dtype="f32", schedule="default
             "end_to_end": int(m.group(1)) / wall}
 
 
-def run_baseline(model, corpus, dtype, threads, out):
+def run_baseline(model, corpus, dtype, threads, out, lm_head=True):
     cmd = ["/usr/bin/python3", os.path.join(HERE, "baseline_collect.py"), "--model", model, "--corpus", corpus,
-           "--dtype", dtype, "--threads", str(threads), "--out", out]
+           "--dtype", dtype, "--threads", str(threads), "--out", out] + ([] if lm_head else ["--no-lm-head"])
     start = time.perf_counter()
     p = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.perf_counter() - start
@@ -182,31 +182,51 @@ def main():
         f"{a.docs} sequences of {SEQ} tokens; {fpt / 1e6:.0f} MFLOP a token.")
     say()
 
-    say(f"## Collection throughput (1 rank x 2 threads; best of {a.repeats} runs)")
+    say(f"## Collection throughput (1 rank x 2 threads; best of {a.repeats} runs, taken in turns)")
     say()
     say("Tokens/s over the loop through the corpus (model loading excluded in both), then over the "
-        "whole process (loading the checkpoint and writing the statistics included).")
+        "whole process (loading the checkpoint and writing the statistics included). The baseline runs the "
+        "causal LM as MC-SMoE, HC-SMoE and REAP do (`model(**batch)`: the LM head's logits for every position "
+        "included); smoe and the decoder-only baseline run no LM head.")
     say()
-    say("| dtype | smoe tokens/s | baseline tokens/s | smoe / baseline | end to end: smoe / baseline | "
-        "GEMM peak (GFLOP/s)" + ("" if native else ", BF16: F32's") + " | smoe's share of peak | same expert counts |")
-    say("|---|---|---|---|---|---|---|---|")
+    say("| dtype | smoe tokens/s | baseline (causal LM) tokens/s | smoe / baseline | end to end: smoe / baseline | "
+        "baseline without LM head tokens/s | smoe / that | GEMM peak (GFLOP/s)" + ("" if native else ", BF16: F32's") +
+        " | smoe's share of peak | same expert counts |")
+    say("|---|---|---|---|---|---|---|---|---|---|")
     through = {}
+    blas = None
     for dtype, tdtype in (("f32", torch.float32), ("bf16", torch.bfloat16)):
         # Without BF16 GEMM instructions smoe's BF16 products run as F32 GEMMs: F32 is its peak.
         peak = gemm_peak(tdtype if native or dtype == "f32" else torch.float32, 2)
-        ours = best([run_smoe(a, w, model, corpora[a.docs], 1, 2, dtype, tag=f"-{dtype}") for _ in range(a.repeats)])
         base_docs = a.docs if dtype == "f32" else a.bf16_baseline_docs
-        base = best([run_baseline(model, corpora[base_docs], dtype, 2, os.path.join(w, f"baseline-{dtype}.pt"))
-                     for _ in range(a.repeats if dtype == "f32" else 1)])
+        repeats = a.repeats if dtype == "f32" else 1
+        runs = {"ours": [], "base": [], "lean": [], "blas": []}
+        for _ in range(repeats):
+            runs["ours"].append(run_smoe(a, w, model, corpora[a.docs], 1, 2, dtype, tag=f"-{dtype}"))
+            runs["base"].append(run_baseline(model, corpora[base_docs], dtype, 2, os.path.join(w, f"baseline-{dtype}.pt")))
+            runs["lean"].append(run_baseline(model, corpora[base_docs], dtype, 2, os.path.join(w, f"lean-{dtype}.pt"),
+                                             lm_head=False))
+            if dtype == "f32":
+                runs["blas"].append(run_smoe(a, w, model, corpora[a.docs], 1, 2, dtype, tag="-blas",
+                                             env={"SMOE_CPU_GEMM": "torch"}))
+        ours, base, lean = best(runs["ours"]), best(runs["base"]), best(runs["lean"])
+        if dtype == "f32":
+            blas = best(runs["blas"])
         through[dtype] = ours
         # BF16 rounds differently in the two programs: only F32 counts must agree.
         agree = "n/a"
         if dtype == "f32":
-            agree = "yes" if same_counts(ours["out"], os.path.join(w, "baseline-f32.pt"), cfg["num_hidden_layers"]) else "no"
+            agree = "yes" if all(same_counts(ours["out"], os.path.join(w, f"{b}-f32.pt"), cfg["num_hidden_layers"])
+                                 for b in ("baseline", "lean")) else "no"
         say(f"| {dtype} | {ours['tokens_per_s']:.0f} | {base['tokens_per_s']:.0f} | "
             f"{ours['tokens_per_s'] / base['tokens_per_s']:.2f}x | "
-            f"{ours['end_to_end'] / base['end_to_end']:.2f}x | {peak / 1e9:.0f} | "
+            f"{ours['end_to_end'] / base['end_to_end']:.2f}x | {lean['tokens_per_s']:.0f} | "
+            f"{ours['tokens_per_s'] / lean['tokens_per_s']:.2f}x | {peak / 1e9:.0f} | "
             f"{ours['tokens_per_s'] * fpt / peak:.0%} | {agree} |")
+    say()
+    say(f"smoe's own F32 GEMM kernel (src/model/gemm.cpp) against LibTorch's BLAS path in the same runs "
+        f"(`SMOE_CPU_GEMM=torch`): {through['f32']['tokens_per_s']:.0f} against {blas['tokens_per_s']:.0f} tokens/s, "
+        f"{through['f32']['tokens_per_s'] / blas['tokens_per_s']:.2f}x.")
     say()
 
     say("## Expert-parallel cost (F32)")

@@ -377,9 +377,12 @@ CASES = [
         ["--gpu", "tpu"])),
     ("SMOE_BF16_GEMM of an unknown value", option_case(
         lambda g, d: with_args(score(g.model, g.corpus, d), "--dtype", "bf16"), ["SMOE_BF16_GEMM", "fast"])),
+    ("SMOE_CPU_GEMM of an unknown value", option_case(
+        lambda g, d: score(g.model, g.corpus, d), ["SMOE_CPU_GEMM", "blas"])),
 ]
 
-BAD_ENV = {"SMOE_BF16_GEMM of an unknown value": {"SMOE_BF16_GEMM": "fast"}}
+BAD_ENV = {"SMOE_BF16_GEMM of an unknown value": {"SMOE_BF16_GEMM": "fast"},
+           "SMOE_CPU_GEMM of an unknown value": {"SMOE_CPU_GEMM": "blas"}}
 
 
 def with_args(job, *extra):

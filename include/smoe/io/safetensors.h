@@ -64,6 +64,10 @@ class MappedFile {
   // Drops the pages of [offset, offset + length) from this process (madvise
   // DONTNEED); a later read faults them back in from the file.
   void release(uint64_t offset, uint64_t length) const;
+  // Faults the pages of [offset, offset + length) in now (madvise POPULATE_READ,
+  // or a read per page where the kernel lacks it), so that a tensor used in place
+  // costs its page faults when it is loaded, not in the first batch that reads it.
+  void populate(uint64_t offset, uint64_t length) const;
 
  private:
   std::string path_;
@@ -83,6 +87,7 @@ class SafetensorsFile {
   // Throws InputError naming the file when the tensor is absent.
   const TensorInfo& info(const std::string& name) const;
   void release_pages(const TensorInfo& info) const { file_.release(header_.data_start + info.begin, info.nbytes()); }
+  void populate_pages(const TensorInfo& info) const { file_.populate(header_.data_start + info.begin, info.nbytes()); }
 
  private:
   MappedFile file_;

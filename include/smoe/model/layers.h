@@ -19,6 +19,10 @@ at::Tensor dense(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b =
 at::Tensor batch_matmul(const at::Tensor& a, const at::Tensor& b);
 // Whether BF16 matrix products on the CPU run through LibTorch's own kernels.
 bool cpu_bf16_gemm_native();
+// Whether dense() runs float32 products on the CPU through smoe's kernel
+// (model/gemm.h): where AVX2 and FMA exist, unless SMOE_CPU_GEMM=torch asks for
+// LibTorch's (BLAS) path.
+bool cpu_gemm_own();
 
 // x * rsqrt(mean(x^2) + eps) in float32, cast back, times weight.
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps);
