@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <optional>
 #include <vector>
 
 #include "smoe/core/error.h"
@@ -113,35 +114,98 @@ bool cpu_gemm_own() {
 namespace {
 
 // x w^T through smoe's kernel (gemm.h): float32 x and w (w as it lies in the
-// checkpoint), the columns split between LibTorch's threads. BF16 keeps the
-// widened BLAS path, whose results the reference reproduces bit for bit. Outside
-// autograd only; returns an undefined tensor where the kernel does not apply.
-at::Tensor own_dense(const at::Tensor& x, const at::Tensor& w) {
-  if (x.scalar_type() != at::kFloat || w.scalar_type() != at::kFloat || !x.device().is_cpu() || !w.device().is_cpu() ||
-      w.dim() != 2 || w.stride(1) != 1 || !cpu_gemm_own() ||
-      (at::GradMode::is_enabled() && (x.requires_grad() || w.requires_grad())))
-    return {};
-  const int64_t k = w.size(1), n = w.size(0);
-  SMOE_ASSERT(x.size(-1) == k, "dense: x has ", x.size(-1), " features, the weight takes ", k);
-  at::Tensor x2 = x.reshape({-1, k});
-  if (x2.stride(1) != 1) x2 = x2.contiguous();
-  const int64_t m = x2.size(0), ldx = x2.stride(0);
+// checkpoint), outside autograd. BF16 keeps the widened BLAS path, whose results
+// the reference reproduces bit for bit. The x side is packed once (OwnRows) and
+// may serve several weights.
+struct OwnRows {
+  at::Tensor packed;
+  int64_t m = 0, k = 0;
+  std::vector<int64_t> lead;  // x's leading dimensions
+};
+
+bool own_applies(const at::Tensor& t) {
+  return t.scalar_type() == at::kFloat && t.device().is_cpu() && cpu_gemm_own() &&
+         !(at::GradMode::is_enabled() && t.requires_grad());
+}
+
+int64_t panels_of(int64_t m) { return (m + gemm::kPanelRows - 1) / gemm::kPanelRows; }
+
+// Packs the rows of x [..., k]; nullopt where the kernel does not apply to x.
+std::optional<OwnRows> own_rows(const at::Tensor& x) {
+  if (!own_applies(x) || x.dim() < 1) return std::nullopt;
+  OwnRows r;
+  r.k = x.size(-1);
+  r.lead = x.sizes().vec();
+  r.lead.pop_back();
+  at::Tensor x2 = x.reshape({-1, r.k});
+  if (x2.stride(1) != 1 && x2.stride(0) != 1) x2 = x2.contiguous();  // row- and column-major pack alike
+  r.m = x2.size(0);
   const float* xp = x2.data_ptr<float>();
-  at::Tensor packed = at::empty({gemm::packed_size(m, k)}, x2.options());  // CPU allocations are 64-byte aligned
-  float* pp = packed.data_ptr<float>();
-  const int64_t panels = (m + gemm::kPanelRows - 1) / gemm::kPanelRows;
-  at::parallel_for(0, panels, std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(1, k * gemm::kPanelRows)),
-                   [&](int64_t p0, int64_t p1) { gemm::pack_rows(xp, ldx, m, k, pp, p0, p1); });
-  at::Tensor y = at::empty({m, n}, x2.options());
+  const int64_t rs = x2.stride(0), cs = x2.stride(1), m = r.m, k = r.k;
+  r.packed = at::empty({gemm::packed_size(m, k)}, x2.options());  // CPU allocations are 64-byte aligned
+  float* pp = r.packed.data_ptr<float>();
+  at::parallel_for(0, panels_of(m), std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(1, k * gemm::kPanelRows)),
+                   [&](int64_t p0, int64_t p1) { gemm::pack_rows(xp, rs, cs, m, k, pp, p0, p1); });
+  return r;
+}
+
+// rows w^T, the columns split between LibTorch's threads; undefined where the
+// kernel does not apply to w. `column_major` (2-D x only) returns y [m, n] laid
+// out column by column, which a following dense() packs without transposing.
+at::Tensor own_apply(const OwnRows& r, const at::Tensor& w, bool column_major = false) {
+  if (!own_applies(w) || w.dim() != 2 || w.stride(1) != 1) return {};
+  const int64_t n = w.size(0), m = r.m, k = r.k;
+  SMOE_ASSERT(w.size(1) == k, "dense: x has ", k, " features, the weight takes ", w.size(1));
+  SMOE_ASSERT(!column_major || r.lead.size() == 1, "dense: a column-major result needs a 2-D input");
+  at::Tensor y = column_major ? at::empty({n, m}, r.packed.options()).t() : at::empty({m, n}, r.packed.options());
+  const int64_t rs = y.stride(0), cs = y.stride(1);
+  const float* pp = r.packed.data_ptr<float>();
+  const float* wp = w.data_ptr<float>();
   float* yp = y.data_ptr<float>();
+  const int64_t ldw = w.stride(0);
   const int64_t blocks = (n + gemm::kColumnBlock - 1) / gemm::kColumnBlock;
   // A task of at least ~256k multiply-adds, so small products stay on one thread.
   const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 18) / std::max<int64_t>(1, m * k * gemm::kColumnBlock));
   at::parallel_for(0, blocks, grain, [&](int64_t b0, int64_t b1) {
-    const int64_t n0 = b0 * gemm::kColumnBlock, n1 = std::min(n, b1 * gemm::kColumnBlock);
-    gemm::xwt(pp, m, k, w.data_ptr<float>(), w.stride(0), yp, n, n0, n1);
+    gemm::xwt(pp, m, k, wp, ldw, yp, rs, cs, b0 * gemm::kColumnBlock, std::min(n, b1 * gemm::kColumnBlock));
   });
-  std::vector<int64_t> shape = x.sizes().vec();
+  if (column_major) return y;
+  std::vector<int64_t> shape = r.lead;
+  shape.push_back(n);
+  return y.view(shape);
+}
+
+at::Tensor own_dense(const at::Tensor& x, const at::Tensor& w) {
+  if (!own_applies(w)) return {};
+  std::optional<OwnRows> r = own_rows(x);
+  return r ? own_apply(*r, w) : at::Tensor();
+}
+
+// a [..., m, k] @ b [..., k, n] with equal batch dimensions: one batch per task,
+// each through the kernel on one thread (no synchronisation inside a product).
+at::Tensor own_batch_matmul(const at::Tensor& a, const at::Tensor& b) {
+  if (!own_applies(a) || !own_applies(b) || a.dim() < 3 || a.dim() != b.dim() ||
+      a.sizes().slice(0, a.dim() - 2) != b.sizes().slice(0, b.dim() - 2) || a.size(-1) != b.size(-2))
+    return {};
+  const int64_t m = a.size(-2), k = a.size(-1), n = b.size(-1);
+  at::Tensor a3 = a.reshape({-1, m, k});
+  if (a3.stride(2) != 1) a3 = a3.contiguous();
+  at::Tensor w3 = b.transpose(-1, -2).reshape({-1, n, k});  // b^T: rows of k, as the kernel reads weights
+  if (w3.stride(2) != 1) w3 = w3.contiguous();
+  const int64_t batches = a3.size(0);
+  at::Tensor y = at::empty({batches, m, n}, a.options());
+  const float* ap = a3.data_ptr<float>();
+  const float* wp = w3.data_ptr<float>();
+  float* yp = y.data_ptr<float>();
+  at::parallel_for(0, batches, 1, [&](int64_t b0, int64_t b1) {
+    at::Tensor packed = at::empty({gemm::packed_size(m, k)}, at::kFloat);
+    float* pp = packed.data_ptr<float>();
+    for (int64_t i = b0; i < b1; ++i) {
+      gemm::pack_rows(ap + i * a3.stride(0), a3.stride(1), 1, m, k, pp, 0, panels_of(m));
+      gemm::xwt(pp, m, k, wp + i * w3.stride(0), w3.stride(1), yp + i * m * n, n, 1, 0, n);
+    }
+  });
+  std::vector<int64_t> shape = a.sizes().vec();
   shape.back() = n;
   return y.view(shape);
 }
@@ -159,6 +223,7 @@ at::Tensor dense(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) 
 }
 
 at::Tensor batch_matmul(const at::Tensor& a, const at::Tensor& b) {
+  if (at::Tensor y = own_batch_matmul(a, b); y.defined()) return y;
   if (widen(a)) return at::matmul(a.to(at::kFloat), b.to(at::kFloat)).to(at::kBFloat16);
   return at::matmul(a, b);
 }
@@ -252,6 +317,15 @@ at::Tensor attention(const ModelConfig& c, const AttentionWeights& w, const at::
 }
 
 at::Tensor gated_mlp(const GatedMlp& mlp, const at::Tensor& x) {
+  // Through smoe's kernel the gate and up projections share one packing of x, and
+  // (for 2-D x: the experts' token blocks) come out column-major, the layout in
+  // which the down projection packs silu(gate) * up without a transpose.
+  if (own_applies(mlp.gate_proj) && own_applies(mlp.up_proj))
+    if (std::optional<OwnRows> r = own_rows(x)) {
+      const bool column_major = x.dim() == 2;
+      at::Tensor gate = own_apply(*r, mlp.gate_proj, column_major), up = own_apply(*r, mlp.up_proj, column_major);
+      if (gate.defined() && up.defined()) return dense(at::silu(gate) * up, mlp.down_proj);
+    }
   return dense(at::silu(dense(x, mlp.gate_proj)) * dense(x, mlp.up_proj), mlp.down_proj);
 }
 

@@ -8,8 +8,9 @@ renormalise, a Python loop over experts with index_add_), and forward hooks that
 accumulate the statistics smoe writes (docs/stats-h5.md) in float64: count,
 gate_sum, prob_sum, coact, logit_sum, logit_gram, act_norm_sum, reap_sum.
 Like them it runs the causal LM, LM head included: REAP's record_activations
-calls `model(**sample)` on an AutoModelForCausalLM, whose forward computes the
-logits of every position. `--no-lm-head` runs the decoder stack alone, a leaner
+calls `model(**sample)` on an AutoModelForCausalLM; MC-SMoE's and HC-SMoE's
+compute_all_usages call `model(**batch, output_router_logits=True)` on a
+MixtralForCausalLM; these forwards compute the logits of every position. `--no-lm-head` runs the decoder stack alone, a leaner
 baseline than any of the peers (collecting statistics needs no logits).
 
   /usr/bin/python3 tests/bench/baseline_collect.py --model DIR --corpus FILE \

@@ -21,9 +21,9 @@ at::Tensor kernel(const at::Tensor& x, const at::Tensor& w, int64_t n0 = 0, int6
   at::Tensor xc = x.contiguous();
   at::Tensor packed = at::empty({gemm::packed_size(m, k)}, at::kFloat);
   const int64_t panels = (m + gemm::kPanelRows - 1) / gemm::kPanelRows;
-  gemm::pack_rows(xc.data_ptr<float>(), k, m, k, packed.data_ptr<float>(), 0, panels);
+  gemm::pack_rows(xc.data_ptr<float>(), k, 1, m, k, packed.data_ptr<float>(), 0, panels);
   at::Tensor y = at::full({m, n}, std::nanf(""), at::kFloat);
-  gemm::xwt(packed.data_ptr<float>(), m, k, w.data_ptr<float>(), w.stride(0), y.data_ptr<float>(), n, n0, n1);
+  gemm::xwt(packed.data_ptr<float>(), m, k, w.data_ptr<float>(), w.stride(0), y.data_ptr<float>(), n, 1, n0, n1);
   return y;
 }
 
@@ -43,7 +43,7 @@ TEST_F(Gemm, MatchesFloat64WithinTheSummationBound) {
   at::manual_seed(3);
   for (int64_t m : {1, 5, 8, 9, 16, 17, 37, 64, 100})
     for (int64_t n : {1, 5, 6, 7, 13, 50})
-      for (int64_t k : {1, 7, 8, 255, 256, 257, 600}) {
+      for (int64_t k : {0, 1, 7, 8, 255, 256, 257, 600}) {
         at::Tensor x = at::randn({m, k}), w = at::randn({n, k});
         at::Tensor ref = at::matmul(x.to(at::kDouble), w.to(at::kDouble).t());
         // |error| <= k u sum |x||w| (Higham's bound, u = 2^-24), with room for the chunk sums.
@@ -52,6 +52,17 @@ TEST_F(Gemm, MatchesFloat64WithinTheSummationBound) {
         ASSERT_TRUE((err <= bound).all().item<bool>())
             << "m=" << m << " n=" << n << " k=" << k << ": max error " << err.max().item<double>();
       }
+}
+
+TEST_F(Gemm, WideOutputsComeInSlabsWithTheSameResults) {
+  // 100 rows x 9400 columns is more than one slab of the kernel's scratch (4 MB).
+  at::manual_seed(8);
+  at::Tensor x = at::randn({100, 24}), w = at::randn({9400, 24});
+  at::Tensor y = kernel(x, w);
+  at::Tensor ref = at::matmul(x.to(at::kDouble), w.to(at::kDouble).t());
+  at::Tensor bound = at::matmul(x.abs().to(at::kDouble), w.abs().to(at::kDouble).t()) * 28 * std::ldexp(1.0, -24);
+  EXPECT_TRUE(((y.to(at::kDouble) - ref).abs() <= bound).all().item<bool>());
+  EXPECT_TRUE(same_bits(kernel(x, w, 9000, 9400).narrow(1, 9000, 400), y.narrow(1, 9000, 400)));
 }
 
 TEST_F(Gemm, EachElementIsOneMultiplyAddChainPerChunk) {
@@ -97,9 +108,20 @@ TEST_F(Gemm, DenseTakesTheKernelOutsideAutogradOnly) {
   at::Tensor y = dense(x, w, b);
   EXPECT_TRUE(same_bits(y.reshape({18, 24}), kernel(x.reshape({18, 40}), w) + b));
   EXPECT_TRUE(at::allclose(y, at::linear(x, w, b), 1e-5, 1e-5));
-  // A transposed (non-contiguous) input gives the same as its contiguous copy.
+  // A column-major (transposed) input or a strided one gives the same as its contiguous copy.
   at::Tensor xt = at::randn({40, 18}).t();
   EXPECT_TRUE(same_bits(dense(xt, w), dense(xt.contiguous(), w)));
+  at::Tensor xs = at::randn({18, 80}).narrow(1, 3, 40);
+  EXPECT_TRUE(same_bits(dense(xs, w), dense(xs.contiguous(), w)));
+  // The gated MLP (its gate and up products column-major inside) equals its three dense() steps.
+  GatedMlp mlp{at::randn({30, 40}), at::randn({30, 40}), at::randn({40, 30})};
+  at::Tensor x2 = x.reshape({18, 40});
+  EXPECT_TRUE(same_bits(gated_mlp(mlp, x2), dense(at::silu(dense(x2, mlp.gate_proj)) * dense(x2, mlp.up_proj), mlp.down_proj)));
+  EXPECT_TRUE(same_bits(gated_mlp(mlp, x).reshape({18, 40}), gated_mlp(mlp, x2)));
+  // Batched products (attention) through the kernel, against LibTorch's.
+  at::Tensor qa = at::randn({2, 3, 17, 8}), kb = at::randn({2, 3, 8, 21});
+  EXPECT_TRUE(at::allclose(batch_matmul(qa, kb), at::matmul(qa, kb), 1e-5, 1e-5));
+  EXPECT_TRUE(same_bits(batch_matmul(qa, kb)[1][2], kernel(qa[1][2], kb[1][2].t().contiguous())));
   // BF16 keeps LibTorch's path; weights being trained too, which records the graph.
   at::Tensor xb = x.to(at::kBFloat16), wb = w.to(at::kBFloat16);
   EXPECT_TRUE(same_bits(dense(xb, wb).to(at::kFloat),

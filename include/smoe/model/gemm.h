@@ -27,15 +27,17 @@ bool available();
 
 // Floats pack_rows writes for x [m, k].
 int64_t packed_size(int64_t m, int64_t k);
-// Panels [panel_begin, panel_end) of x [m, ldx] (row-major float32) packed as
-// [panel][k][kPanelRows], rows past m zero. `out` must be 32-byte aligned.
-void pack_rows(const float* x, int64_t ldx, int64_t m, int64_t k, float* out, int64_t panel_begin,
-               int64_t panel_end);
+// Panels [panel_begin, panel_end) of x [m, k] packed as [panel][k][kPanelRows],
+// rows past m zero; element (i, j) of x is x[i * row_stride + j * col_stride]
+// (row- or column-major). `out` must be 32-byte aligned.
+void pack_rows(const float* x, int64_t row_stride, int64_t col_stride, int64_t m, int64_t k, float* out,
+               int64_t panel_begin, int64_t panel_end);
 
-// Columns [n_begin, n_end) of y[m, ldy] = x w^T with x packed by pack_rows and
-// w [*, ldw] row-major float32. Callers may split [0, n) between threads
+// Columns [n_begin, n_end) of y = x w^T, with x [m, k] packed by pack_rows and
+// w [*, ldw] row-major float32; y's element (i, j) goes to
+// y[i * row_stride + j * col_stride]. Callers may split [0, n) between threads
 // anywhere: the results are the same.
-void xwt(const float* packed, int64_t m, int64_t k, const float* w, int64_t ldw, float* y, int64_t ldy,
-         int64_t n_begin, int64_t n_end);
+void xwt(const float* packed, int64_t m, int64_t k, const float* w, int64_t ldw, float* y, int64_t row_stride,
+         int64_t col_stride, int64_t n_begin, int64_t n_end);
 
 }  // namespace smoe::gemm
