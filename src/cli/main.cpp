@@ -71,7 +71,7 @@ int main(int argc, char** argv) {
   // batch. glibc would serve them with fresh mmaps (or trim its heap after each),
   // faulting and zeroing their pages every time; keep them in the heap instead.
   mallopt(M_MMAP_THRESHOLD, 32 << 20);
-  mallopt(M_TRIM_THRESHOLD, 512 << 20);
+  mallopt(M_TRIM_THRESHOLD, 64 << 20);
   if (argc < 2) {
     print_usage(std::cerr);
     return 2;

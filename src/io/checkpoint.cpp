@@ -117,6 +117,8 @@ at::Tensor Checkpoint::load_fp8(const std::string& name, at::ScalarType dtype) c
   return dtype == at::kFloat ? out : out.to(dtype);
 }
 
+void Checkpoint::populate_pages(const std::string& name) const { where_.at(name).file->populate_pages(info(name)); }
+
 void Checkpoint::release_pages(const std::string& prefix) const {
   for (auto it = where_.lower_bound(prefix); it != where_.end() && it->first.compare(0, prefix.size(), prefix) == 0;
        ++it)

@@ -53,7 +53,6 @@ at::Tensor tensor_from_file(const std::shared_ptr<const SafetensorsFile>& file, 
   if (aligned) {
     // Keep the mapping alive as long as the tensor lives.
     auto keep = file;
-    if (stored == dtype) file->populate_pages(info);
     at::Tensor view = at::from_blob(bytes, info.shape, [keep](void*) {}, at::TensorOptions().dtype(stored));
     return stored == dtype ? view : view.to(dtype);
   }

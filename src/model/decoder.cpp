@@ -19,8 +19,13 @@ struct Loader {
   at::Device device;
   bool own;  // copy out of the mapped file (weights that will be written to)
   std::map<std::string, at::Tensor>* named;
-  at::Tensor operator()(const std::string& name, const std::vector<int64_t>& shape) const {
+  // `whole`: every batch reads all of it (not so the embedding, whose rows are
+  // read by token), so a tensor used in place in the mapping has its pages
+  // faulted in at load rather than in the first batch.
+  at::Tensor operator()(const std::string& name, const std::vector<int64_t>& shape, bool whole = true) const {
     at::Tensor t = ck.load(name, dtype, shape);
+    if (whole && device.is_cpu() && !own && t.data_ptr() == static_cast<const void*>(ck.bytes(name)))
+      ck.populate_pages(name);
     if (!device.is_cpu()) t = t.to(device);
     else if (own) t = t.clone();
     (*named)[name] = t;
@@ -48,7 +53,7 @@ Decoder::Decoder(const Checkpoint& ck, const DecoderOptions& options)
   const ModelConfig& c = config_;
   const int64_t d = c.hidden_size;
   const Loader load{ck, dtype_, device_, options.trainable, &named_};
-  embed_tokens = load("model.embed_tokens.weight", {c.vocab_size, d});
+  embed_tokens = load("model.embed_tokens.weight", {c.vocab_size, d}, /*whole=*/false);
   if (options.load_head) {
     final_norm = load("model.norm.weight", {d});
     if (c.tie_word_embeddings && !load.has("lm_head.weight"))

@@ -37,6 +37,10 @@ class Checkpoint {
 
   bool is_fp8(const std::string& name) const { return info(name).dtype == Dtype::F8_E4M3; }
 
+  // Faults the tensor's mapped pages in now (MappedFile::populate), for a tensor
+  // used in place that every batch reads whole.
+  void populate_pages(const std::string& name) const;
+
   // Returns the mapped pages of every tensor whose name starts with `prefix` to the
   // OS (their tensors stay valid: pages are read back from the file on access).
   void release_pages(const std::string& prefix) const;
