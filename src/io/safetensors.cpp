@@ -190,26 +190,29 @@ MappedFile::~MappedFile() {
   if (data_) ::munmap(const_cast<uint8_t*>(data_), size_);
 }
 
-void MappedFile::release(uint64_t offset, uint64_t length) const {
-  if (!data_ || length == 0) return;
+bool MappedFile::pages(uint64_t offset, uint64_t length, uint64_t* begin, uint64_t* end) const {
+  if (!data_ || length == 0) return false;
   const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
-  const uint64_t begin = offset / page * page;
-  const uint64_t end = std::min<uint64_t>(size_, offset + length);
-  if (end <= begin) return;
+  *begin = offset / page * page;
+  *end = std::min<uint64_t>(size_, offset + length);
+  return *end > *begin;
+}
+
+void MappedFile::release(uint64_t offset, uint64_t length) const {
+  uint64_t begin = 0, end = 0;
+  if (!pages(offset, length, &begin, &end)) return;
   // Advice only: a failure leaves the pages resident, which is harmless.
   ::madvise(const_cast<uint8_t*>(data_) + begin, end - begin, MADV_DONTNEED);
 }
 
 void MappedFile::populate(uint64_t offset, uint64_t length) const {
-  if (!data_ || length == 0) return;
-  const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
-  const uint64_t begin = offset / page * page;
-  const uint64_t end = std::min<uint64_t>(size_, offset + length);
-  if (end <= begin) return;
+  uint64_t begin = 0, end = 0;
+  if (!pages(offset, length, &begin, &end)) return;
 #ifndef MADV_POPULATE_READ
 #define MADV_POPULATE_READ 22  // Linux 5.14
 #endif
   if (::madvise(const_cast<uint8_t*>(data_) + begin, end - begin, MADV_POPULATE_READ) == 0) return;
+  const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
   volatile uint8_t sink = 0;
   for (uint64_t at = begin; at < end; at += page) sink = sink + data_[at];
 }

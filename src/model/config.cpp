@@ -225,6 +225,9 @@ ModelConfig parse_model_config(const nlohmann::json& j, const std::string& path)
   check_positive(c.vocab_size, "vocab_size", path);
   check_positive(c.hidden_size, "hidden_size", path);
   check_positive(c.num_layers, "num_hidden_layers", path);
+  // Per-layer tables are sized by it: refuse counts no model comes near.
+  SMOE_CHECK_INPUT(c.num_layers <= kMaxLayers, path, ": num_hidden_layers (", c.num_layers, ") is more than ",
+                   kMaxLayers);
   check_positive(c.num_heads, "num_attention_heads", path);
   c.num_kv_heads = json_int(j, "num_key_value_heads", c.num_heads, path);
   check_positive(c.num_kv_heads, "num_key_value_heads", path);

@@ -72,14 +72,23 @@ at::Tensor apply_rope(const at::Tensor& x, const RopeTables& rope) {
 
 }  // namespace
 
+namespace {
+
+// The value of environment variable `name` if set: `first` or `second` (true for
+// `first`), anything else an input error; nullopt when unset or empty.
+std::optional<bool> env_choice(const char* name, const char* first, const char* second) {
+  const char* value = std::getenv(name);
+  if (!value || !*value) return std::nullopt;
+  SMOE_CHECK_INPUT(std::strcmp(value, first) == 0 || std::strcmp(value, second) == 0, "environment variable ", name,
+                   " must be '", first, "' or '", second, "', found '", value, "'");
+  return std::strcmp(value, first) == 0;
+}
+
+}  // namespace
+
 bool cpu_bf16_gemm_native() {
   static const bool native = [] {
-    const char* force = std::getenv("SMOE_BF16_GEMM");
-    if (force && *force) {
-      SMOE_CHECK_INPUT(std::strcmp(force, "native") == 0 || std::strcmp(force, "f32") == 0,
-                       "environment variable SMOE_BF16_GEMM must be 'native' or 'f32', found '", force, "'");
-      return std::strcmp(force, "native") == 0;
-    }
+    if (std::optional<bool> native = env_choice("SMOE_BF16_GEMM", "native", "f32")) return *native;
     // LibTorch 1.13 hands BF16 GEMMs to oneDNN where AVX-512 BW/VL/DQ exist.
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
@@ -98,13 +107,9 @@ bool widen(const at::Tensor& x) {
 
 bool cpu_gemm_own() {
   static const bool own = [] {
-    const char* force = std::getenv("SMOE_CPU_GEMM");
-    if (force && *force) {
-      SMOE_CHECK_INPUT(std::strcmp(force, "smoe") == 0 || std::strcmp(force, "torch") == 0,
-                       "environment variable SMOE_CPU_GEMM must be 'smoe' or 'torch', found '", force, "'");
-      SMOE_CHECK_INPUT(std::strcmp(force, "torch") == 0 || gemm::available(),
-                       "SMOE_CPU_GEMM=smoe needs a CPU with AVX2 and FMA");
-      return std::strcmp(force, "smoe") == 0;
+    if (std::optional<bool> own = env_choice("SMOE_CPU_GEMM", "smoe", "torch")) {
+      SMOE_CHECK_INPUT(!*own || gemm::available(), "SMOE_CPU_GEMM=smoe needs a CPU with AVX2 and FMA");
+      return *own;
     }
     return gemm::available();
   }();

@@ -101,6 +101,8 @@ TEST(ConfigMalformed, EachFaultNamed) {
       {"hidden_size", nullptr, "missing required key 'hidden_size'"},
       {"hidden_size", "64", "'hidden_size' must be an integer"},
       {"vocab_size", 0, "'vocab_size' must be positive"},
+      // Found by fuzz-config: 22 billion layers made the parser size its tables by them.
+      {"num_hidden_layers", int64_t{22222222261}, "num_hidden_layers (22222222261) is more than 65536"},
       {"num_key_value_heads", 3, "must be a multiple of num_key_value_heads"},
       {"num_experts_per_tok", 9, "exceeds the 8 experts of layer 0"},
       {"num_local_experts", -2, "'num_local_experts' must be positive"},

@@ -70,6 +70,10 @@ class MappedFile {
   void populate(uint64_t offset, uint64_t length) const;
 
  private:
+  // The whole pages covering [offset, offset + length) inside the mapping; false
+  // when there are none.
+  bool pages(uint64_t offset, uint64_t length, uint64_t* begin, uint64_t* end) const;
+
   std::string path_;
   const uint8_t* data_ = nullptr;
   size_t size_ = 0;

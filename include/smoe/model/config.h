@@ -80,6 +80,9 @@ struct FamilyLayout {
   const char* shared;     // the shared expert's prefix inside the MoE block
 };
 
+// The most decoder layers a config may declare (published models have ~100).
+inline constexpr int64_t kMaxLayers = 65536;
+
 struct ModelConfig {
   std::string path;  // the config.json this came from
   std::string model_type;
