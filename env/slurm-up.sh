@@ -6,7 +6,13 @@
 #   eval "$(bash env/slurm-up.sh /tmp/smoe-slurm)"      # then sbatch, squeue, ...
 #   bash env/slurm-down.sh /tmp/smoe-slurm              # stops only these daemons
 set -euo pipefail
+unset CDPATH
 dir=${1:-/tmp/smoe-slurm}
+[[ $dir == /* ]] || dir=$PWD/$dir   # the daemons do not run from here: absolute paths in slurm.conf
+# DIR is written into slurm.conf, one value per line: only a plain path (no blank,
+# newline, quote, comma, % or other character the config or a shell would read) is taken.
+[[ $dir =~ ^[A-Za-z0-9_./+@-]+$ ]] ||
+  { printf "slurm-up: DIR '%s' may hold only letters, digits and _ . / + @ -\n" "${dir//[![:print:]]/?}" >&2; exit 2; }
 
 need=()
 for p in slurm-wlm munge; do
@@ -17,11 +23,18 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >&2
 fi
 
-mkdir -p "$dir"/{state,spool,log,run}
-alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+mkdir -p -- "$dir"/{state,spool,log,run}
+dir=$(cd -- "$dir" && pwd)
+# alive PIDFILE NAME: the PID file holds the pid of a running process called NAME
+# (not a number such as -1 or 0 that kill reads as a group, nor a reused pid).
+alive() {
+  local pid
+  [ -f "$1" ] && pid=$(cat -- "$1") && [[ $pid =~ ^[1-9][0-9]{0,9}$ ]] &&
+    [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$2" ] && kill -0 "$pid" 2>/dev/null
+}
 
 # munge: our own daemon, socket and pid under DIR unless one already answers.
-if ! alive "$dir/run/munged.pid"; then
+if ! alive "$dir/run/munged.pid" munged; then
   [ -f /etc/munge/munge.key ] || mungekey --create >&2
   install -d -o munge -g munge "$dir/munge"
   chown munge:munge /etc/munge/munge.key 2>/dev/null || true
@@ -65,12 +78,12 @@ PartitionName=main Nodes=${host} Default=YES MaxTime=INFINITE State=UP OverSubsc
 CONF
 export SLURM_CONF="$dir/slurm.conf"
 
-alive "$dir/run/slurmctld.pid" || /usr/sbin/slurmctld -f "$SLURM_CONF" -i >&2
-alive "$dir/run/slurmd.pid" || /usr/sbin/slurmd -f "$SLURM_CONF" >&2
+alive "$dir/run/slurmctld.pid" slurmctld || /usr/sbin/slurmctld -f "$SLURM_CONF" -i >&2
+alive "$dir/run/slurmd.pid" slurmd || /usr/sbin/slurmd -f "$SLURM_CONF" >&2
 for _ in $(seq 100); do
   state=$(sinfo -h -o %T 2>/dev/null | head -1)
   [ "$state" = "idle" ] && break
   sleep 0.2
 done
 [ "$(sinfo -h -o %T 2>/dev/null | head -1)" = "idle" ] || { echo "slurm-up: the node did not become idle; see $dir/log" >&2; exit 1; }
-echo "export SLURM_CONF=$SLURM_CONF"
+printf 'export SLURM_CONF=%q\n' "$SLURM_CONF"   # quoted for the eval above
