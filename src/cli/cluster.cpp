@@ -12,9 +12,13 @@
 #include "smoe/core/error.h"
 #include "smoe/core/hash.h"
 #include "smoe/core/log.h"
+#include "smoe/core/file.h"
+#include "smoe/core/numbers.h"
 #include "smoe/core/options.h"
+#include "smoe/core/output.h"
 #include "smoe/dist/comm.h"
 #include "smoe/io/checkpoint.h"
+#include "smoe/io/outputs.h"
 #include "smoe/model/decoder.h"
 #include "smoe/prune/methods.h"
 #include "smoe/prune/plan.h"
@@ -63,7 +67,8 @@ int run_cluster(int argc, char** argv) {
       "naee: search every kept subset while there are at most this many, greedy beyond")(
       "grid", po::value<std::string>(), "INI file with [grid] tasks, methods, factors: run entry --index of it")(
       "index", po::value<int64_t>(), "entry of the grid (default: $SLURM_ARRAY_TASK_ID)")(
-      "threads", po::value<int>()->default_value(0), "LibTorch threads");
+      "threads", po::value<int>()->default_value(0), "LibTorch threads")(
+      "overwrite", po::bool_switch(), kOverwriteHelp);
   po::variables_map vm;
   if (!parse_job_options(argc, argv, {"cluster", "--stats stats.h5 --task NAME --method M --factor F --out plan.h5",
                                       "Groups each MoE layer's experts for one task by one method and writes the "
@@ -81,8 +86,7 @@ int run_cluster(int argc, char** argv) {
     g.add_options()("grid.tasks", po::value<std::string>()->required())(
         "grid.methods", po::value<std::string>()->required())("grid.factors", po::value<std::string>()->required());
     po::variables_map gv;
-    std::ifstream in(grid);
-    SMOE_CHECK_INPUT(in.good(), grid, ": cannot open grid file");
+    std::istringstream in(read_file(grid, "grid file", 1u << 20));
     try {
       po::store(po::parse_config_file(in, g, /*allow_unregistered=*/true), gv);
       po::notify(gv);
@@ -98,7 +102,7 @@ int run_cluster(int argc, char** argv) {
     if (vm.count("index")) {
       index = vm["index"].as<int64_t>();
     } else if (const char* id = std::getenv("SLURM_ARRAY_TASK_ID")) {
-      index = std::atoll(id);
+      index = parse_int(id, "SLURM_ARRAY_TASK_ID");
     }
     SMOE_CHECK_INPUT(index >= 0 && index < size, grid, ": --index ", index, " outside the grid's ", size,
                      " entries (tasks x methods x factors)");
@@ -107,11 +111,7 @@ int run_cluster(int argc, char** argv) {
     const size_t t = static_cast<size_t>(index) / factors.size() / methods.size();
     task = tasks[t];
     method = methods[m];
-    try {
-      factor = std::stod(factors[f]);
-    } catch (const std::exception&) {
-      throw InputError(str(grid, ": factor '", factors[f], "' is not a number"));
-    }
+    factor = parse_number(factors[f], grid + ": factor");
   }
   SMOE_CHECK_INPUT(!task.empty(), "give --task (or --grid)");
   SMOE_CHECK_INPUT(!method.empty(), "give --method (or --grid)");
@@ -130,12 +130,28 @@ int run_cluster(int argc, char** argv) {
   o.router_policy = vm["router"].as<std::string>();
   o.naee_limit = vm["naee-limit"].as<int64_t>();
 
+  for (const auto* name : {&task, &method})
+    SMOE_CHECK_INPUT(name->find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-") ==
+                         std::string::npos && *name != "." && *name != "..",
+                     "task and method names must be letters, digits, '_', '-' or '.', found '", clip(*name), "'");
   const std::string stats_path = vm["stats"].as<std::string>();
+  std::ostringstream factor_text;
+  factor_text << factor;
+  std::string out = vm["out"].as<std::string>();
+  out = replace_all(replace_all(replace_all(out, "{task}", task), "{method}", method), "{factor}", factor_text.str());
+  std::unique_ptr<Communicator> comm = make_mpi_communicator();
+  std::unique_ptr<Output> output;
+  if (comm->rank() == 0) {
+    OutputSpec spec = hdf5_output(out, "cluster", "smoe-plan");
+    spec.overwrite = vm["overwrite"].as<bool>();
+    spec.inputs = {stats_path};
+    if (vm.count("model")) spec.inputs.push_back(vm["model"].as<std::string>());
+    output = std::make_unique<Output>(spec);
+  }
   const TaskStatsData stats = read_task_stats(stats_path, task);
 
   std::unique_ptr<Checkpoint> checkpoint;
   std::unique_ptr<Decoder> decoder;
-  std::unique_ptr<Communicator> comm = make_mpi_communicator();
   if (method == "naee") {
     SMOE_CHECK_INPUT(vm.count("model"), "--method naee needs --model DIR");
     checkpoint = std::make_unique<Checkpoint>(vm["model"].as<std::string>());
@@ -145,11 +161,11 @@ int run_cluster(int argc, char** argv) {
     decoder = std::make_unique<Decoder>(*checkpoint, d);
   }
   Plan plan = make_plan(stats, o, decoder.get(), comm.get());
-  std::ostringstream factor_text;
-  factor_text << factor;
   std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  ::gmtime_r(&now, &tm);
   char created[32];
-  std::strftime(created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+  std::strftime(created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", &tm);
   plan.attrs = {{"method", method},
                 {"task", task},
                 {"stats", stats_path},
@@ -164,15 +180,14 @@ int run_cluster(int argc, char** argv) {
   for (const auto& [k, v] : stats.attrs)
     if (k == "model" || k == "model_config_sha256" || k == "model_type") plan.attrs[k] = v;
 
-  std::string out = vm["out"].as<std::string>();
-  out = replace_all(replace_all(replace_all(out, "{task}", task), "{method}", method), "{factor}", factor_text.str());
   int64_t before = 0, after = 0;
   for (const auto& lp : plan.layers) {
     before += lp.num_experts;
     after += lp.num_groups();
   }
   if (comm->rank() == 0) {
-    write_plan(out, plan);
+    write_plan(output->temp(), plan);
+    output->commit();
     log_info(str("cluster: ", method, " on task '", task, "': ", before, " experts -> ", after, " in ",
                  plan.layers.size(), " MoE layers; wrote ", out));
   }

@@ -14,9 +14,11 @@
 
 #include "jobs.h"
 #include "smoe/core/error.h"
+#include "smoe/core/file.h"
 #include "smoe/core/hash.h"
 #include "smoe/core/log.h"
 #include "smoe/core/options.h"
+#include "smoe/core/output.h"
 #include "smoe/core/progress.h"
 #include "smoe/core/signals.h"
 #include "smoe/dist/comm.h"
@@ -25,6 +27,7 @@
 #include "smoe/dist/placement.h"
 #include "smoe/io/checkpoint.h"
 #include "smoe/io/corpus.h"
+#include "smoe/io/outputs.h"
 #include "smoe/io/tokenizer.h"
 #include "smoe/model/decoder.h"
 #include "smoe/stats/collector.h"
@@ -121,7 +124,8 @@ int run_collect(int argc, char** argv) {
       "resume", po::bool_switch(), "continue from OUT.work.h5 if it exists")(
       "progress-seconds", po::value<double>()->default_value(30.0), "seconds between progress lines")(
       "placement", po::value<std::string>(), "expert placement map (JSON); default: contiguous blocks")(
-      "capacity-factor", po::value<double>()->default_value(0.0), "drop routed slots beyond this capacity (0: none)");
+      "capacity-factor", po::value<double>()->default_value(0.0), "drop routed slots beyond this capacity (0: none)")(
+      "overwrite", po::bool_switch(), kOverwriteHelp);
   po::variables_map vm;
   if (!parse_job_options(argc, argv, {"collect", "--model DIR --task NAME=FILE [--task ...] --out stats.h5 [options]",
                                       "Runs the model over each task's corpus, experts sharded over the MPI ranks, "
@@ -149,25 +153,30 @@ int run_collect(int argc, char** argv) {
   SMOE_CHECK_INPUT(sample >= 0, "--sample must not be negative");
   SMOE_CHECK_INPUT(checkpoint_tokens >= 0 && checkpoint_minutes >= 0, "checkpoint intervals must not be negative");
   SMOE_CHECK_INPUT(vm["threads"].as<int>() >= 0, "--threads must not be negative");
-  const std::string out = vm["out"].as<std::string>();
+  const std::string out = normalise_output_path(vm["out"].as<std::string>(), "--out");
   const std::string work = out + ".work.h5";
-
-  std::vector<std::pair<std::string, std::string>> task_specs;
-  for (const auto& spec : vm["task"].as<std::vector<std::string>>()) {
-    const size_t eq = spec.find('=');
-    SMOE_CHECK_INPUT(eq != std::string::npos && eq > 0 && eq + 1 < spec.size(), "--task must be NAME=FILE, found '",
-                     spec, "'");
-    const std::string name = spec.substr(0, eq);
-    SMOE_CHECK_INPUT(name.find('/') == std::string::npos && name != "." && name != "..", "--task name '", name,
-                     "' must not contain '/'");
-    for (const auto& t : task_specs) SMOE_CHECK_INPUT(t.first != name, "--task '", name, "' given twice");
-    task_specs.emplace_back(name, spec.substr(eq + 1));
-  }
+  const auto task_specs = parse_named_files(vm["task"].as<std::vector<std::string>>(), "--task");
 
   at::set_num_threads(resolve_threads(vm["threads"].as<int>()));
-  install_stop_handlers();
+  checkpoint_on_stop();
   std::unique_ptr<Communicator> host = make_mpi_communicator();
   const int rank = host->rank(), ranks = host->size();
+  // The output's place is checked, and its temporary made, before any work.
+  std::unique_ptr<Output> output;
+  std::string tmp;
+  if (rank == 0) {
+    OutputSpec spec = hdf5_output(out, "collect", "smoe-stats");
+    spec.overwrite = vm["overwrite"].as<bool>();
+    spec.inputs = {vm["model"].as<std::string>()};
+    for (const auto& t : task_specs) {
+      check_input_file(t.second, "corpus");
+      spec.inputs.push_back(t.second);
+    }
+    if (vm.count("placement")) spec.inputs.push_back(vm["placement"].as<std::string>());
+    output = std::make_unique<Output>(spec);
+    tmp = output->temp();
+  }
+  broadcast_string(tmp, 0, MPI_COMM_WORLD);
   const bool cuda = device_name == "cuda";
   const int gpu = local_rank();
   std::unique_ptr<Communicator> nccl;
@@ -259,7 +268,7 @@ int run_collect(int argc, char** argv) {
     progress.update(done);
     const bool stop = flags[2].item<int64_t>() > 0;
     if (flags[1].item<int64_t>() > 0 || stop) {
-      write_checkpoint(work, MPI_COMM_WORLD, fingerprint, task, phase, tasks);
+      write_checkpoint(work, tmp + ".work.h5", MPI_COMM_WORLD, fingerprint, task, phase, tasks);
       tokens_since_checkpoint = 0;
       last_checkpoint = std::chrono::steady_clock::now();
       log_info(str("collect: checkpoint written to ", work, " (task '", tasks[static_cast<size_t>(task)].name, "', ",
@@ -333,12 +342,10 @@ int run_collect(int argc, char** argv) {
                " MB)"));
 
   for (auto& task : tasks) task.collector->reduce(*host);
-  const std::string tmp = out + ".tmp";
   write_stats_file(tmp, MPI_COMM_WORLD, provenance, config.router.top_k, tasks);
   SMOE_MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
   if (rank == 0) {
-    if (std::rename(tmp.c_str(), out.c_str()) != 0)
-      throw RuntimeError(str("cannot rename ", tmp, " to ", out, ": ", errno_text()));
+    output->commit();
     std::remove(work.c_str());
     log_info("collect: wrote " + out);
   }

@@ -3,6 +3,8 @@
 #include "smoe/core/error.h"
 #include "smoe/core/log.h"
 #include "smoe/core/options.h"
+#include "smoe/core/output.h"
+#include "smoe/io/outputs.h"
 #include "smoe/eval/synth.h"
 
 namespace smoe {
@@ -13,7 +15,8 @@ int run_data(int argc, char** argv) {
       "out", po::value<std::string>()->required(), "folder to write DIR/<task>/{train,eval}.jsonl into")(
       "seed", po::value<uint64_t>()->default_value(0), "seed")(
       "train", po::value<int64_t>()->default_value(2000), "training examples per task")(
-      "eval", po::value<int64_t>()->default_value(100), "eval examples per task and record kind");
+      "eval", po::value<int64_t>()->default_value(100), "eval examples per task and record kind")(
+      "overwrite", po::bool_switch(), kOverwriteHelp);
   po::positional_options_description pos;
   pos.add("what", 1);
   po::variables_map vm;
@@ -30,9 +33,15 @@ int run_data(int argc, char** argv) {
     return 0;
   SMOE_CHECK_INPUT(vm["what"].as<std::string>() == "synth", "smoe data knows 'synth', not '",
                    vm["what"].as<std::string>(), "'");
-  write_synth_suite(vm["out"].as<std::string>(),
-                    {vm["seed"].as<uint64_t>(), vm["train"].as<int64_t>(), vm["eval"].as<int64_t>()});
-  log_info("data: wrote the synthetic suite to " + vm["out"].as<std::string>());
+  for (const char* n : {"train", "eval"})
+    SMOE_CHECK_INPUT(vm[n].as<int64_t>() >= 1 && vm[n].as<int64_t>() <= 10000000, "--", n, " must lie in [1, 1e7], found ",
+                     vm[n].as<int64_t>());
+  OutputSpec spec = folder_output(vm["out"].as<std::string>(), "data");
+  spec.overwrite = vm["overwrite"].as<bool>();
+  Output output(spec);
+  write_synth_suite(output.temp(), {vm["seed"].as<uint64_t>(), vm["train"].as<int64_t>(), vm["eval"].as<int64_t>()});
+  output.commit();
+  log_info("data: wrote the synthetic suite to " + output.path());
   return 0;
 }
 

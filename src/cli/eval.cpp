@@ -9,15 +9,18 @@
 
 #include "jobs.h"
 #include "smoe/core/error.h"
+#include "smoe/core/file.h"
 #include "smoe/core/hash.h"
 #include "smoe/core/log.h"
 #include "smoe/core/options.h"
+#include "smoe/core/output.h"
 #include "smoe/dist/comm.h"
 #include "smoe/dist/ep-executor.h"
 #include "smoe/dist/placement.h"
 #include "smoe/eval/evaluator.h"
 #include "smoe/io/checkpoint.h"
 #include "smoe/io/json.h"
+#include "smoe/io/outputs.h"
 #include "smoe/io/tokenizer.h"
 #include "smoe/model/decoder.h"
 
@@ -45,7 +48,8 @@ int run_eval(int argc, char** argv) {
       "threads", po::value<int>()->default_value(0), "LibTorch threads per rank")(
       "context", po::value<int64_t>()->default_value(2048), "longest sequence the model sees")(
       "tokenizer", po::value<std::string>()->default_value("byte"), "byte, or a SentencePiece .model file")(
-      "placement", po::value<std::string>(), "expert placement map (JSON)");
+      "placement", po::value<std::string>(), "expert placement map (JSON)")(
+      "overwrite", po::bool_switch(), kOverwriteHelp);
   po::variables_map vm;
   if (!parse_job_options(argc, argv, {"eval", "--model DIR --task NAME=FILE [--task ...] --out results.json",
                                       "Evaluates a checkpoint on eval sets: perplexity and bits per byte, "
@@ -56,24 +60,31 @@ int run_eval(int argc, char** argv) {
   SMOE_CHECK_INPUT(dtype_name == "f32" || dtype_name == "bf16", "--dtype must be f32 or bf16, found '", dtype_name, "'");
   const int64_t context = vm["context"].as<int64_t>();
   SMOE_CHECK_INPUT(context >= 2, "--context must be at least 2");
-  std::vector<std::pair<std::string, std::string>> tasks;
-  for (const auto& spec : vm["task"].as<std::vector<std::string>>()) {
-    const size_t eq = spec.find('=');
-    SMOE_CHECK_INPUT(eq != std::string::npos && eq > 0 && eq + 1 < spec.size(), "--task must be NAME=FILE, found '",
-                     spec, "'");
-    tasks.emplace_back(spec.substr(0, eq), spec.substr(eq + 1));
-  }
+  SMOE_CHECK_INPUT(vm["threads"].as<int>() >= 0, "--threads must not be negative");
+  const auto tasks = parse_named_files(vm["task"].as<std::vector<std::string>>(), "--task");
   nlohmann::json labels = nlohmann::json::object();
   if (vm.count("label"))
     for (const auto& l : vm["label"].as<std::vector<std::string>>()) {
       const size_t eq = l.find('=');
-      SMOE_CHECK_INPUT(eq != std::string::npos && eq > 0, "--label must be KEY=VALUE, found '", l, "'");
+      SMOE_CHECK_INPUT(eq != std::string::npos && eq > 0, "--label must be KEY=VALUE, found '", clip(l), "'");
+      SMOE_CHECK_INPUT(!labels.contains(l.substr(0, eq)), "--label '", clip(l.substr(0, eq)), "' given twice");
       labels[l.substr(0, eq)] = l.substr(eq + 1);
     }
   at::set_num_threads(resolve_threads(vm["threads"].as<int>()));
 
   std::unique_ptr<Communicator> host = make_mpi_communicator();
   const int rank = host->rank(), ranks = host->size();
+  std::unique_ptr<Output> output;
+  if (rank == 0) {
+    OutputSpec spec = json_output(vm["out"].as<std::string>(), "eval");
+    spec.overwrite = vm["overwrite"].as<bool>();
+    spec.inputs = {vm["model"].as<std::string>()};
+    for (const auto& t : tasks) {
+      check_input_file(t.second, "eval file");
+      spec.inputs.push_back(t.second);
+    }
+    output = std::make_unique<Output>(spec);
+  }
   Checkpoint checkpoint(vm["model"].as<std::string>());
   const ModelConfig& config = checkpoint.config();
   const ExpertPlacement placement = vm.count("placement")
@@ -86,7 +97,7 @@ int run_eval(int argc, char** argv) {
 
   nlohmann::json results = nlohmann::json::object(), samples = nlohmann::json::object();
   for (const auto& [name, path] : tasks) {
-    std::vector<EvalRecord> records = read_eval_records(path, *tokenizer, config.vocab_size, rank, ranks);
+    std::vector<EvalRecord> records = read_eval_records(path, *tokenizer, config.vocab_size, context, rank, ranks);
     const EvalTotals t = evaluate(decoder, executor, *host, records, context);
     nlohmann::json r = {{"alias", name}};
     int64_t n = 0;
@@ -117,8 +128,10 @@ int run_eval(int argc, char** argv) {
   }
 
   std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  ::gmtime_r(&now, &tm);
   char created[32];
-  std::strftime(created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+  std::strftime(created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", &tm);
   nlohmann::json plan = nlohmann::json::object();
   for (const auto& [k, v] : checkpoint.metadata())
     if (k.rfind("smoe_", 0) == 0) plan[k] = v;
@@ -129,7 +142,8 @@ int run_eval(int argc, char** argv) {
        {{"model", "smoe"}, {"model_args", "pretrained=" + checkpoint.dir()}, {"dtype", dtype_name},
         {"ranks", ranks}, {"context", context}}},
       {"smoe",
-       {{"software", std::string("smoe ") + SMOE_VERSION},
+       {{"job", "eval"},
+        {"software", std::string("smoe ") + SMOE_VERSION},
         {"created", created},
         {"model", checkpoint.dir()},
         {"model_type", config.model_type},
@@ -139,8 +153,9 @@ int run_eval(int argc, char** argv) {
         {"plan", plan},
         {"labels", labels}}}};
   if (rank == 0) {
-    write_json_file(vm["out"].as<std::string>(), out);
-    log_info("eval: wrote " + vm["out"].as<std::string>());
+    write_json_file(output->temp(), out);
+    output->commit();
+    log_info("eval: wrote " + output->path());
   }
   return 0;
 }

@@ -10,6 +10,7 @@
 #include "jobs.h"
 #include "smoe/core/error.h"
 #include "smoe/core/log.h"
+#include "smoe/core/signals.h"
 #include "smoe/dist/mpi.h"
 
 namespace {
@@ -72,6 +73,7 @@ int main(int argc, char** argv) {
   // faulting and zeroing their pages every time; keep them in the heap instead.
   mallopt(M_MMAP_THRESHOLD, 32 << 20);
   mallopt(M_TRIM_THRESHOLD, 64 << 20);
+  smoe::start_signal_thread();
   if (argc < 2) {
     print_usage(std::cerr);
     return 2;

@@ -5,7 +5,9 @@
 #include "smoe/core/error.h"
 #include "smoe/core/log.h"
 #include "smoe/core/options.h"
+#include "smoe/core/output.h"
 #include "smoe/io/checkpoint.h"
+#include "smoe/io/outputs.h"
 #include "smoe/prune/plan.h"
 #include "smoe/prune/prune.h"
 
@@ -16,20 +18,25 @@ int run_prune(int argc, char** argv) {
   opts.add_options()("model", po::value<std::string>()->required(), "checkpoint folder (HF layout)")(
       "plan", po::value<std::string>()->required(), "plan from smoe cluster")(
       "out", po::value<std::string>()->required(), "folder for the pruned checkpoint (replaced when complete)")(
-      "no-align", po::bool_switch(), "merge experts without aligning their hidden units first");
+      "no-align", po::bool_switch(), "merge experts without aligning their hidden units first")(
+      "overwrite", po::bool_switch(), kOverwriteHelp);
   po::variables_map vm;
   if (!parse_job_options(argc, argv, {"prune", "--model DIR --plan plan.h5 --out DIR",
                                       "Writes the checkpoint pruned by a plan, in the model family's own layout, "
                                       "tensor by tensor."},
                          opts, vm))
     return 0;
-  Checkpoint checkpoint(vm["model"].as<std::string>());
   const std::string plan_path = vm["plan"].as<std::string>();
+  OutputSpec spec = folder_output(vm["out"].as<std::string>(), "prune");
+  spec.overwrite = vm["overwrite"].as<bool>();
+  spec.inputs = {vm["model"].as<std::string>(), plan_path};
+  Output output(spec);
+  Checkpoint checkpoint(vm["model"].as<std::string>());
   Plan plan = read_plan(plan_path);
-  const std::string out = vm["out"].as<std::string>();
-  PruneSummary s = prune_checkpoint(checkpoint, plan, plan_path, out, {!vm["no-align"].as<bool>()});
+  PruneSummary s = prune_checkpoint(checkpoint, plan, plan_path, output.temp(), {!vm["no-align"].as<bool>()});
+  output.commit();
   log_info(str("prune: ", s.experts_before, " experts -> ", s.experts_after, ", ", s.bytes_before >> 20, " MB -> ",
-               s.bytes_after >> 20, " MB; wrote ", out));
+               s.bytes_after >> 20, " MB; wrote ", output.path()));
   return 0;
 }
 

@@ -3,6 +3,8 @@
 #include "smoe/core/error.h"
 #include "smoe/core/log.h"
 #include "smoe/core/options.h"
+#include "smoe/core/output.h"
+#include "smoe/io/outputs.h"
 #include "smoe/eval/report.h"
 
 namespace smoe {
@@ -15,7 +17,8 @@ int run_report(int argc, char** argv) {
       "out", po::value<std::string>(&o.out)->required(), "folder for report.md, report.csv and the plot")(
       "metric", po::value<std::string>(&o.metric)->default_value("perplexity,none"),
       "the metric of the plot and of the comparison with training from scratch")(
-      "plot-format", po::value<std::string>(&o.plot_format)->default_value("svg"), "svg or png");
+      "plot-format", po::value<std::string>(&o.plot_format)->default_value("svg"), "svg or png")(
+      "overwrite", po::bool_switch(), kOverwriteHelp);
   po::variables_map vm;
   if (!parse_job_options(argc, argv, {"report", "--results DIR... --out DIR",
                                       "Turns results files into the study's table (Markdown, CSV) and a plot of "
@@ -24,8 +27,16 @@ int run_report(int argc, char** argv) {
                                       "factor; method 'scratch' for models trained from scratch)."},
                          opts, vm))
     return 0;
+  check_report_options(o);
+  o.results = find_results(o.results);
+  OutputSpec spec = folder_output(o.out, "report");
+  spec.overwrite = vm["overwrite"].as<bool>();
+  spec.inputs = o.results;
+  Output output(spec);
+  o.out = output.temp();
   const size_t rows = write_report(o);
-  log_info(str("report: ", rows, " rows; wrote ", o.out, "/report.md, report.csv, quality.", o.plot_format));
+  output.commit();
+  log_info(str("report: ", rows, " rows; wrote ", output.path(), "/report.md, report.csv, quality.", o.plot_format));
   return 0;
 }
 

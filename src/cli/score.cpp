@@ -25,7 +25,9 @@
 #include "smoe/dist/mpi.h"
 #include "smoe/dist/placement.h"
 #include "smoe/io/checkpoint.h"
+#include "smoe/core/output.h"
 #include "smoe/io/corpus.h"
+#include "smoe/io/outputs.h"
 #include "smoe/io/tensor-io.h"
 #include "smoe/io/tokenizer.h"
 #include "smoe/model/decoder.h"
@@ -98,7 +100,8 @@ int run_score(int argc, char** argv) {
       "placement", po::value<std::string>(), "expert placement map (JSON); default: contiguous blocks of experts")(
       "capacity-factor", po::value<double>()->default_value(0.0),
       "if > 0, each expert takes at most factor * T * k / E of a rank's T tokens; the lowest gates are dropped")(
-      "logits", po::value<std::string>(), "write logits, tokens and routing choices to this .safetensors file");
+      "logits", po::value<std::string>(), "write logits, tokens and routing choices to this .safetensors file")(
+      "overwrite", po::bool_switch(), kOverwriteHelp);
   po::variables_map vm;
   if (!parse_job_options(argc, argv, {"score", "--model DIR --corpus FILE [options]",
                                       "Runs a checkpoint over a corpus and prints tokens, mean negative "
@@ -147,6 +150,14 @@ int run_score(int argc, char** argv) {
 
   auto tokenizer = make_tokenizer(vm["tokenizer"].as<std::string>());
   const std::string corpus_path = vm["corpus"].as<std::string>();
+  std::unique_ptr<Output> logits_out;
+  if (vm.count("logits") && rank == 0) {
+    OutputSpec spec = safetensors_output(vm["logits"].as<std::string>(), "score");
+    spec.option = "--logits";
+    spec.overwrite = vm["overwrite"].as<bool>();
+    spec.inputs = {checkpoint.dir(), corpus_path};
+    logits_out = std::make_unique<Output>(spec);
+  }
   std::vector<Document> docs = read_corpus(corpus_path, *tokenizer, config.vocab_size, rank, ranks);
   std::vector<Sequence> seqs = split_sequences(docs, context);
   docs.clear();
@@ -251,13 +262,14 @@ int run_score(int argc, char** argv) {
       out.emplace_back("sequence_lengths", at::tensor(lengths, at::kLong));
       for (auto& [layer, t] : g_routing)
         out.emplace_back("routing.layer" + std::to_string(layer) + ".experts", corpus_order(g_meta, t));
-      const std::string path = vm["logits"].as<std::string>();
-      save_safetensors(path, out,
-                       {{"model", checkpoint.dir()},
+      save_safetensors(logits_out->temp(), out,
+                       {{"smoe_job", "score"},
+                        {"model", checkpoint.dir()},
                         {"corpus", corpus_path},
                         {"dtype", vm["dtype"].as<std::string>()},
                         {"ranks", std::to_string(ranks)}});
-      log_info("score: wrote " + path);
+      logits_out->commit();
+      log_info("score: wrote " + logits_out->path());
     }
   }
   return 0;

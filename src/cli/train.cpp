@@ -8,6 +8,7 @@
 #include "smoe/core/error.h"
 #include "smoe/core/log.h"
 #include "smoe/core/options.h"
+#include "smoe/core/output.h"
 #include "smoe/core/signals.h"
 #include "smoe/dist/comm.h"
 #include "smoe/train/trainer.h"
@@ -43,13 +44,15 @@ int run_train(int argc, char** argv) {
       "resume", po::bool_switch(&o.resume), "continue from the checkpoint in --out")(
       "shard-experts", po::bool_switch(&o.shard_experts),
       "spread each layer's experts over the ranks (expert parallel) instead of replicating them")(
-      "threads", po::value<int>()->default_value(0), "LibTorch threads per rank");
+      "threads", po::value<int>()->default_value(0), "LibTorch threads per rank")(
+      "overwrite", po::bool_switch(&o.overwrite), kOverwriteHelp);
   po::variables_map vm;
   if (!parse_job_options(argc, argv, {"train", "--out DIR (--data FILE ... | --suite DIR) [options]",
                                       "Trains a small Mixtral-layout SMoE from scratch (AdamW, warm-up and cosine "
                                       "schedule, load-balancing loss, gradient clipping), data parallel over MPI ranks."},
                          opts, vm))
     return 0;
+  o.out = normalise_output_path(o.out, "--out");
   if (vm.count("data")) o.data = vm["data"].as<std::vector<std::string>>();
   if (vm.count("suite")) {
     const std::string suite = vm["suite"].as<std::string>();
@@ -63,7 +66,7 @@ int run_train(int argc, char** argv) {
   }
   SMOE_CHECK_INPUT(vm["threads"].as<int>() >= 0, "--threads must not be negative");
   at::set_num_threads(resolve_threads(vm["threads"].as<int>()));
-  install_stop_handlers();
+  checkpoint_on_stop();
   std::unique_ptr<Communicator> host = make_mpi_communicator();
   bool stopped = false;
   const double loss = train(o, *host, &stopped);

@@ -8,6 +8,8 @@
 #include <vector>
 
 #include "smoe/core/error.h"
+#include "smoe/core/file.h"
+#include "smoe/core/signals.h"
 
 namespace smoe {
 
@@ -47,11 +49,13 @@ std::string sha256_hex(const std::string& bytes) {
 }
 
 std::string sha256_file(const std::string& path) {
+  check_input_file(path, "input");
   std::ifstream in(path, std::ios::binary);
   SMOE_CHECK_INPUT(in.good(), path, ": cannot open: ", errno_text());
   Sha256 h;
   std::vector<char> buf(1 << 20);
   while (in) {
+    if (stop_requested()) throw StopError(str(path, ": stopped by a signal while hashing it"));
     in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
     h.update(buf.data(), static_cast<size_t>(in.gcount()));
   }

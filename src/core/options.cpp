@@ -3,10 +3,12 @@
 #include <sched.h>
 #include <unistd.h>
 
-#include <fstream>
+#include <cmath>
 #include <iostream>
+#include <sstream>
 
 #include "smoe/core/error.h"
+#include "smoe/core/file.h"
 
 namespace smoe {
 
@@ -25,8 +27,9 @@ bool parse_job_options(int argc, char** argv, const JobUsage& usage, po::options
     }
     if (vm.count("config")) {
       const std::string path = vm["config"].as<std::string>();
-      std::ifstream in(path);
-      SMOE_CHECK_INPUT(in.good(), path, ": cannot open config file: ", errno_text());
+      std::string text = read_file(path, "config file", 16u << 20);
+      if (text.rfind("\xEF\xBB\xBF", 0) == 0) text.erase(0, 3);  // a UTF-8 byte-order mark, as editors on Windows write
+      std::istringstream in(text);
       try {
         po::store(po::parse_config_file(in, options), vm);
       } catch (const po::error& e) {
@@ -35,9 +38,30 @@ bool parse_job_options(int argc, char** argv, const JobUsage& usage, po::options
     }
     po::notify(vm);
   } catch (const po::error& e) {
-    throw InputError(str("smoe ", usage.job, ": ", e.what(), " (see smoe ", usage.job, " --help)"));
+    throw InputError(str("smoe ", usage.job, ": ", clip(e.what(), 200), " (see smoe ", usage.job, " --help)"));
   }
+  // Boost reads "inf" and "nan" as numbers; no option of smoe means either.
+  for (const auto& [name, value] : vm)
+    if (const double* d = boost::any_cast<double>(&value.value()))
+      SMOE_CHECK_INPUT(std::isfinite(*d), "--", name, " must be a finite number, found ", *d);
   return true;
+}
+
+std::vector<std::pair<std::string, std::string>> parse_named_files(const std::vector<std::string>& specs,
+                                                                   const std::string& option) {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& spec : specs) {
+    const size_t eq = spec.find('=');
+    SMOE_CHECK_INPUT(eq != std::string::npos && eq > 0 && eq + 1 < spec.size(), option, " must be NAME=FILE, found '",
+                     clip(spec), "'");
+    const std::string name = spec.substr(0, eq);
+    const bool plain = name.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-") ==
+                           std::string::npos && name != "." && name != ".." && name.size() <= 128;
+    SMOE_CHECK_INPUT(plain, option, " name '", clip(name), "' must be letters, digits, '_', '-' or '.' (at most 128)");
+    for (const auto& t : out) SMOE_CHECK_INPUT(t.first != name, option, " '", name, "' given twice");
+    out.emplace_back(name, spec.substr(eq + 1));
+  }
+  return out;
 }
 
 int resolve_threads(int requested) {

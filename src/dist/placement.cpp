@@ -27,9 +27,9 @@ std::vector<int64_t> owner_list(const nlohmann::json& v, int64_t experts, int ra
                    " owners for ", experts, " experts");
   std::vector<int64_t> owner;
   for (const auto& o : v) {
-    SMOE_CHECK_INPUT(o.is_number_integer() && o.get<int64_t>() >= 0 && o.get<int64_t>() < ranks, path, ": ", what,
-                     " names rank ", o.dump(), ", outside [0, ", ranks, ")");
-    owner.push_back(o.get<int64_t>());
+    const int64_t r = json_to_int(o, path, what + " entry");
+    SMOE_CHECK_INPUT(r >= 0 && r < ranks, path, ": ", what, " names rank ", r, ", outside [0, ", ranks, ")");
+    owner.push_back(r);
   }
   return owner;
 }

@@ -8,6 +8,8 @@
 #include <nlohmann/json.hpp>
 
 #include "smoe/core/error.h"
+#include "smoe/core/file.h"
+#include "smoe/io/json.h"
 #include "smoe/dist/comm.h"
 #include "smoe/io/tokenizer.h"
 #include "smoe/model/decoder.h"
@@ -23,18 +25,16 @@ std::vector<int64_t> ids_of(const nlohmann::json& v, const Tokenizer& tok, const
   }
   SMOE_CHECK_INPUT(v.is_array(), where, ": expected text or a list of token ids");
   std::vector<int64_t> ids;
-  for (const auto& x : v) {
-    SMOE_CHECK_INPUT(x.is_number_integer(), where, ": token ids must be integers");
-    ids.push_back(x.get<int64_t>());
-  }
+  for (const auto& x : v) ids.push_back(json_to_int(x, where, "a token id"));
   if (bytes) *bytes = 0;
   return ids;
 }
 
 }  // namespace
 
-std::vector<EvalRecord> read_eval_records(const std::string& path, const Tokenizer& tok, int64_t vocab, int rank,
-                                          int ranks) {
+std::vector<EvalRecord> read_eval_records(const std::string& path, const Tokenizer& tok, int64_t vocab,
+                                          int64_t context, int rank, int ranks) {
+  check_input_file(path, "eval file");
   std::ifstream in(path);
   SMOE_CHECK_INPUT(in.good(), path, ": cannot open eval file: ", errno_text());
   std::vector<EvalRecord> out;
@@ -45,12 +45,7 @@ std::vector<EvalRecord> read_eval_records(const std::string& path, const Tokeniz
     if (text.find_first_not_of(" \t\r") == std::string::npos) continue;
     if (records++ % ranks != rank) continue;
     const std::string where = path + ":" + std::to_string(line);
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(text);
-    } catch (const nlohmann::json::exception& e) {
-      throw InputError(str(where, ": not a JSON record: ", e.what()));
-    }
+    const nlohmann::json j = parse_json(text, where);
     SMOE_CHECK_INPUT(j.is_object(), where, ": a record must be a JSON object");
     EvalRecord r;
     r.line = line;
@@ -64,9 +59,11 @@ std::vector<EvalRecord> read_eval_records(const std::string& path, const Tokeniz
         uint64_t bytes = 0;
         r.choices.push_back(ids_of(c, tok, where, &bytes));
         SMOE_CHECK_INPUT(!r.choices.back().empty(), where, ": a choice is empty");
+        SMOE_CHECK_INPUT(static_cast<int64_t>(r.choices.back().size()) < context, where, ": a choice of ",
+                         r.choices.back().size(), " tokens leaves no room for its context within --context ", context);
         r.choice_bytes.push_back(bytes ? bytes : r.choices.back().size());
       }
-      r.label = j["label"].get<int64_t>();
+      r.label = json_to_int(j["label"], where, "'label'");
       SMOE_CHECK_INPUT(r.label >= 0 && r.label < static_cast<int64_t>(r.choices.size()), where, ": label ", r.label,
                        " is not the index of a choice");
       SMOE_CHECK_INPUT(!r.context.empty(), where, ": the context is empty");

@@ -12,6 +12,9 @@
 #include <tuple>
 
 #include "smoe/core/error.h"
+#include "smoe/core/file.h"
+#include "smoe/core/numbers.h"
+#include "smoe/core/process.h"
 #include "smoe/io/json.h"
 
 namespace smoe {
@@ -38,40 +41,67 @@ struct Row {
 
 using Key = std::tuple<std::string, int64_t, std::string, double>;  // task, experts, method, factor
 
-std::string label(const nlohmann::json& labels, const char* key, const std::string& fallback) {
-  return labels.contains(key) ? labels[key].get<std::string>() : fallback;
+std::string label(const nlohmann::json& labels, const char* key, const std::string& fallback, const std::string& path) {
+  if (!labels.contains(key)) return fallback;
+  SMOE_CHECK_INPUT(labels[key].is_string(), path, ": label '", key, "' must be a string, found ", json_quote(labels[key]));
+  return labels[key].get<std::string>();
 }
 
 std::vector<Row> read_rows(const std::string& path) {
   const nlohmann::json j = read_json_file(path);
   SMOE_CHECK_INPUT(j.is_object() && j.contains("results") && j["results"].is_object(), path,
                    ": not a results file (no 'results' object)");
-  const nlohmann::json smoe = j.value("smoe", nlohmann::json::object());
-  const nlohmann::json labels = smoe.value("labels", nlohmann::json::object());
-  const nlohmann::json plan = smoe.value("plan", nlohmann::json::object());
+  auto object = [&](const nlohmann::json& parent, const char* key) {
+    if (!parent.contains(key)) return nlohmann::json::object();
+    SMOE_CHECK_INPUT(parent[key].is_object(), path, ": '", key, "' must be an object");
+    return parent[key];
+  };
+  const nlohmann::json smoe = object(j, "smoe");
+  const nlohmann::json labels = object(smoe, "labels");
+  const nlohmann::json plan = object(smoe, "plan");
   int64_t experts_now = 0;
-  if (smoe.contains("experts_per_layer"))
-    for (const auto& e : smoe["experts_per_layer"]) experts_now = std::max<int64_t>(experts_now, e.get<int64_t>());
+  if (smoe.contains("experts_per_layer")) {
+    SMOE_CHECK_INPUT(smoe["experts_per_layer"].is_array(), path, ": 'experts_per_layer' must be a list");
+    for (const auto& e : smoe["experts_per_layer"])
+      experts_now = std::max<int64_t>(experts_now, json_to_int(e, path, "an 'experts_per_layer' entry"));
+  }
   Row base;
   base.file = path;
-  base.method = label(labels, "method", plan.value("smoe_plan_method", std::string("full")));
-  base.date = label(labels, "date", "");
-  try {
-    base.factor = std::stod(label(labels, "factor", plan.value("smoe_plan_factor", std::string("1"))));
-    base.experts = std::stoll(label(labels, "experts", std::to_string(static_cast<int64_t>(
-                                                           std::llround(static_cast<double>(experts_now) * base.factor)))));
-  } catch (const std::exception&) {
-    throw InputError(str(path, ": labels 'factor' and 'experts' must be numbers"));
-  }
+  base.method = label(labels, "method", plan.value("smoe_plan_method", std::string("full")), path);
+  base.date = label(labels, "date", "", path);
+  base.factor = parse_number(label(labels, "factor", plan.value("smoe_plan_factor", std::string("1")), path),
+                             path + ": label 'factor'");
+  SMOE_CHECK_INPUT(base.factor >= 1 && base.factor <= 1e6, path, ": label 'factor' ", base.factor,
+                   " outside [1, 1e6]");
+  base.experts = parse_int(label(labels, "experts", std::to_string(static_cast<int64_t>(std::llround(
+                                                        static_cast<double>(experts_now) * base.factor))), path),
+                           path + ": label 'experts'");
+  SMOE_CHECK_INPUT(base.experts >= 1 && base.experts <= 1 << 20, path, ": label 'experts' ", base.experts,
+                   " outside [1, 2^20]");
   std::vector<Row> rows;
   for (auto it = j["results"].begin(); it != j["results"].end(); ++it) {
     Row r = base;
     r.task = it.key();
+    SMOE_CHECK_INPUT(it.value().is_object(), path, ": results of task '", clip(it.key()), "' must be an object");
     for (const char* m : kMetrics)
-      if (it.value().contains(m) && it.value()[m].is_number()) r.metrics[m] = it.value()[m].get<double>();
+      if (it.value().contains(m) && it.value()[m].is_number() && std::isfinite(it.value()[m].get<double>()))
+        r.metrics[m] = it.value()[m].get<double>();
     rows.push_back(r);
   }
   return rows;
+}
+
+// `text` as a gnuplot string constant: single-quoted (gnuplot substitutes
+// nothing inside single quotes), a quote doubled, control characters and
+// backquotes (gnuplot's command substitution) replaced.
+std::string gnuplot_quote(const std::string& text) {
+  std::string out = "'";
+  for (char c : text) {
+    if (c == '\'') out += "''";
+    else if (static_cast<unsigned char>(c) < 0x20 || c == '`') out += ' ';
+    else out += c;
+  }
+  return out + "'";
 }
 
 std::string fmt(double v) {
@@ -82,23 +112,33 @@ std::string fmt(double v) {
 
 }  // namespace
 
-size_t write_report(const ReportOptions& o) {
-  SMOE_CHECK_INPUT(std::find(std::begin(kMetrics), std::end(kMetrics), o.metric) != std::end(kMetrics),
-                   "--metric must be one of perplexity,none bits_per_byte,none acc,none acc_norm,none exact_match,none");
-  SMOE_CHECK_INPUT(o.plot_format == "svg" || o.plot_format == "png", "--plot-format must be svg or png");
+std::vector<std::string> find_results(const std::vector<std::string>& results) {
   std::vector<std::string> files;
-  for (const auto& r : o.results) {
+  for (const auto& r : results) {
     if (fs::is_directory(r)) {
       for (const auto& e : fs::recursive_directory_iterator(r))
-        if (e.is_regular_file() && e.path().extension() == ".json" && e.path().filename().string().find("result") != std::string::npos)
+        if (e.is_regular_file() && e.path().extension() == ".json" && e.path().filename().string().find("result") != std::string::npos &&
+            e.path().string().find(".tmp.") == std::string::npos)
           files.push_back(e.path().string());
     } else {
-      SMOE_CHECK_INPUT(fs::is_regular_file(r), r, ": no such results file or folder");
+      check_input_file(r, "results file");
       files.push_back(r);
     }
   }
   std::sort(files.begin(), files.end());
   SMOE_CHECK_INPUT(!files.empty(), "no results files found in the given --results");
+  return files;
+}
+
+void check_report_options(const ReportOptions& o) {
+  SMOE_CHECK_INPUT(std::find(std::begin(kMetrics), std::end(kMetrics), o.metric) != std::end(kMetrics),
+                   "--metric must be one of perplexity,none bits_per_byte,none acc,none acc_norm,none exact_match,none");
+  SMOE_CHECK_INPUT(o.plot_format == "svg" || o.plot_format == "png", "--plot-format must be svg or png");
+}
+
+size_t write_report(const ReportOptions& o) {
+  check_report_options(o);
+  const std::vector<std::string>& files = o.results;
   // Nightly runs label their results with a date: the table shows the latest
   // night, the trend section every night.
   std::vector<Row> all;
@@ -216,42 +256,35 @@ size_t write_report(const ReportOptions& o) {
   write_file_atomic(o.out + "/report.md", md.str());
   write_file_atomic(o.out + "/report.csv", csv.str());
 
-  // The plot, with gnuplot: one line per (pretrained experts, method).
-  const std::string data = o.out + "/quality.dat";
-  std::ofstream d(data);
+  // The plot, with gnuplot: one line per (pretrained experts, method). gnuplot
+  // runs in the output folder on file names of its own; the only data in its
+  // script are line titles, quoted for gnuplot.
+  std::ofstream d(o.out + "/quality.dat");
   std::vector<std::string> titles;
   for (const auto& [line, by_factor] : lines) {
-    d << "# experts " << line.first << " " << line.second << "\n";
+    d << "# experts " << line.first << "\n";
     for (const auto& [f, v] : by_factor) d << f << " " << mean(v) << "\n";
     d << "\n\n";
     titles.push_back(std::to_string(line.first) + " experts, " + line.second);
   }
   d.close();
-  const std::string plot = o.out + "/quality." + o.plot_format;
+  SMOE_CHECK_SYS(d.fail() ? -1 : 0, o.out, "/quality.dat: write failed");
+  const std::string plot = "quality." + o.plot_format;
   std::ostringstream gp;
   gp << "set terminal " << (o.plot_format == "svg" ? "svg size 900,600" : "pngcairo size 900,600") << "\n"
-     << "set output '" << plot << ".tmp'\n"
-     << "set logscale x 2\nset xlabel 'pruning factor'\nset ylabel '" << short_metric << " (mean over tasks)'\n"
-     << "set key outside right\nset grid\n";
+     << "set output '" << plot << "'\n"
+     << "set logscale x 2\nset xlabel 'pruning factor'\nset ylabel " << gnuplot_quote(short_metric + " (mean over tasks)")
+     << "\nset key outside right noenhanced\nset grid\n";
   if (titles.empty()) {
     gp << "set label 'no pruned results' at graph 0.5, 0.5 center\nplot [1:2] NaN notitle\n";
   } else {
     gp << "plot ";
     for (size_t i = 0; i < titles.size(); ++i)
-      gp << (i ? ", " : "") << "'" << data << "' index " << i << " with linespoints title '" << titles[i] << "'";
+      gp << (i ? ", " : "") << "'quality.dat' index " << i << " with linespoints title " << gnuplot_quote(titles[i]);
     gp << "\n";
   }
-  const std::string script = o.out + "/quality.gp";
-  write_file_atomic(script, gp.str());
-  const std::string cmd = "gnuplot '" + script + "' 2>&1";
-  FILE* pipe = ::popen(cmd.c_str(), "r");
-  SMOE_ASSERT(pipe != nullptr, "cannot run gnuplot");
-  std::string output;
-  char buf[256];
-  while (std::fgets(buf, sizeof buf, pipe)) output += buf;
-  const int status = ::pclose(pipe);
-  if (status != 0) throw RuntimeError(str("gnuplot failed (is gnuplot-nox installed?): ", output));
-  fs::rename(plot + ".tmp", plot);
+  write_file_atomic(o.out + "/quality.gp", gp.str());
+  run_program({"gnuplot", "quality.gp"}, o.out, o.out + "/quality.log");
   return rows.size();
 }
 

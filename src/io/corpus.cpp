@@ -3,6 +3,8 @@
 #include <nlohmann/json.hpp>
 
 #include "smoe/core/error.h"
+#include "smoe/core/file.h"
+#include "smoe/io/json.h"
 #include "smoe/io/tokenizer.h"
 
 namespace smoe {
@@ -12,7 +14,7 @@ CorpusReader::CorpusReader(const std::string& path, const Tokenizer& tokenizer, 
     : path_(path),
       tokenizer_(tokenizer),
       vocab_size_(vocab_size),
-      in_(path, std::ios::binary),
+      in_((check_input_file(path, "corpus"), path), std::ios::binary),
       shard_index_(shard_index),
       shard_count_(shard_count),
       max_tokens_(max_tokens) {
@@ -30,12 +32,7 @@ bool CorpusReader::next(Document* doc) {
     const bool mine = index % shard_count_ == shard_index_;
     // Under a token cap every rank reads every record, to know where the cap falls.
     if (!mine && max_tokens_ == 0) continue;
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(text);
-    } catch (const nlohmann::json::exception& e) {
-      throw InputError(str(path_, ":", line_, ": not a JSON record: ", e.what()));
-    }
+    const nlohmann::json j = parse_json(text, str(path_, ":", line_));
     SMOE_CHECK_INPUT(j.is_object(), path_, ":", line_, ": a record must be a JSON object");
     doc->line = line_;
     doc->index = index;
@@ -49,10 +46,7 @@ bool CorpusReader::next(Document* doc) {
     } else if (auto ids = j.find("input_ids"); ids != j.end()) {
       SMOE_CHECK_INPUT(ids->is_array(), path_, ":", line_, ": 'input_ids' must be a list of integers");
       doc->tokens.reserve(ids->size());
-      for (const auto& v : *ids) {
-        SMOE_CHECK_INPUT(v.is_number_integer(), path_, ":", line_, ": 'input_ids' holds a non-integer: ", v.dump());
-        doc->tokens.push_back(v.get<int64_t>());
-      }
+      for (const auto& v : *ids) doc->tokens.push_back(json_to_int(v, str(path_, ":", line_), "an 'input_ids' entry"));
     } else {
       throw InputError(str(path_, ":", line_, ": record has neither 'text' nor 'input_ids'"));
     }

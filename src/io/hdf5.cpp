@@ -110,6 +110,17 @@ Handle open_file(const std::string& path, MPI_Comm comm, bool writable) {
   return Handle(f, H5Fclose);
 }
 
+std::string file_format(const std::string& path) {
+  if (H5Fis_hdf5(path.c_str()) <= 0) return "";
+  Handle file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
+  if (file.get() < 0 || H5Aexists(file.get(), "format") <= 0) return "";
+  try {
+    return read_attr_string(file.get(), "format", path);
+  } catch (const Error&) {
+    return "";
+  }
+}
+
 Handle create_group(hid_t parent, const std::string& name) {
   return Handle(SMOE_H5(H5Gcreate2(parent, name.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)), H5Gclose);
 }
@@ -217,11 +228,30 @@ void write_rank_slabs(hid_t parent, const std::string& name, const at::Tensor& t
   SMOE_H5(H5Dwrite(d.get(), h5_type(c.scalar_type()), mem.get(), file.get(), dxpl.get(), c.data_ptr()));
 }
 
+// The dataset's element type as a tensor dtype; InputError for a type smoe never
+// writes (strings, compounds) or a dataset too large to be a statistic (a
+// corrupt or hostile extent would otherwise ask for terabytes).
+at::ScalarType checked_dtype(hid_t type, const std::vector<hsize_t>& dims, const std::string& name,
+                             const std::string& file) {
+  const H5T_class_t cls = H5Tget_class(type);
+  SMOE_CHECK_INPUT(cls == H5T_INTEGER || cls == H5T_FLOAT, file, ": dataset '", name,
+                   "' must hold numbers (integers or floats), found another type");
+  uint64_t elements = 1;
+  for (hsize_t n : dims) {
+    SMOE_CHECK_INPUT(n == 0 || elements <= kMaxDatasetElements / n, file, ": dataset '", name, "' has ",
+                     dims.size(), " dimensions totalling more than ", kMaxDatasetElements,
+                     " elements, beyond what smoe reads");
+    elements *= n;
+  }
+  return scalar_type(type);
+}
+
 at::Tensor read_tensor(hid_t parent, const std::string& name, const std::string& file) {
   Handle d = open_dataset(parent, name, file);
   Handle space(SMOE_H5(H5Dget_space(d.get())), H5Sclose);
   Handle type(SMOE_H5(H5Dget_type(d.get())), H5Tclose);
   const std::vector<hsize_t> dims = extent(space.get());
+  checked_dtype(type.get(), dims, name, file);
   std::vector<int64_t> shape(dims.begin(), dims.end());
   at::Tensor t = at::empty(shape, at::TensorOptions().dtype(scalar_type(type.get())));
   if (t.numel() > 0)
@@ -237,6 +267,7 @@ at::Tensor read_rank_slab(hid_t parent, const std::string& name, int slab, const
   const int rank = static_cast<int>(dims.size());
   SMOE_CHECK_INPUT(rank >= 1 && static_cast<hsize_t>(slab) < dims[0], file, ": dataset '", name, "' has no slab ",
                    slab);
+  checked_dtype(type.get(), dims, name, file);
   std::vector<hsize_t> start(dims.size(), 0), count = dims;
   start[0] = static_cast<hsize_t>(slab);
   count[0] = 1;

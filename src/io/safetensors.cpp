@@ -85,12 +85,8 @@ SafetensorsHeader parse_safetensors_header(const uint8_t* bytes, size_t size, co
   SMOE_CHECK_INPUT(header_len <= size - 8, path, ": header length ", header_len,
                    " runs past the end of the file (", size, " bytes): truncated or corrupt");
 
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(bytes + 8, bytes + 8 + header_len);
-  } catch (const nlohmann::json::exception& e) {
-    throw InputError(str(path, ": header is not valid JSON: ", e.what()));
-  }
+  const char* text = reinterpret_cast<const char*>(bytes + 8);
+  const nlohmann::json j = parse_json(text, text + header_len, path + ": header");
   SMOE_CHECK_INPUT(j.is_object(), path, ": header must be a JSON object, found ", j.type_name());
 
   SafetensorsHeader h;
@@ -122,11 +118,11 @@ SafetensorsHeader parse_safetensors_header(const uint8_t* bytes, size_t size, co
     SMOE_CHECK_INPUT(sh != v.end() && sh->is_array(), path, ": tensor '", name, "' has no shape array");
     uint64_t numel = 1;
     for (const auto& d : *sh) {
-      SMOE_CHECK_INPUT(d.is_number_unsigned() || (d.is_number_integer() && d.get<int64_t>() >= 0), path,
-                       ": tensor '", name, "' has a shape entry that is not a non-negative integer: ", d.dump());
-      const uint64_t n = d.get<uint64_t>();
+      const int64_t signed_n = json_to_int(d, path, "tensor '" + name + "' shape entry");
+      SMOE_CHECK_INPUT(signed_n >= 0, path, ": tensor '", name, "' has a negative shape entry ", signed_n);
+      const uint64_t n = static_cast<uint64_t>(signed_n);
       SMOE_CHECK_INPUT(n == 0 || numel <= std::numeric_limits<uint64_t>::max() / 8 / n, path, ": tensor '", name,
-                       "' shape ", sh->dump(), " is too large");
+                       "' shape ", json_quote(*sh), " is too large");
       numel *= n;
       t.shape.push_back(static_cast<int64_t>(n));
     }
@@ -143,7 +139,7 @@ SafetensorsHeader parse_safetensors_header(const uint8_t* bytes, size_t size, co
                      "] run past the end of the data (", data_size, " bytes): truncated or corrupt");
     const uint64_t expected = numel * dtype_size(t.dtype);
     SMOE_CHECK_INPUT(t.nbytes() == expected, path, ": tensor '", name, "' holds ", t.nbytes(), " bytes but dtype ",
-                     dtype_name(t.dtype), " with shape ", sh->dump(), " needs ", expected);
+                     dtype_name(t.dtype), " with shape ", json_quote(*sh), " needs ", expected);
     h.tensors.push_back(std::move(t));
   }
 

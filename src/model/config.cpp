@@ -51,11 +51,8 @@ std::vector<int64_t> int_list(const nlohmann::json& j, const std::string& key, c
   std::vector<int64_t> out;
   auto it = j.find(key);
   if (it == j.end() || it->is_null()) return out;
-  SMOE_CHECK_INPUT(it->is_array(), path, ": '", key, "' must be a list of integers, found ", it->dump());
-  for (const auto& v : *it) {
-    SMOE_CHECK_INPUT(v.is_number_integer(), path, ": '", key, "' must be a list of integers, found ", it->dump());
-    out.push_back(v.get<int64_t>());
-  }
+  SMOE_CHECK_INPUT(it->is_array(), path, ": '", key, "' must be a list of integers, found ", json_quote(*it));
+  for (const auto& v : *it) out.push_back(json_to_int(v, path, "'" + key + "' entry"));
   return out;
 }
 

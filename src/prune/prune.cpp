@@ -129,17 +129,7 @@ PruneSummary prune_checkpoint(const Checkpoint& ck, const Plan& plan, const std:
     summary.experts_after += lp.num_groups();
   }
 
-  // Output into a temporary folder, renamed when complete.
-  const std::string tmp = out_dir + ".tmp." + std::to_string(::getpid());
-  fs::remove_all(tmp);
-  SMOE_CHECK_INPUT(fs::create_directories(tmp), tmp, ": cannot create the output folder");
-  struct Cleanup {
-    std::string dir;
-    bool keep = false;
-    ~Cleanup() {
-      if (!keep) fs::remove_all(dir);
-    }
-  } cleanup{tmp};
+  const std::string& tmp = out_dir;  // an empty folder from Output, renamed by the caller when complete
 
   std::map<std::string, std::string> metadata = {{"format", "pt"},
                                                  {"smoe_plan", plan_path},
@@ -263,17 +253,6 @@ PruneSummary prune_checkpoint(const Checkpoint& ck, const Plan& plan, const std:
   for (const char* extra : {"tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json",
                             "generation_config.json"})
     if (fs::exists(ck.dir() + "/" + extra)) fs::copy_file(ck.dir() + "/" + extra, tmp + "/" + extra);
-
-  // Replace any earlier output only now that the new one is complete.
-  if (fs::exists(out_dir)) {
-    const std::string old = out_dir + ".old." + std::to_string(::getpid());
-    fs::rename(out_dir, old);
-    fs::rename(tmp, out_dir);
-    fs::remove_all(old);
-  } else {
-    fs::rename(tmp, out_dir);
-  }
-  cleanup.keep = true;
   return summary;
 }
 

@@ -82,10 +82,9 @@ void write_stats_file(const std::string& path, MPI_Comm comm, const Provenance& 
     throw RuntimeError(str(path, ": cannot set the complete flag"));
 }
 
-void write_checkpoint(const std::string& path, MPI_Comm comm, const std::string& fingerprint, int64_t task,
-                      int64_t phase, const std::vector<TaskStats>& tasks) {
+void write_checkpoint(const std::string& path, const std::string& tmp, MPI_Comm comm, const std::string& fingerprint,
+                      int64_t task, int64_t phase, const std::vector<TaskStats>& tasks) {
   const int rank = comm_rank(comm), ranks = comm_size(comm);
-  const std::string tmp = path + ".tmp";
   {
     h5::Handle file = h5::create_file(tmp, comm);
     h5::write_attr(file.get(), "format", std::string("smoe-collect-checkpoint"));

@@ -56,6 +56,11 @@ TaskStatsData read_task_stats(const std::string& path, const std::string& task) 
     s.top_k = h5::read_attr_int(g.get(), "top_k", path);
     s.tokens = h5::read_attr_int(g.get(), "tokens", path);
     const int64_t E = s.num_experts;
+    SMOE_CHECK_INPUT(s.layer >= 0 && s.layer < 65536, path, ": layer '", name, "' has layer number ", s.layer,
+                     ", outside [0, 65536)");
+    SMOE_CHECK_INPUT(E >= 1 && E <= 65536, path, ": layer ", s.layer, " has ", E, " experts; a MoE layer has 1 to 65536");
+    SMOE_CHECK_INPUT(s.top_k >= 1 && s.top_k <= E, path, ": layer ", s.layer, " top_k ", s.top_k, " outside [1, ", E, "]");
+    SMOE_CHECK_INPUT(s.tokens >= 0, path, ": layer ", s.layer, " counts ", s.tokens, " tokens");
     auto vec = [&](const char* n) {
       at::Tensor t = h5::read_tensor(g.get(), n, path);
       SMOE_CHECK_INPUT(t.dim() == 1 && t.size(0) == E, path, ": layer ", s.layer, " '", n, "' must have ", E,
@@ -68,20 +73,38 @@ TaskStatsData read_task_stats(const std::string& path, const std::string& task) 
                        "' must be ", E, " x ", E);
       return t;
     };
-    s.count = vec("count").to(at::kLong);
+    auto counts = [&](at::Tensor t, const char* n) {
+      SMOE_CHECK_INPUT(!t.is_floating_point() || (at::isfinite(t).all().item<bool>() && at::equal(t, t.round())), path,
+                       ": layer ", s.layer, " '", n, "' must hold whole counts, found NaN, infinite or fractional values");
+      return t.to(at::kLong);
+    };
+    s.count = counts(vec("count"), "count");
     s.gate_sum = vec("gate_sum").to(at::kDouble);
     s.prob_sum = vec("prob_sum").to(at::kDouble);
     s.logit_sum = vec("logit_sum").to(at::kDouble);
     s.act_norm_sum = vec("act_norm_sum").to(at::kDouble);
     s.reap_sum = vec("reap_sum").to(at::kDouble);
-    s.coact = mat("coact").to(at::kLong);
+    s.coact = counts(mat("coact"), "coact");
     s.logit_gram = mat("logit_gram").to(at::kDouble);
     if (h5::exists(g.get(), "out_mean")) {
       s.out_mean = h5::read_tensor(g.get(), "out_mean", path).to(at::kDouble);
       SMOE_CHECK_INPUT(s.out_mean.dim() == 2 && s.out_mean.size(0) == E, path, ": layer ", s.layer,
                        " 'out_mean' must have ", E, " rows");
     }
-    if (h5::exists(g.get(), "hidden_sample")) s.hidden_sample = h5::read_tensor(g.get(), "hidden_sample", path);
+    if (h5::exists(g.get(), "hidden_sample")) {
+      s.hidden_sample = h5::read_tensor(g.get(), "hidden_sample", path);
+      SMOE_CHECK_INPUT(s.hidden_sample.dim() == 2, path, ": layer ", s.layer, " 'hidden_sample' must be rows x hidden");
+    }
+    SMOE_CHECK_INPUT(s.count.min().item<int64_t>() >= 0 && s.coact.min().item<int64_t>() >= 0, path, ": layer ",
+                     s.layer, " has negative counts");
+    for (const auto& [n, t] : {std::pair<const char*, const at::Tensor*>{"gate_sum", &s.gate_sum}, {"prob_sum", &s.prob_sum},
+                               {"logit_sum", &s.logit_sum}, {"act_norm_sum", &s.act_norm_sum}, {"reap_sum", &s.reap_sum},
+                               {"logit_gram", &s.logit_gram}, {"out_mean", &s.out_mean},
+                               {"hidden_sample", &s.hidden_sample}})
+      SMOE_CHECK_INPUT(!t->defined() || t->numel() == 0 || at::isfinite(*t).all().item<bool>(), path, ": layer ",
+                       s.layer, " '", n, "' holds NaN or infinite values");
+    for (const auto& l : out.layers)
+      SMOE_CHECK_INPUT(l.layer != s.layer, path, ": layer ", s.layer, " appears twice");
     out.layers.push_back(std::move(s));
   }
   std::sort(out.layers.begin(), out.layers.end(),

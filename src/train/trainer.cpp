@@ -15,6 +15,7 @@
 
 #include "smoe/core/error.h"
 #include "smoe/core/log.h"
+#include "smoe/core/output.h"
 #include "smoe/core/signals.h"
 #include "smoe/dist/comm.h"
 #include "smoe/dist/ep-executor.h"
@@ -22,6 +23,7 @@
 #include "smoe/io/checkpoint.h"
 #include "smoe/io/corpus.h"
 #include "smoe/io/json.h"
+#include "smoe/io/outputs.h"
 #include "smoe/io/tensor-io.h"
 #include "smoe/io/tokenizer.h"
 #include "smoe/model/decoder.h"
@@ -85,17 +87,35 @@ bool is_expert(const std::string& name) { return name.find(".experts.") != std::
 // Writes an HF checkpoint folder atomically over `dir`: with experts sharded, rank r
 // writes shard r (its experts; rank 0 also the replicated weights), else rank 0
 // writes everything; every rank saves its optimizer state.
+// Rank 0's `path` on every rank.
+std::string broadcast_path(const std::string& path, Communicator& host) {
+  at::Tensor buf = at::zeros({4097}, at::kByte);
+  SMOE_ASSERT(path.size() < 4097, "path longer than 4096 bytes: ", clip(path));
+  std::memcpy(buf.data_ptr<uint8_t>(), path.data(), path.size());
+  host.broadcast(buf, 0);
+  return std::string(reinterpret_cast<const char*>(buf.data_ptr<uint8_t>()));
+}
+
+OutputSpec train_output(const TrainOptions& o) {
+  OutputSpec spec = folder_output(o.out, "train");
+  spec.overwrite = o.overwrite;
+  spec.inputs = o.data;
+  return spec;
+}
+
+// `log` holds the loss lines since the last checkpoint; they join the folder's
+// train_log.jsonl in the new checkpoint.
 void save(const std::string& dir, const TrainOptions& o, const Decoder& decoder, torch::optim::AdamW& optimizer,
-          int64_t step, Communicator& host, const ExpertPlacement& placement) {
+          int64_t step, Communicator& host, const ExpertPlacement& placement, const std::string& log) {
   const int rank = host.rank(), ranks = host.size();
   const int files = o.shard_experts ? ranks : 1;
-  const std::string tmp = dir + ".tmp";
-  at::Tensor sync = at::zeros({1});
+  std::unique_ptr<Output> output;
+  std::string tmp;
   if (rank == 0) {
-    fs::remove_all(tmp);
-    fs::create_directories(tmp);
+    output = std::make_unique<Output>(train_output(o));
+    tmp = output->temp();
   }
-  host.all_reduce_sum(sync);
+  tmp = broadcast_path(tmp, host);
   auto shard_name = [&](int r) {
     char buf[64];
     std::snprintf(buf, sizeof buf, "model-%05d-of-%05d.safetensors", r + 1, files);
@@ -109,6 +129,7 @@ void save(const std::string& dir, const TrainOptions& o, const Decoder& decoder,
                      {{"format", "pt"}, {"smoe_trained_steps", std::to_string(step)}});
   }
   torch::save(optimizer, tmp + "/optimizer-" + std::to_string(rank) + ".pt");
+  at::Tensor sync = at::zeros({1});
   host.all_reduce_sum(sync);
   if (rank == 0) {
     nlohmann::json map = nlohmann::json::object();
@@ -124,15 +145,10 @@ void save(const std::string& dir, const TrainOptions& o, const Decoder& decoder,
     write_json_file(tmp + "/trainer_state.json", {{"step", step}, {"seed", o.seed}, {"batch", o.batch},
                                                   {"ranks", ranks}, {"shard_experts", o.shard_experts}});
     if (fs::exists(dir + "/train_log.jsonl")) fs::copy_file(dir + "/train_log.jsonl", tmp + "/train_log.jsonl");
-    if (fs::exists(dir)) {
-      const std::string old = dir + ".old." + std::to_string(::getpid());
-      fs::rename(dir, old);
-      fs::rename(tmp, dir);
-      fs::remove_all(old);
-    } else {
-      fs::rename(tmp, dir);
-    }
+    std::ofstream(tmp + "/train_log.jsonl", std::ios::app) << log;
   }
+  host.all_reduce_sum(sync);
+  if (rank == 0) output->commit();
   host.all_reduce_sum(sync);
 }
 
@@ -152,15 +168,38 @@ class BalanceLoss : public RoutingObserver {
 
 }  // namespace
 
-double train(const TrainOptions& o, Communicator& host, bool* stopped) {
-  const int rank = host.rank(), ranks = host.size();
+void check_options(const TrainOptions& o, int ranks) {
+  auto in = [](const char* name, int64_t v, int64_t lo, int64_t hi) {
+    SMOE_CHECK_INPUT(v >= lo && v <= hi, "--", name, " must lie in [", lo, ", ", hi, "], found ", v);
+  };
+  in("experts", o.experts, 1, 4096);
+  in("top-k", o.top_k, 1, o.experts);
+  in("hidden", o.hidden, 1, 65536);
+  in("layers", o.layers, 1, 1024);
+  in("heads", o.heads, 1, o.hidden);
+  in("kv-heads", o.kv_heads, 1, o.heads);
+  in("ffn", o.ffn, 1, 1 << 20);
+  in("vocab", o.vocab, 256, 1 << 24);
+  in("context", o.context, 2, 1 << 20);
+  in("batch", o.batch, 1, 1 << 24);
+  in("steps", o.steps, 1, int64_t{1} << 40);
+  in("warmup", o.warmup, 0, int64_t{1} << 40);
+  in("log-every", o.log_every, 1, int64_t{1} << 40);
+  in("checkpoint-every", o.checkpoint_every, 0, int64_t{1} << 40);
   SMOE_CHECK_INPUT(o.batch % ranks == 0, "--batch ", o.batch, " must divide over the ", ranks, " ranks");
   SMOE_CHECK_INPUT(o.hidden % o.heads == 0 && o.heads % o.kv_heads == 0,
                    "--hidden must divide by --heads, and --heads by --kv-heads");
-  SMOE_CHECK_INPUT(o.top_k >= 1 && o.top_k <= o.experts, "--top-k must lie in [1, --experts]");
-  SMOE_CHECK_INPUT(o.vocab >= 256, "--vocab must be at least 256 for the byte tokenizer");
-  SMOE_CHECK_INPUT(o.steps >= 1 && o.context >= 2 && o.warmup >= 0, "--steps, --context and --warmup out of range");
+  SMOE_CHECK_INPUT(o.lr > 0 && o.clip > 0 && o.weight_decay >= 0 && o.aux_loss >= 0, "--lr and --clip must be positive, "
+                   "--weight-decay and --aux-loss not negative");
+  SMOE_CHECK_INPUT(o.min_lr_ratio >= 0 && o.min_lr_ratio <= 1, "--min-lr-ratio must lie in [0, 1]");
   SMOE_CHECK_INPUT(!o.data.empty(), "give training data (--data FILE or --suite DIR)");
+}
+
+double train(const TrainOptions& o, Communicator& host, bool* stopped) {
+  const int rank = host.rank(), ranks = host.size();
+  check_options(o, ranks);
+  // The output's place is checked (and found writable) before any work.
+  if (rank == 0) Output check(train_output(o));
 
   // The training streams: each file's records, joined, as one token stream.
   auto tokenizer = make_tokenizer("byte");
@@ -177,18 +216,30 @@ double train(const TrainOptions& o, Communicator& host, bool* stopped) {
   int64_t step = 0;
   const bool resuming = o.resume && fs::exists(o.out + "/trainer_state.json");
   std::string source = o.out;
+  struct RemoveInit {  // the initial weights' folder, gone however train() ends
+    std::string dir;
+    ~RemoveInit() {
+      std::error_code ec;
+      if (!dir.empty()) fs::remove_all(dir, ec);
+    }
+  } init;
   if (!resuming) {
-    source = o.out + ".init." + std::to_string(::getpid()) + "." + std::to_string(rank);
-    fs::remove_all(source);
-    fs::create_directories(source);
-    write_json_file(source + "/config.json", model_config(o));
-    save_safetensors(source + "/model.safetensors", initial_weights(o));
+    const std::string dir = str(o.out, ".init.", ::getpid(), ".", rank);
+    SMOE_CHECK_INPUT(fs::create_directory(dir), dir, ": exists already (another smoe train writing ", o.out, "?)");
+    init.dir = dir;
+    write_json_file(init.dir + "/config.json", model_config(o));
+    save_safetensors(init.dir + "/model.safetensors", initial_weights(o));
+    source = init.dir;
   } else {
-    const nlohmann::json state = read_json_file(o.out + "/trainer_state.json");
-    step = state.at("step").get<int64_t>();
-    SMOE_CHECK_INPUT(state.value("ranks", 1) == ranks && state.value("shard_experts", false) == o.shard_experts,
-                     o.out, "/trainer_state.json: written by ", state.value("ranks", 1), " ranks (shard_experts ",
-                     state.value("shard_experts", false), "); resume with the same");
+    const std::string state_path = o.out + "/trainer_state.json";
+    const nlohmann::json state = read_json_file(state_path);
+    SMOE_CHECK_INPUT(state.is_object(), state_path, ": must be a JSON object");
+    step = json_int(state, "step", state_path);
+    const int64_t state_ranks = json_int(state, "ranks", 1, state_path);
+    const bool state_shard = json_bool(state, "shard_experts", false, state_path);
+    SMOE_CHECK_INPUT(step >= 0 && step <= o.steps, state_path, ": step ", step, " outside [0, --steps ", o.steps, "]");
+    SMOE_CHECK_INPUT(state_ranks == ranks && state_shard == o.shard_experts, state_path, ": written by ", state_ranks,
+                     " ranks (shard_experts ", state_shard, "); resume with the same");
   }
   auto checkpoint = std::make_unique<Checkpoint>(source);
   const ExpertPlacement placement = ExpertPlacement::contiguous(checkpoint->config(), ranks);
@@ -196,7 +247,6 @@ double train(const TrainOptions& o, Communicator& host, bool* stopped) {
   dopts.trainable = true;
   if (o.shard_experts) dopts.holds_expert = [&](int64_t l, int64_t e) { return placement.owner(l, e) == rank; };
   Decoder decoder(*checkpoint, dopts);
-  if (!resuming) fs::remove_all(source);
   // Replicated weights start from rank 0's; their gradients are summed over ranks.
   // Sharded experts get their whole gradient on their owner, through the exchanges.
   std::vector<at::Tensor> params, replicated, local_experts;
@@ -216,11 +266,7 @@ double train(const TrainOptions& o, Communicator& host, bool* stopped) {
   ExpertParallelExecutor parallel(host, placement);
   MoeExecutor& executor = o.shard_experts ? static_cast<MoeExecutor&>(parallel) : local;
   const int64_t per_rank = o.batch / ranks, S = o.context;
-  std::ofstream log;
-  if (rank == 0) {
-    fs::remove(o.out + ".log.tmp");  // steps logged after the last checkpoint run again
-    log.open(o.out + ".log.tmp", std::ios::app);
-  }
+  std::string log;  // loss lines since the last checkpoint (rank 0)
   double last_loss = 0;
   auto start = std::chrono::steady_clock::now();
   int64_t tokens_since = 0;
@@ -287,10 +333,8 @@ double train(const TrainOptions& o, Communicator& host, bool* stopped) {
     last_loss = sums[0].item<double>() / global_tokens;
     tokens_since += o.batch * S;
     if (rank == 0) {
-      log << nlohmann::json({{"step", step + 1}, {"loss", last_loss}, {"lr", lr},
-                             {"balance", sums[1].item<double>() / (o.layers * ranks)}}).dump()
-          << "\n";
-      log.flush();
+      log += nlohmann::json({{"step", step + 1}, {"loss", last_loss}, {"lr", lr},
+                             {"balance", sums[1].item<double>() / (o.layers * ranks)}}).dump() + "\n";
       if ((step + 1) % o.log_every == 0 || step + 1 == o.steps) {
         const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
         log_info(str("train: step ", step + 1, "/", o.steps, ", loss ", last_loss, ", lr ", lr, ", ",
@@ -300,27 +344,14 @@ double train(const TrainOptions& o, Communicator& host, bool* stopped) {
       }
     }
     if ((o.checkpoint_every > 0 && (step + 1) % o.checkpoint_every == 0) || step + 1 == o.steps || stop) {
-      if (rank == 0) log.close();
-      save(o.out, o, decoder, optimizer, step + 1, host, placement);
-      if (rank == 0) {
-        // The loss log so far travels with the checkpoint.
-        std::ofstream all(o.out + "/train_log.jsonl", std::ios::app);
-        std::ifstream part(o.out + ".log.tmp");
-        all << part.rdbuf();
-        all.close();
-        fs::remove(o.out + ".log.tmp");
-        log.open(o.out + ".log.tmp", std::ios::app);
-      }
+      save(o.out, o, decoder, optimizer, step + 1, host, placement, log);
+      log.clear();
       if (stop) {
         log_info(str("train: stopped by a signal after step ", step + 1, "; checkpoint in ", o.out));
         if (stopped) *stopped = true;
         break;
       }
     }
-  }
-  if (rank == 0) {
-    log.close();
-    fs::remove(o.out + ".log.tmp");
   }
   return last_loss;
 }

@@ -34,6 +34,12 @@ class RuntimeError : public Error {
   explicit RuntimeError(const std::string& what) : Error(what, 1) {}
 };
 
+// Stopped by SIGTERM or SIGUSR1 where there was nothing to checkpoint yet: exit status 3.
+class StopError : public Error {
+ public:
+  explicit StopError(const std::string& what) : Error(what, 3) {}
+};
+
 namespace detail {
 inline void append(std::ostringstream&) {}
 template <typename T, typename... Rest>
@@ -53,6 +59,10 @@ std::string str(const Args&... args) {
 
 // errno's text for a failed system call.
 std::string errno_text();
+
+// Input quoted in a message: at most `limit` bytes, control bytes shown as '?', and
+// the full length said when cut, so a 50 MB record never floods a log.
+std::string clip(const std::string& text, size_t limit = 80);
 
 }  // namespace smoe
 

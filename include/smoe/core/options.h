@@ -4,6 +4,8 @@
 
 #include <boost/program_options.hpp>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace smoe {
 
@@ -20,6 +22,15 @@ struct JobUsage {
 // (unknown option, bad value, missing required option, unreadable config).
 bool parse_job_options(int argc, char** argv, const JobUsage& usage, po::options_description& options,
                        po::variables_map& vm);
+
+// The help of every job's --overwrite.
+constexpr const char* kOverwriteHelp =
+    "replace an existing output that is not an earlier output of this job (never an input)";
+
+// NAME=FILE options (--task): InputError naming `option` for a missing part, a
+// name that is not plain (letters, digits, _ - .) or a name given twice.
+std::vector<std::pair<std::string, std::string>> parse_named_files(const std::vector<std::string>& specs,
+                                                                   const std::string& option);
 
 // Number of threads for LibTorch's intra-op pool: the option's value, or every
 // core of the machine (LibTorch's own default assumes hyper-threading and takes half).

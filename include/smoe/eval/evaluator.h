@@ -29,9 +29,10 @@ struct EvalRecord {
   std::vector<int64_t> answer;                // Generate: tokens of answer + "\n"
 };
 
-// Reads this rank's share of an eval file; every error names the file and line.
+// Reads this rank's share of an eval file; every error names the file and line,
+// among them a choice that leaves no room for its context within `context` tokens.
 std::vector<EvalRecord> read_eval_records(const std::string& path, const Tokenizer& tokenizer, int64_t vocab_size,
-                                          int rank, int ranks);
+                                          int64_t context, int rank, int ranks);
 
 struct EvalTotals {
   double nll = 0;           // over predicted text tokens

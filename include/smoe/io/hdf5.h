@@ -37,6 +37,9 @@ class Handle {
 // Creates (truncating) or opens a file through MPI-IO on `comm`; all ranks of comm call.
 Handle create_file(const std::string& path, MPI_Comm comm);
 Handle open_file(const std::string& path, MPI_Comm comm, bool writable = false);
+// The 'format' attribute of an HDF5 file ("smoe-stats", "smoe-plan"); "" for a
+// file that is not HDF5 or has none. Recognises smoe's earlier outputs.
+std::string file_format(const std::string& path);
 Handle create_group(hid_t parent, const std::string& name);
 // InputError naming `file` when the group is missing.
 Handle open_group(hid_t parent, const std::string& name, const std::string& file);
@@ -56,7 +59,9 @@ std::string read_attr_string(hid_t obj, const std::string& name, const std::stri
 void write_tensor(hid_t parent, const std::string& name, const at::Tensor& t, int writer, int rank);
 // A dataset [ranks, ...t.shape] where each rank writes its own slab `t`.
 void write_rank_slabs(hid_t parent, const std::string& name, const at::Tensor& t, int rank, int ranks);
-// Reads a whole dataset; InputError naming `file` when missing.
+// The most elements smoe reads from one dataset (2^31: 16 GiB of float64).
+constexpr uint64_t kMaxDatasetElements = 1ull << 31;
+// Reads a whole dataset; InputError naming `file` when missing, not numeric, or too large.
 at::Tensor read_tensor(hid_t parent, const std::string& name, const std::string& file);
 // Reads slab `rank` of a dataset written by write_rank_slabs.
 at::Tensor read_rank_slab(hid_t parent, const std::string& name, int rank, const std::string& file);

@@ -20,7 +20,8 @@ struct PruneSummary {
   uint64_t bytes_before = 0, bytes_after = 0;
 };
 
-// Writes `out_dir` (through a temporary folder renamed when complete). Experts
+// Writes the pruned checkpoint into `out_dir`, an empty folder (the temporary of
+// an Output, which the caller commits). Experts
 // kept alone are copied byte for byte; merged groups are computed in float64 and
 // stored in the checkpoint's dtype. config.json gets the new expert count (and
 // smoe_layer_experts where layers differ); the plan's provenance goes into every

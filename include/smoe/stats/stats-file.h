@@ -35,8 +35,10 @@ void write_stats_file(const std::string& path, MPI_Comm comm, const Provenance& 
 
 // The working file: every rank's own accumulators as of `phase` of task `task`
 // (steps for the default schedule, layers for layerwise). Written under a
-// temporary name and renamed, so a kill during a checkpoint keeps the last one.
-void write_checkpoint(const std::string& path, MPI_Comm comm, const std::string& fingerprint, int64_t task,
+// temporary name `tmp` (unique to the run) and renamed, so a kill during a
+// checkpoint keeps the last one.
+void write_checkpoint(const std::string& path, const std::string& tmp, MPI_Comm comm, const std::string& fingerprint,
+                      int64_t task,
                       int64_t phase, const std::vector<TaskStats>& tasks);
 
 // Restores this rank's accumulators; returns false when there is no working file.

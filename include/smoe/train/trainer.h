@@ -26,6 +26,7 @@ struct TrainOptions {
   uint64_t seed = 0;
   int64_t checkpoint_every = 100, log_every = 10;
   bool resume = false;
+  bool overwrite = false;      // replace an --out that is not an earlier output of smoe train
   bool shard_experts = false;  // spread each layer's experts over the ranks (expert parallel)
   std::vector<std::string> data;  // training JSONL files
   std::string out;

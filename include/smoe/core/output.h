@@ -1,0 +1,63 @@
+// The one way every job writes its output (a file or a folder).
+//
+// Before the work starts, Output checks the target and creates a unique temporary
+// beside it, so an unwritable place fails at once; the job writes into temp();
+// commit() fsyncs and renames it to the final name. Nothing else is ever removed:
+// an existing target is replaced only when it is an earlier output of the same job
+// (or with --overwrite), and a target that is, holds or lies inside an input is
+// refused. The temporary is removed when the job fails or is stopped.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace smoe {
+
+// The file inside every output folder that says which job wrote it.
+constexpr const char* kOutputMarker = ".smoe-output.json";
+
+struct OutputSpec {
+  std::string option = "--out";     // the option that names the target, for messages
+  std::string path;                 // as given; trailing slashes are dropped
+  std::string job;                  // the job that writes it: "prune"
+  bool directory = false;           // a folder (with kOutputMarker) or a file
+  bool overwrite = false;           // replace a target that is not an earlier output of this job
+  std::vector<std::string> inputs;  // every file and folder the job reads
+  // Files only: whether the file at a path is an earlier output of this job.
+  std::function<bool(const std::string&)> is_own;
+};
+
+class Output {
+ public:
+  // InputError naming the option and the path on every refusal (see above).
+  explicit Output(OutputSpec spec);
+  ~Output();
+  Output(const Output&) = delete;
+  Output& operator=(const Output&) = delete;
+
+  const std::string& path() const { return path_; }
+  // NAME.tmp.PID.RANDOM beside the target: an empty file, or a folder holding the marker.
+  const std::string& temp() const { return temp_; }
+  // fsyncs the temporary (every file of a folder), renames it to path() (an
+  // earlier output swapped out and removed only then), fsyncs the parent folder.
+  void commit();
+
+ private:
+  OutputSpec spec_;
+  std::string path_, temp_;
+  bool committed_ = false;
+};
+
+// Removes the temporaries of every Output not yet committed or destroyed (the
+// signal thread calls it before ending a stopped job).
+void remove_output_temporaries();
+
+// The target path as Output uses it: trailing slashes dropped; InputError for an
+// empty name, ".", ".." or "/".
+std::string normalise_output_path(const std::string& path, const std::string& option);
+
+// Whether `inner` is `outer` or lies inside it (after resolving both).
+bool path_within(const std::string& inner, const std::string& outer);
+
+}  // namespace smoe
