@@ -4,7 +4,8 @@
 #                their unit tests and their libFuzzer targets, under AddressSanitizer
 #                + UndefinedBehaviorSanitizer; `ctest --test-dir build-san` runs them.
 #   build-asan/  g++: every unit test (test-parse, test-model: LibTorch parts
-#                included) under the same two sanitizers.
+#                included) and the smoe binary (for the malformed-input corpus)
+#                under the same two sanitizers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CCACHE_SLOPPINESS=pch_defines,time_macros,include_file_mtime,include_file_ctime
@@ -13,4 +14,4 @@ CC=clang CXX=clang++ cmake -S . -B "$san" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDeb
 cmake --build "$san" -j "$(nproc)"
 asan=${SMOE_ASAN_DIR:-build-asan}
 cmake -S . -B "$asan" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSMOE_SANITIZE=ON
-cmake --build "$asan" -j "$(nproc)" --target test-parse test-model
+cmake --build "$asan" -j "$(nproc)" --target test-parse test-model smoe

@@ -17,6 +17,7 @@
 #include "smoe/core/options.h"
 #include "smoe/core/output.h"
 #include "smoe/dist/comm.h"
+#include "smoe/dist/mpi.h"
 #include "smoe/io/checkpoint.h"
 #include "smoe/io/outputs.h"
 #include "smoe/model/decoder.h"
@@ -148,6 +149,7 @@ int run_cluster(int argc, char** argv) {
     if (vm.count("model")) spec.inputs.push_back(vm["model"].as<std::string>());
     output = std::make_unique<Output>(spec);
   }
+  share_output_temporary(output.get(), MPI_COMM_WORLD);
   const TaskStatsData stats = read_task_stats(stats_path, task);
 
   std::unique_ptr<Checkpoint> checkpoint;

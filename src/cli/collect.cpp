@@ -163,7 +163,6 @@ int run_collect(int argc, char** argv) {
   const int rank = host->rank(), ranks = host->size();
   // The output's place is checked, and its temporary made, before any work.
   std::unique_ptr<Output> output;
-  std::string tmp;
   if (rank == 0) {
     OutputSpec spec = hdf5_output(out, "collect", "smoe-stats");
     spec.overwrite = vm["overwrite"].as<bool>();
@@ -174,9 +173,8 @@ int run_collect(int argc, char** argv) {
     }
     if (vm.count("placement")) spec.inputs.push_back(vm["placement"].as<std::string>());
     output = std::make_unique<Output>(spec);
-    tmp = output->temp();
   }
-  broadcast_string(tmp, 0, MPI_COMM_WORLD);
+  const std::string tmp = share_output_temporary(output.get(), MPI_COMM_WORLD);
   const bool cuda = device_name == "cuda";
   const int gpu = local_rank();
   std::unique_ptr<Communicator> nccl;

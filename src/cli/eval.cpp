@@ -16,6 +16,7 @@
 #include "smoe/core/output.h"
 #include "smoe/dist/comm.h"
 #include "smoe/dist/ep-executor.h"
+#include "smoe/dist/mpi.h"
 #include "smoe/dist/placement.h"
 #include "smoe/eval/evaluator.h"
 #include "smoe/io/checkpoint.h"
@@ -85,6 +86,7 @@ int run_eval(int argc, char** argv) {
     }
     output = std::make_unique<Output>(spec);
   }
+  share_output_temporary(output.get(), MPI_COMM_WORLD);
   Checkpoint checkpoint(vm["model"].as<std::string>());
   const ModelConfig& config = checkpoint.config();
   const ExpertPlacement placement = vm.count("placement")

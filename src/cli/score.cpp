@@ -158,6 +158,7 @@ int run_score(int argc, char** argv) {
     spec.inputs = {checkpoint.dir(), corpus_path};
     logits_out = std::make_unique<Output>(spec);
   }
+  if (vm.count("logits")) share_output_temporary(logits_out.get(), MPI_COMM_WORLD);
   std::vector<Document> docs = read_corpus(corpus_path, *tokenizer, config.vocab_size, rank, ranks);
   std::vector<Sequence> seqs = split_sequences(docs, context);
   docs.clear();

@@ -94,6 +94,8 @@ void remove_output_temporaries() {
   g_live.clear();
 }
 
+void track_output_temporary(const std::string& temp) { track(temp, true); }
+
 std::string normalise_output_path(const std::string& path, const std::string& option) {
   std::string p = path;
   while (p.size() > 1 && p.back() == '/') p.pop_back();

@@ -49,7 +49,17 @@ void abort_job_if_parallel(int status) {
   if (!initialized || finalized) return;
   int size = 1;
   MPI_Comm_size(MPI_COMM_WORLD, &size);
-  if (size > 1) MPI_Abort(MPI_COMM_WORLD, status);
+  if (size > 1) {
+    remove_output_temporaries();  // MPI_Abort kills the other ranks before their cleanup
+    MPI_Abort(MPI_COMM_WORLD, status);
+  }
+}
+
+std::string share_output_temporary(const Output* output, MPI_Comm comm) {
+  std::string temp = output ? output->temp() : "";
+  broadcast_string(temp, 0, comm);
+  if (!output) track_output_temporary(temp);
+  return temp;
 }
 
 }  // namespace smoe

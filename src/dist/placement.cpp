@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "smoe/core/error.h"
+#include "smoe/core/numbers.h"
 #include "smoe/io/json.h"
 
 namespace smoe {
@@ -59,11 +60,7 @@ ExpertPlacement ExpertPlacement::from_file(const std::string& path, const ModelC
   if (j.contains("layers")) {
     SMOE_CHECK_INPUT(j["layers"].is_object(), path, ": 'layers' must map layer numbers to owner lists");
     for (auto it = j["layers"].begin(); it != j["layers"].end(); ++it) {
-      int64_t l = -1;
-      try {
-        l = std::stoll(it.key());
-      } catch (const std::exception&) {
-      }
+      const int64_t l = parse_int(it.key(), path + ": layer '" + clip(it.key()) + "'");
       SMOE_CHECK_INPUT(l >= 0 && l < config.num_layers, path, ": layer '", it.key(), "' is not a layer of the model (0..",
                        config.num_layers - 1, ")");
       SMOE_CHECK_INPUT(config.is_moe(l), path, ": layer ", l, " is a dense layer and has no experts to place");

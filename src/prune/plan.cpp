@@ -8,6 +8,7 @@
 #include <set>
 
 #include "smoe/core/error.h"
+#include "smoe/core/numbers.h"
 #include "smoe/io/hdf5.h"
 
 namespace smoe {
@@ -107,11 +108,7 @@ Plan read_plan(const std::string& path) {
     char name[64] = {0};
     H5Gget_objname_by_idx(layers.get(), i, name, sizeof name);
     LayerPlan lp;
-    try {
-      lp.layer = std::stoll(name);
-    } catch (const std::exception&) {
-      throw InputError(str(path, ": '/layers/", name, "' is not a layer number"));
-    }
+    lp.layer = parse_int(name, path + ": '/layers/" + clip(name) + "'");
     h5::Handle g = h5::open_group(layers.get(), name, path);
     lp.num_experts = h5::read_attr_int(g.get(), "num_experts", path);
     lp.group = longs(h5::read_tensor(g.get(), "group", path));

@@ -12,6 +12,7 @@
 
 #include "smoe/core/error.h"
 #include "smoe/core/hash.h"
+#include "smoe/core/numbers.h"
 #include "smoe/io/checkpoint.h"
 #include "smoe/io/fp8.h"
 #include "smoe/io/json.h"
@@ -57,7 +58,8 @@ Fp8Tensor quantize_fp8(const at::Tensor& w, const ModelConfig& c) {
 int64_t layer_of(const std::string& name) {
   const std::string p = "model.layers.";
   if (name.compare(0, p.size(), p) != 0) return -1;
-  return std::atoll(name.c_str() + p.size());
+  const std::string rest = name.substr(p.size());
+  return parse_int(rest.substr(0, rest.find('.')), "tensor '" + name + "': layer number");
 }
 
 }  // namespace
@@ -104,7 +106,7 @@ PruneSummary prune_checkpoint(const Checkpoint& ck, const Plan& plan, const std:
       // Expert tensors are replaced by the groups' (written once, from expert 0's names).
       const std::string rest = name.substr(moe.size() + 8);
       const size_t dot = rest.find('.');
-      const int64_t e = std::atoll(rest.substr(0, dot).c_str());
+      const int64_t e = parse_int(rest.substr(0, dot), "tensor '" + name + "': expert number");
       if (e != 0) continue;
       expert0[l].push_back(name);
     } else {

@@ -116,6 +116,7 @@ void save(const std::string& dir, const TrainOptions& o, const Decoder& decoder,
     tmp = output->temp();
   }
   tmp = broadcast_path(tmp, host);
+  if (rank != 0) track_output_temporary(tmp);  // removed here too should this rank fail
   auto shard_name = [&](int r) {
     char buf[64];
     std::snprintf(buf, sizeof buf, "model-%05d-of-%05d.safetensors", r + 1, files);
@@ -189,8 +190,8 @@ void check_options(const TrainOptions& o, int ranks) {
   SMOE_CHECK_INPUT(o.batch % ranks == 0, "--batch ", o.batch, " must divide over the ", ranks, " ranks");
   SMOE_CHECK_INPUT(o.hidden % o.heads == 0 && o.heads % o.kv_heads == 0,
                    "--hidden must divide by --heads, and --heads by --kv-heads");
-  SMOE_CHECK_INPUT(o.lr > 0 && o.clip > 0 && o.weight_decay >= 0 && o.aux_loss >= 0, "--lr and --clip must be positive, "
-                   "--weight-decay and --aux-loss not negative");
+  SMOE_CHECK_INPUT(o.lr >= 0 && o.clip > 0 && o.weight_decay >= 0 && o.aux_loss >= 0, "--clip must be positive; "
+                   "--lr, --weight-decay and --aux-loss not negative");
   SMOE_CHECK_INPUT(o.min_lr_ratio >= 0 && o.min_lr_ratio <= 1, "--min-lr-ratio must lie in [0, 1]");
   SMOE_CHECK_INPUT(!o.data.empty(), "give training data (--data FILE or --suite DIR)");
 }

@@ -254,21 +254,20 @@ rc=$?
 check $? "train.sbatch refuses a hostile [train] top_k read at run time: exit $rc"
 
 # ---- run_resumable: the signal reaches the child ------------------------------------
-bash -c 'source "$1/slurm/lib.sh"; SMOE_LOCAL=1 run_resumable 1 bash -c "trap \"exit 7\" USR1; touch \"\$0\"; while :; do sleep 0.05; done" "$2"' \
-  _ "$root" "$tmp/ready" &
-rr=$!
-for _ in $(seq 100); do [ -e "$tmp/ready" ] && break; sleep 0.05; done
-kill -USR1 "$rr"
-wait "$rr"
-check "$( [ $? = 7 ] && echo 0)" "lib.sh run_resumable: SIGUSR1 to the batch shell reaches smoe (its trap text holds no pid)"
-rm -f "$tmp/ready"
-bash -c 'source "$1/slurm/lib.sh"; SMOE_LOCAL=1 run_resumable 1 bash -c "trap \"exit 7\" USR1; trap \"exit 9\" TERM; touch \"\$0\"; while :; do sleep 0.05; done" "$2"' \
-  _ "$root" "$tmp/ready" &
-rr=$!
-for _ in $(seq 100); do [ -e "$tmp/ready" ] && break; sleep 0.05; done
-kill -TERM "$rr"
-wait "$rr"
-check "$( [ $? = 7 ] && echo 0)" "lib.sh run_resumable: SIGTERM to the batch shell reaches the launcher as SIGUSR1 (mpirun passes exit 3 on)"
+# resumable_signal SIG: sends SIG to a batch shell running run_resumable over a child
+# that exits 7 on SIGUSR1 (9 on SIGTERM); prints the child's status.
+resumable_signal() {
+  rm -f "$tmp/ready"
+  bash -c 'source "$1/slurm/lib.sh"; SMOE_LOCAL=1 run_resumable 1 bash -c "trap \"exit 7\" USR1; trap \"exit 9\" TERM; touch \"\$0\"; while :; do sleep 0.05; done" "$2"' \
+    _ "$root" "$tmp/ready" &
+  local rr=$!
+  for _ in $(seq 100); do [ -e "$tmp/ready" ] && break; sleep 0.05; done
+  kill "-$1" "$rr"
+  wait "$rr"
+  echo $?
+}
+check "$( [ "$(resumable_signal USR1)" = 7 ] && echo 0)" "lib.sh run_resumable: SIGUSR1 to the batch shell reaches smoe (its trap text holds no pid)"
+check "$( [ "$(resumable_signal TERM)" = 7 ] && echo 0)" "lib.sh run_resumable: SIGTERM to the batch shell reaches the launcher as SIGUSR1 (mpirun passes exit 3 on)"
 
 # ---- nightly: a hostile folder, the jobs as scripts with arguments ------------------
 nwork=$tmp/n/$hostile

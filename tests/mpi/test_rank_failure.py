@@ -22,7 +22,7 @@ def main():
     model = os.path.join(a.workdir, "model")
     ref.save_checkpoint(model, cfg, ref.random_weights(cfg, seed=1), shards=2)
     failures = []
-    cases = [("malformed record", '{"text": "rank one reads this"', "not a JSON record"),
+    cases = [("malformed record", '{"text": "rank one reads this"', "not valid JSON"),
              ("token id out of range", '{"input_ids": [1, 2, 99999]}', "token id 99999")]
     for name, bad, needle in cases:
         corpus = os.path.join(a.workdir, "corpus.jsonl")

@@ -4,6 +4,7 @@ or option and the fault, and leaves nothing under the output's final name."""
 
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -73,7 +74,7 @@ def main():
                              "--threads", "1", "--checkpoint-tokens", "1"], stderr=subprocess.PIPE, text=True)
     while not os.path.exists(work) and proc.poll() is None:
         pass
-    proc.kill()
+    proc.send_signal(signal.SIGTERM)  # it checkpoints once more and exits 3, its temporaries removed
     proc.wait()
     os.remove(out) if os.path.exists(out) else None
     if os.path.exists(work):

@@ -116,7 +116,7 @@ def main():
                        [bad, "no records"], out)
     bad = with_corpus("broken.jsonl", '{"text": "ok"}\n{"text": \n')
     expect_input_error(smoe, "malformed corpus line", ["score", "--model", model, "--corpus", bad, "--logits", out],
-                       [bad + ":2", "not a JSON record"], out)
+                       [bad + ":2", "not valid JSON"], out)
     bad = with_corpus("short.jsonl", '{"text": "a"}\n')
     expect_input_error(smoe, "nothing to score", ["score", "--model", model, "--corpus", bad, "--logits", out],
                        [bad, "nothing to score"], out)

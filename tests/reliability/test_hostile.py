@@ -308,6 +308,36 @@ def cases(g, d, smoe):
                                                "--out", os.path.join(d("grid2"), "p.h5")],
                env={"SLURM_ARRAY_TASK_ID": "garbage"}, words=["SLURM_ARRAY_TASK_ID", "garbage"])
 
+    # ---- beyond the reported sample
+    c = d("grid-traversal")
+    grid = write(os.path.join(c, "g.ini"), "[grid]\ntasks = ../../escape\nmethods = frequency\nfactors = 2\n")
+    yield Case("a grid task name that climbs out of --out's folder", [
+        "cluster", "--stats", g.stats, "--grid", grid, "--index", "0", "--out", os.path.join(c, "{task}", "p.h5")],
+        words=["task", "../../escape"], inputs=[g.stats])
+    c = d("symlinked-parent")
+    os.symlink(g.model, os.path.join(c, "m"))
+    yield Case("prune --out under a link to the model folder", [
+        "prune", "--model", g.model, "--plan", g.plan, "--out", os.path.join(c, "m", "pruned")],
+        words=["--out", "input"], inputs=[g.model, g.plan], out=os.path.join(g.model, "pruned"))
+    c = d("duplicate-tensor")
+    m = g.model_copy(c)
+    p = shard(m)
+    with open(p, "rb") as f:
+        raw = f.read()
+    n = int.from_bytes(raw[:8], "little")
+    h = json.loads(raw[8:8 + n])
+    name = first_tensor(h)
+    doubled = (json.dumps(h)[:-1] + ", " + json.dumps(name) + ": " + json.dumps(h[name]) + "}").encode()
+    doubled += b" " * ((8 - len(doubled) % 8) % 8)
+    with open(p, "wb") as f:
+        f.write(len(doubled).to_bytes(8, "little") + doubled + raw[8 + n:])
+    yield Case("safetensors header naming one tensor twice", ["score", "--model", m, "--corpus", g.corpus,
+                                                               "--threads", "1"], words=[p, "duplicate key", name])
+    c = d("float-label")
+    ev = write(os.path.join(c, "eval.jsonl"), json.dumps({"context": "ab", "choices": ["x", "y"], "label": 1.0}) + "\n")
+    yield Case("eval label 1.0", ["eval", "--model", g.model, "--task", f"t={ev}", "--out", os.path.join(c, "r.json"),
+                                  "--threads", "1"], words=[ev + ":1", "label"], inputs=[ev], out=os.path.join(c, "r.json"))
+
     # ---- 8. messages
     c = d("long-line")
     bad = write(os.path.join(c, "corpus.jsonl"), '{"text": "' + "x" * (50 << 20) + "\n")
@@ -322,6 +352,20 @@ def cases(g, d, smoe):
     with open(ini, "wb") as f:
         f.write(b"\xef\xbb\xbfmodel = " + g.model.encode() + b"\ncorpus = " + g.corpus.encode() + b"\n")
     yield Case("an INI file starting with a UTF-8 BOM", ["score", "--config", ini, "--threads", "1"], status=0)
+
+
+def concurrent_collects(smoe, g, c):
+    """Two collect runs with the same --out at once: each writes its own temporary
+    (they used to share OUT.tmp and corrupt each other); the file left is whole."""
+    out = os.path.join(c, "stats.h5")
+    args = [smoe, "collect", "--model", g.model, "--task", f"t={g.corpus}", "--out", out, "--threads", "1"]
+    procs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    status = [p.wait(timeout=120) for p in procs]
+    with h5py.File(out, "r") as f:
+        whole = f.attrs["complete"] == 1 and f.attrs["format"] == "smoe-stats"
+    temps = glob.glob(os.path.join(c, "*.tmp.*"))
+    check(status == [0, 0] and whole and not temps,
+          f"two concurrent collects into one --out: exits {status}, complete file {whole}, temporaries {temps}")
 
 
 def check_file(path, magic):
@@ -381,6 +425,8 @@ def main():
         if case.after and status == case.status:
             case.after()
         ran += 1
+    if not a.k or a.k in "concurrent":
+        concurrent_collects(a.smoe, g, d("concurrent"))
     check(a.k is not None or ran >= 45, f"{ran} hostile inputs (at least 45)")
     finish("reliability.hostile-inputs")
 

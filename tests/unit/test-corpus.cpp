@@ -83,14 +83,14 @@ TEST(Corpus, SplitsLongDocumentsAndDropsSingletons) {
 TEST(CorpusMalformed, EachFaultNamedWithLine) {
   EXPECT_NE(error_of("empty", "").find("corpus holds no records"), std::string::npos);
   EXPECT_NE(error_of("blank", "\n  \n").find("corpus holds no records"), std::string::npos);
-  EXPECT_NE(error_of("json", "{\"text\": \"a\"}\n{\"text\": \"b\"\n").find(":2: not a JSON record"),
+  EXPECT_NE(error_of("json", "{\"text\": \"a\"}\n{\"text\": \"b\"\n").find(":2: not valid JSON"),
             std::string::npos);
   EXPECT_NE(error_of("neither", "{\"txt\": \"a\"}\n").find(":1: record has neither 'text' nor 'input_ids'"),
             std::string::npos);
   EXPECT_NE(error_of("range", "{\"input_ids\": [5, 300]}\n").find("token id 300 is outside the model's vocabulary [0, 300)"),
             std::string::npos);
   EXPECT_NE(error_of("negative", "{\"input_ids\": [-1]}\n").find("token id -1"), std::string::npos);
-  EXPECT_NE(error_of("float", "{\"input_ids\": [1.5]}\n").find("non-integer"), std::string::npos);
+  EXPECT_NE(error_of("float", "{\"input_ids\": [1.5]}\n").find("must be an integer, found 1.5"), std::string::npos);
   EXPECT_NE(error_of("textnum", "{\"text\": 5}\n").find("'text' must be a string"), std::string::npos);
   // Bytes of the text past a small vocabulary.
   EXPECT_NE(error_of("bytes", "{\"text\": \"\\u00ff\"}\n", 128).find("outside the model's vocabulary [0, 128)"),

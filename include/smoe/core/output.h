@@ -49,9 +49,13 @@ class Output {
   bool committed_ = false;
 };
 
-// Removes the temporaries of every Output not yet committed or destroyed (the
-// signal thread calls it before ending a stopped job).
+// Removes the temporaries of every Output not yet committed or destroyed, and
+// those registered with track_output_temporary (the signal thread calls it before
+// ending a stopped job; a failing rank before it ends the others).
 void remove_output_temporaries();
+// Registers another rank's temporary (one writer's output that every rank knows
+// of), so that this rank removes it when it fails or is stopped.
+void track_output_temporary(const std::string& temp);
 
 // The target path as Output uses it: trailing slashes dropped; InputError for an
 // empty name, ".", ".." or "/".

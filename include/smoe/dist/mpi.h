@@ -6,6 +6,8 @@
 
 #include <string>
 
+#include "smoe/core/output.h"
+
 namespace smoe {
 
 std::string mpi_error_text(int code);
@@ -47,5 +49,9 @@ void broadcast_string(std::string& s, int root, MPI_Comm comm);
 // one rank; otherwise returns. For a failure on one rank: its peers may be waiting
 // in a collective and would otherwise hang.
 void abort_job_if_parallel(int status);
+
+// Rank 0's output temporary (`output` on rank 0, null elsewhere) on every rank of
+// `comm`, registered there so that a rank that fails removes it before the job ends.
+std::string share_output_temporary(const Output* output, MPI_Comm comm);
 
 }  // namespace smoe
