@@ -172,9 +172,11 @@ int run_collect(int argc, char** argv) {
       spec.inputs.push_back(t.second);
     }
     if (vm.count("placement")) spec.inputs.push_back(vm["placement"].as<std::string>());
+    if (vm["tokenizer"].as<std::string>() != "byte") spec.inputs.push_back(vm["tokenizer"].as<std::string>());
     output = std::make_unique<Output>(spec);
   }
   const std::string tmp = share_output_temporary(output.get(), MPI_COMM_WORLD);
+  track_output_temporary(tmp + ".work.h5");  // a checkpoint being written when the job fails
   const bool cuda = device_name == "cuda";
   const int gpu = local_rank();
   std::unique_ptr<Communicator> nccl;

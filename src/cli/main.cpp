@@ -10,6 +10,7 @@
 #include "jobs.h"
 #include "smoe/core/error.h"
 #include "smoe/core/log.h"
+#include "smoe/core/output.h"
 #include "smoe/core/signals.h"
 #include "smoe/dist/mpi.h"
 
@@ -39,6 +40,11 @@ void print_usage(std::ostream& os) {
   for (const auto& j : kJobs) os << "  " << j.name << std::string(16 - std::strlen(j.name), ' ') << j.summary << "\n";
 }
 
+// A message as logged: whatever a check quoted, at most 2,000 bytes reach the log.
+std::string bounded(const std::string& message) {
+  return message.size() <= 2000 ? message : message.substr(0, 2000) + "... (" + std::to_string(message.size()) + " bytes)";
+}
+
 // Runs a job; a failure on any rank is logged by that rank and, under MPI with
 // more than one rank, ends the whole job (peers may be blocked in a collective).
 int run_job(const Job& job, int argc, char** argv) {
@@ -48,15 +54,16 @@ int run_job(const Job& job, int argc, char** argv) {
     try {
       return job.run(argc - 1, argv + 1);
     } catch (const smoe::Error& e) {
-      smoe::log_error(e.what());
+      smoe::log_error(bounded(e.what()));
       status = e.exit_status();
     } catch (const c10::Error& e) {
-      smoe::log_error(std::string("LibTorch: ") + e.what_without_backtrace());
+      smoe::log_error(bounded(std::string("LibTorch: ") + e.what_without_backtrace()));
       status = 1;
     } catch (const std::exception& e) {
-      smoe::log_error(e.what());
+      smoe::log_error(bounded(e.what()));
       status = 1;
     }
+    smoe::remove_output_temporaries();  // what other ranks write, and checkpoints half written
     smoe::abort_job_if_parallel(status);
   } catch (const smoe::Error& e) {  // MPI itself failed to start
     smoe::log_error(e.what());

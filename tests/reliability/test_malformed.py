@@ -10,6 +10,7 @@ file and a plan made by smoe itself), breaks one thing, and runs one job.
   /usr/bin/python3 tests/reliability/test_malformed.py --smoe build/smoe --workdir DIR"""
 
 import argparse
+import glob
 import json
 import os
 import shutil
@@ -420,9 +421,10 @@ def main():
         err = p.stderr
         missing = [w for w in words if w not in err]
         left = os.path.exists(out)
-        check(p.returncode == 2 and not missing and not left,
-                   f"{name}: exit {p.returncode}" + (f", message lacks {missing}" if missing else "")
-                   + (f", {out} left behind" if left else ""))
+        temps = glob.glob(os.path.join(d, "**", "*.tmp.*"), recursive=True)
+        check(p.returncode == 2 and not missing and not left and not temps,
+              f"{name}: exit {p.returncode}" + (f", message lacks {missing}" if missing else "")
+              + (f", {out} left behind" if left else "") + (f", temporaries {temps}" if temps else ""))
         last = [line for line in err.splitlines() if "error" in line][-1:] or err.splitlines()[-1:]
         print(f"       {last[0] if last else '(no message)'}")
         ran += 1
