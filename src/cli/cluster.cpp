@@ -145,8 +145,7 @@ int run_cluster(int argc, char** argv) {
   if (comm->rank() == 0) {
     OutputSpec spec = hdf5_output(out, "cluster", "smoe-plan");
     spec.overwrite = vm["overwrite"].as<bool>();
-    spec.inputs = {stats_path};
-    if (vm.count("model")) spec.inputs.push_back(vm["model"].as<std::string>());
+    spec.inputs = option_inputs(vm, {"stats", "model", "grid"});
     output = std::make_unique<Output>(spec);
   }
   share_output_temporary(output.get(), MPI_COMM_WORLD);

@@ -101,6 +101,7 @@ std::string env(const char* name) {
 }  // namespace
 
 int run_collect(int argc, char** argv) {
+  checkpoint_on_stop();  // from the start: a signal while loading is answered at the first step
   po::options_description opts("smoe collect options");
   opts.add_options()("model", po::value<std::string>()->required(), "checkpoint folder (HF layout)")(
       "task", po::value<std::vector<std::string>>()->required()->composing(),
@@ -158,7 +159,6 @@ int run_collect(int argc, char** argv) {
   const auto task_specs = parse_named_files(vm["task"].as<std::vector<std::string>>(), "--task");
 
   at::set_num_threads(resolve_threads(vm["threads"].as<int>()));
-  checkpoint_on_stop();
   std::unique_ptr<Communicator> host = make_mpi_communicator();
   const int rank = host->rank(), ranks = host->size();
   // The output's place is checked, and its temporary made, before any work.
@@ -166,13 +166,11 @@ int run_collect(int argc, char** argv) {
   if (rank == 0) {
     OutputSpec spec = hdf5_output(out, "collect", "smoe-stats");
     spec.overwrite = vm["overwrite"].as<bool>();
-    spec.inputs = {vm["model"].as<std::string>()};
+    spec.inputs = option_inputs(vm, {"model", "placement", "tokenizer"});
     for (const auto& t : task_specs) {
       check_input_file(t.second, "corpus");
       spec.inputs.push_back(t.second);
     }
-    if (vm.count("placement")) spec.inputs.push_back(vm["placement"].as<std::string>());
-    if (vm["tokenizer"].as<std::string>() != "byte") spec.inputs.push_back(vm["tokenizer"].as<std::string>());
     output = std::make_unique<Output>(spec);
   }
   const std::string tmp = share_output_temporary(output.get(), MPI_COMM_WORLD);
@@ -343,6 +341,7 @@ int run_collect(int argc, char** argv) {
 
   for (auto& task : tasks) task.collector->reduce(*host);
   write_stats_file(tmp, MPI_COMM_WORLD, provenance, config.router.top_k, tasks);
+  untrack_output_temporary(tmp);  // rank 0 renames it now: no rank may remove it any more
   SMOE_MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
   if (rank == 0) {
     output->commit();

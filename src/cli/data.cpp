@@ -38,6 +38,7 @@ int run_data(int argc, char** argv) {
                      vm[n].as<int64_t>());
   OutputSpec spec = folder_output(vm["out"].as<std::string>(), "data");
   spec.overwrite = vm["overwrite"].as<bool>();
+  spec.inputs = option_inputs(vm, {});
   Output output(spec);
   write_synth_suite(output.temp(), {vm["seed"].as<uint64_t>(), vm["train"].as<int64_t>(), vm["eval"].as<int64_t>()});
   output.commit();

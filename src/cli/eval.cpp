@@ -79,7 +79,7 @@ int run_eval(int argc, char** argv) {
   if (rank == 0) {
     OutputSpec spec = json_output(vm["out"].as<std::string>(), "eval");
     spec.overwrite = vm["overwrite"].as<bool>();
-    spec.inputs = {vm["model"].as<std::string>()};
+    spec.inputs = option_inputs(vm, {"model", "placement", "tokenizer"});
     for (const auto& t : tasks) {
       check_input_file(t.second, "eval file");
       spec.inputs.push_back(t.second);

@@ -41,8 +41,13 @@ void print_usage(std::ostream& os) {
 }
 
 // A message as logged: whatever a check quoted, at most 2,000 bytes reach the log.
+// Control characters other than newline and tab (terminal escapes from a hostile
+// file name, say) are shown as '?'.
 std::string bounded(const std::string& message) {
-  return message.size() <= 2000 ? message : message.substr(0, 2000) + "... (" + std::to_string(message.size()) + " bytes)";
+  std::string out = message.size() <= 2000 ? message : message.substr(0, 2000);
+  for (char& c : out)
+    if ((static_cast<unsigned char>(c) < 0x20 && c != '\n' && c != '\t') || c == 0x7f) c = '?';
+  return message.size() <= 2000 ? out : out + "... (" + std::to_string(message.size()) + " bytes)";
 }
 
 // Runs a job; a failure on any rank is logged by that rank and, under MPI with

@@ -43,7 +43,7 @@ std::vector<int> rank_list(const std::string& text) {
     char* end = nullptr;
     const long v = std::strtol(item.c_str(), &end, 10);
     SMOE_CHECK_INPUT(!item.empty() && *end == '\0' && v >= 1 && v <= 1000000, "--ranks must be a comma-separated list of "
-                     "positive integers, found '", text, "'");
+                     "positive integers, found '", clip(text), "'");
     out.push_back(static_cast<int>(v));
   }
   SMOE_CHECK_INPUT(!out.empty(), "--ranks must name at least one rank count");

@@ -29,7 +29,7 @@ int run_prune(int argc, char** argv) {
   const std::string plan_path = vm["plan"].as<std::string>();
   OutputSpec spec = folder_output(vm["out"].as<std::string>(), "prune");
   spec.overwrite = vm["overwrite"].as<bool>();
-  spec.inputs = {vm["model"].as<std::string>(), plan_path};
+  spec.inputs = option_inputs(vm, {"model", "plan"});
   Output output(spec);
   Checkpoint checkpoint(vm["model"].as<std::string>());
   Plan plan = read_plan(plan_path);

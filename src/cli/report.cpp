@@ -32,6 +32,7 @@ int run_report(int argc, char** argv) {
   OutputSpec spec = folder_output(o.out, "report");
   spec.overwrite = vm["overwrite"].as<bool>();
   spec.inputs = o.results;
+  for (const auto& config : option_inputs(vm, {})) spec.inputs.push_back(config);
   Output output(spec);
   o.out = output.temp();
   const size_t rows = write_report(o);

@@ -155,7 +155,7 @@ int run_score(int argc, char** argv) {
     OutputSpec spec = safetensors_output(vm["logits"].as<std::string>(), "score");
     spec.option = "--logits";
     spec.overwrite = vm["overwrite"].as<bool>();
-    spec.inputs = {checkpoint.dir(), corpus_path};
+    spec.inputs = option_inputs(vm, {"model", "corpus", "placement", "tokenizer"});
     logits_out = std::make_unique<Output>(spec);
   }
   if (vm.count("logits")) share_output_temporary(logits_out.get(), MPI_COMM_WORLD);

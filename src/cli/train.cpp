@@ -16,6 +16,7 @@
 namespace smoe {
 
 int run_train(int argc, char** argv) {
+  checkpoint_on_stop();  // from the start: a signal while loading is answered at the first step
   TrainOptions o;
   po::options_description opts("smoe train options");
   opts.add_options()("out", po::value<std::string>(&o.out)->required(), "checkpoint folder to write")(
@@ -64,9 +65,9 @@ int run_train(int argc, char** argv) {
     SMOE_CHECK_INPUT(!files.empty(), suite, ": holds no <task>/train.jsonl");
     o.data.insert(o.data.end(), files.begin(), files.end());
   }
+  o.other_inputs = option_inputs(vm, {});
   SMOE_CHECK_INPUT(vm["threads"].as<int>() >= 0, "--threads must not be negative");
   at::set_num_threads(resolve_threads(vm["threads"].as<int>()));
-  checkpoint_on_stop();
   std::unique_ptr<Communicator> host = make_mpi_communicator();
   bool stopped = false;
   const double loss = train(o, *host, &stopped);

@@ -47,6 +47,14 @@ bool parse_job_options(int argc, char** argv, const JobUsage& usage, po::options
   return true;
 }
 
+std::vector<std::string> option_inputs(const po::variables_map& vm, const std::vector<std::string>& names) {
+  std::vector<std::string> out;
+  for (const std::string& name : names)
+    if (vm.count(name) && vm[name].as<std::string>() != "byte") out.push_back(vm[name].as<std::string>());
+  if (vm.count("config")) out.push_back(vm["config"].as<std::string>());
+  return out;
+}
+
 std::vector<std::pair<std::string, std::string>> parse_named_files(const std::vector<std::string>& specs,
                                                                    const std::string& option) {
   std::vector<std::pair<std::string, std::string>> out;

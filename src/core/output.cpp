@@ -72,15 +72,38 @@ bool marker_says(const std::string& dir, const std::string& job) {
   return j.is_object() && j.contains("job") && j["job"] == job;
 }
 
-// Moves `from` to `to`: atomically swapped with what `to` holds when `swap`,
-// refused when `to` exists otherwise.
-void move(const std::string& from, const std::string& to, bool swap) {
-  if (::renameat2(AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(), swap ? RENAME_EXCHANGE : RENAME_NOREPLACE) == 0)
+// Puts `from` at `to`, which must not exist: renameat2(RENAME_NOREPLACE), or where
+// the file system lacks it (NFS answers EINVAL) a hard link for a file and a rename
+// after a last look for a folder. False when `to` exists.
+bool move_new(const std::string& from, const std::string& to, bool directory) {
+  if (::renameat2(AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(), RENAME_NOREPLACE) == 0) return true;
+  if (errno == EEXIST) return false;
+  SMOE_CHECK_SYS(errno == EINVAL || errno == ENOSYS ? 0 : -1, "cannot rename ", from, " to ", to);
+  if (!directory) {
+    if (::link(from.c_str(), to.c_str()) != 0) {
+      if (errno == EEXIST) return false;
+      SMOE_CHECK_SYS(-1, "cannot link ", from, " to ", to);
+    }
+    SMOE_CHECK_SYS(::unlink(from.c_str()), "cannot remove ", from);
+    return true;
+  }
+  struct stat st {};
+  if (::lstat(to.c_str(), &st) == 0) return false;
+  SMOE_CHECK_SYS(::rename(from.c_str(), to.c_str()), "cannot rename ", from, " to ", to);
+  return true;
+}
+
+// Replaces the folder `to` (an earlier output) by `from`; the earlier one ends up
+// at `aside`, for the caller to remove: an atomic swap where the file system can,
+// else two renames.
+void replace_folder(const std::string& from, const std::string& to, const std::string& aside) {
+  if (::renameat2(AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(), RENAME_EXCHANGE) == 0) {
+    SMOE_CHECK_SYS(::rename(from.c_str(), aside.c_str()), "cannot rename ", from, " to ", aside);
     return;
-  if (errno == EEXIST)
-    throw InputError(str(to, ": appeared while the job ran (another job writing the same output?); the result is left in ",
-                         from));
-  throw RuntimeError(str("cannot rename ", from, " to ", to, ": ", errno_text()));
+  }
+  SMOE_CHECK_SYS(errno == EINVAL || errno == ENOSYS ? 0 : -1, "cannot swap ", from, " and ", to);
+  SMOE_CHECK_SYS(::rename(to.c_str(), aside.c_str()), "cannot rename ", to, " to ", aside);
+  SMOE_CHECK_SYS(::rename(from.c_str(), to.c_str()), "cannot rename ", from, " to ", to);
 }
 
 }  // namespace
@@ -95,6 +118,7 @@ void remove_output_temporaries() {
 }
 
 void track_output_temporary(const std::string& temp) { track(temp, true); }
+void untrack_output_temporary(const std::string& temp) { track(temp, false); }
 
 std::string normalise_output_path(const std::string& path, const std::string& option) {
   std::string p = path;
@@ -121,7 +145,10 @@ Output::Output(OutputSpec spec) : spec_(std::move(spec)) {
                      "; write the output elsewhere");
   }
   struct stat st {};
-  if (::lstat(path_.c_str(), &st) == 0) {
+  existed_ = ::lstat(path_.c_str(), &st) == 0;
+  if (existed_) {
+    device_ = st.st_dev;
+    inode_ = st.st_ino;
     SMOE_CHECK_INPUT(!S_ISLNK(st.st_mode), opt, " ", path_, " is a symbolic link; smoe writes only where it can "
                      "replace what it wrote (give the link's target, or another name)");
     SMOE_CHECK_INPUT(S_ISREG(st.st_mode) || S_ISDIR(st.st_mode), opt, " ", path_,
@@ -139,10 +166,10 @@ Output::Output(OutputSpec spec) : spec_(std::move(spec)) {
   if (!parent.empty()) fs::create_directories(parent, ec);
   SMOE_CHECK_INPUT(!ec, opt, " ", path_, ": cannot create the folder ", parent.string(), ": ", ec.message());
   temp_ = str(path_, ".tmp.", ::getpid(), ".", random_suffix());
-  track(temp_, true);
   if (spec_.directory) {
     SMOE_CHECK_INPUT(::mkdir(temp_.c_str(), 0755) == 0, opt, " ", path_, ": cannot create ", temp_, ": ",
                      errno_text());
+    track(temp_, true);
     const std::string marker = str("{\"job\": \"", spec_.job, "\", \"software\": \"smoe ", SMOE_VERSION, "\"}\n");
     std::FILE* f = std::fopen((temp_ + "/" + kOutputMarker).c_str(), "wb");
     const bool ok = f && std::fwrite(marker.data(), 1, marker.size(), f) == marker.size();
@@ -155,35 +182,43 @@ Output::Output(OutputSpec spec) : spec_(std::move(spec)) {
     const int fd = ::open(temp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     SMOE_CHECK_INPUT(fd >= 0, opt, " ", path_, ": cannot create ", temp_, ": ", errno_text());
     ::close(fd);
+    track(temp_, true);
   }
 }
 
 Output::~Output() {
-  if (committed_) return;
+  if (committed_ || kept_) return;
   std::error_code ec;
   fs::remove_all(temp_, ec);
   track(temp_, false);
 }
 
 void Output::commit() {
-  SMOE_ASSERT(!committed_, "output ", path_, " committed twice");
+  SMOE_ASSERT(!committed_ && !kept_, "output ", path_, " committed twice");
   track(temp_, false);  // from here a stop signal leaves the commit to finish or not
   fsync_tree(temp_, spec_.directory);
+  // The work is done: should the rename fail, its result stays in the temporary.
+  kept_ = true;
   struct stat st {};
   const bool exists = ::lstat(path_.c_str(), &st) == 0;
-  if (exists && (spec_.directory || S_ISDIR(st.st_mode))) {
-    move(temp_, path_, true);  // the earlier output now lies under temp_
-    committed_ = true;
-    std::error_code ec;
-    fs::remove_all(temp_, ec);
-  } else if (exists) {
-    if (::rename(temp_.c_str(), path_.c_str()) != 0)
-      throw RuntimeError(str("cannot rename ", temp_, " to ", path_, ": ", errno_text()));
-    committed_ = true;
+  const std::string left = str("; the result is left in ", temp_);
+  if (!existed_) {
+    // Nothing was there when the job started: never replace what appeared since.
+    if (!move_new(temp_, path_, spec_.directory))
+      throw InputError(str(path_, ": appeared while the job ran (another job writing the same output?)", left));
   } else {
-    move(temp_, path_, false);
-    committed_ = true;
+    SMOE_CHECK_INPUT(exists && st.st_dev == device_ && st.st_ino == inode_, path_,
+                     ": replaced by something else while the job ran", left);
+    if (spec_.directory || S_ISDIR(st.st_mode)) {
+      const std::string aside = str(path_, ".old.", ::getpid(), ".", random_suffix());
+      replace_folder(temp_, path_, aside);
+      std::error_code ec;
+      fs::remove_all(aside, ec);  // the earlier output, checked at the start
+    } else {
+      SMOE_CHECK_SYS(::rename(temp_.c_str(), path_.c_str()), "cannot rename ", temp_, " to ", path_);
+    }
   }
+  committed_ = true;
   const fs::path parent = fs::path(path_).parent_path();
   fsync_path(parent.empty() ? "." : parent.string(), true);
 }

@@ -3,6 +3,7 @@
 #include <cstdlib>
 
 #include "smoe/core/error.h"
+#include "smoe/core/numbers.h"
 #include "smoe/core/log.h"
 
 namespace smoe {
@@ -31,7 +32,11 @@ MpiSession::~MpiSession() {
 
 int local_rank() {
   for (const char* var : {"OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "LOCAL_RANK"})
-    if (const char* v = std::getenv(var)) return std::atoi(v);
+    if (const char* v = std::getenv(var)) {
+      const int64_t rank = parse_int(v, var);
+      SMOE_CHECK_INPUT(rank >= 0 && rank < 65536, var, " ", rank, " is not a local rank");
+      return static_cast<int>(rank);
+    }
   return 0;
 }
 

@@ -115,11 +115,16 @@ std::string fmt(double v) {
 std::vector<std::string> find_results(const std::vector<std::string>& results) {
   std::vector<std::string> files;
   for (const auto& r : results) {
-    if (fs::is_directory(r)) {
-      for (const auto& e : fs::recursive_directory_iterator(r))
-        if (e.is_regular_file() && e.path().extension() == ".json" && e.path().filename().string().find("result") != std::string::npos &&
-            e.path().string().find(".tmp.") == std::string::npos)
-          files.push_back(e.path().string());
+    std::error_code ec;
+    if (fs::is_directory(r, ec)) {
+      for (auto it = fs::recursive_directory_iterator(r, ec); !ec && it != fs::recursive_directory_iterator();
+           it.increment(ec)) {
+        const fs::path& p = it->path();
+        if (it->is_regular_file(ec) && p.extension() == ".json" && p.filename().string().find("result") != std::string::npos &&
+            p.string().find(".tmp.") == std::string::npos)
+          files.push_back(p.string());
+      }
+      SMOE_CHECK_INPUT(!ec, r, ": cannot read the results folder: ", ec.message());
     } else {
       check_input_file(r, "results file");
       files.push_back(r);

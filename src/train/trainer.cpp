@@ -100,6 +100,7 @@ OutputSpec train_output(const TrainOptions& o) {
   OutputSpec spec = folder_output(o.out, "train");
   spec.overwrite = o.overwrite;
   spec.inputs = o.data;
+  spec.inputs.insert(spec.inputs.end(), o.other_inputs.begin(), o.other_inputs.end());
   return spec;
 }
 
@@ -148,6 +149,7 @@ void save(const std::string& dir, const TrainOptions& o, const Decoder& decoder,
     if (fs::exists(dir + "/train_log.jsonl")) fs::copy_file(dir + "/train_log.jsonl", tmp + "/train_log.jsonl");
     std::ofstream(tmp + "/train_log.jsonl", std::ios::app) << log;
   }
+  if (rank != 0) untrack_output_temporary(tmp);  // rank 0 renames it now: no rank may remove it any more
   host.all_reduce_sum(sync);
   if (rank == 0) output->commit();
   host.all_reduce_sum(sync);
@@ -226,7 +228,11 @@ double train(const TrainOptions& o, Communicator& host, bool* stopped) {
   } init;
   if (!resuming) {
     const std::string dir = str(o.out, ".init.", ::getpid(), ".", rank);
-    SMOE_CHECK_INPUT(fs::create_directory(dir), dir, ": exists already (another smoe train writing ", o.out, "?)");
+    std::error_code ec;
+    const fs::path parent = fs::path(dir).parent_path();
+    if (!parent.empty()) fs::create_directories(parent, ec);  // rank 0 may not have made it yet
+    SMOE_CHECK_INPUT(!ec && fs::create_directory(dir, ec) && !ec, dir, ": cannot create (", ec.message(),
+                     "; another smoe train writing ", o.out, "?)");
     init.dir = dir;
     write_json_file(init.dir + "/config.json", model_config(o));
     save_safetensors(init.dir + "/model.safetensors", initial_weights(o));

@@ -338,6 +338,15 @@ def cases(g, d, smoe):
     yield Case("eval label 1.0", ["eval", "--model", g.model, "--task", f"t={ev}", "--out", os.path.join(c, "r.json"),
                                   "--threads", "1"], words=[ev + ":1", "label"], inputs=[ev], out=os.path.join(c, "r.json"))
 
+    c = d("overwrite-an-input")
+    placement = write(os.path.join(c, "placement.json"), json.dumps({"default": [0, 0, 0, 0]}))
+    yield Case("eval --overwrite onto its own --placement file", [
+        "eval", "--model", g.model, "--task", f"t={g.corpus}", "--placement", placement, "--out", placement,
+        "--overwrite", "--threads", "1"], words=["--out", "input", placement], inputs=[placement])
+    ini = write(os.path.join(c, "job.ini"), f"model = {g.model}\nplan = {g.plan}\n")
+    yield Case("prune --overwrite onto its own --config file", [
+        "prune", "--config", ini, "--out", ini, "--overwrite"], words=["--out", "input", ini], inputs=[ini])
+
     # ---- 8. messages
     c = d("long-line")
     bad = write(os.path.join(c, "corpus.jsonl"), '{"text": "' + "x" * (50 << 20) + "\n")

@@ -164,6 +164,28 @@ TEST_F(OutputTest, LinksDevicesAndNonsenseNamesAreRefused) {
   EXPECT_NE(refusal(s).find("cannot create"), std::string::npos);
 }
 
+TEST_F(OutputTest, NeverReplacesWhatAppearedDuringTheJob) {
+  for (bool directory : {false, true}) {
+    const std::string target = at(directory ? "d" : "f");
+    Output out(directory ? folder_spec(target) : file_spec(target));
+    put(out.temp() + (directory ? "/result" : ""), "result");
+    if (directory) fs::create_directories(target);
+    put(directory ? target + "/thesis.tex" : target, "the user's");
+    EXPECT_THROW(out.commit(), InputError);
+    EXPECT_EQ(get(directory ? target + "/thesis.tex" : target), "the user's");
+    EXPECT_TRUE(fs::exists(out.temp())) << "the finished result stays in the temporary";
+    fs::remove_all(out.temp());
+  }
+  // An earlier output swapped for something else while the job ran is not replaced either.
+  put(at("g"), "old");
+  Output out(file_spec(at("g"), /*own=*/true));
+  put(at("g2"), "someone else's");  // made while the old file still holds its inode
+  fs::rename(at("g2"), at("g"));
+  EXPECT_THROW(out.commit(), InputError);
+  EXPECT_EQ(get(at("g")), "someone else's");
+  fs::remove(out.temp());
+}
+
 TEST_F(OutputTest, StopSignalCleanupRemovesLiveTemporaries) {
   Output out(folder_spec(at("d")));
   put(out.temp() + "/partial", "x");

@@ -23,6 +23,10 @@ struct JobUsage {
 bool parse_job_options(int argc, char** argv, const JobUsage& usage, po::options_description& options,
                        po::variables_map& vm);
 
+// The files a job reads that options name directly (`names`, when given, and
+// --config): the inputs an output must never be. "byte" (the byte tokenizer) is no file.
+std::vector<std::string> option_inputs(const po::variables_map& vm, const std::vector<std::string>& names);
+
 // The help of every job's --overwrite.
 constexpr const char* kOverwriteHelp =
     "replace an existing output that is not an earlier output of this job (never an input)";

@@ -41,12 +41,17 @@ class Output {
   const std::string& temp() const { return temp_; }
   // fsyncs the temporary (every file of a folder), renames it to path() (an
   // earlier output swapped out and removed only then), fsyncs the parent folder.
+  // Refuses a target that appeared, or was replaced, since the constructor looked;
+  // when the rename fails the result stays in temp().
   void commit();
 
  private:
   OutputSpec spec_;
   std::string path_, temp_;
+  bool existed_ = false;              // the target at the start, by device and inode
+  unsigned long device_ = 0, inode_ = 0;
   bool committed_ = false;
+  bool kept_ = false;                 // the work is done: the temporary outlives a failed commit
 };
 
 // Removes the temporaries of every Output not yet committed or destroyed, and
@@ -56,6 +61,8 @@ void remove_output_temporaries();
 // Registers another rank's temporary (one writer's output that every rank knows
 // of), so that this rank removes it when it fails or is stopped.
 void track_output_temporary(const std::string& temp);
+// Forgets it again: every rank calls this before the writer commits.
+void untrack_output_temporary(const std::string& temp);
 
 // The target path as Output uses it: trailing slashes dropped; InputError for an
 // empty name, ".", ".." or "/".

@@ -27,6 +27,7 @@ struct TrainOptions {
   int64_t checkpoint_every = 100, log_every = 10;
   bool resume = false;
   bool overwrite = false;      // replace an --out that is not an earlier output of smoe train
+  std::vector<std::string> other_inputs;  // files read besides the data (--config): never the output
   bool shard_experts = false;  // spread each layer's experts over the ranks (expert parallel)
   std::vector<std::string> data;  // training JSONL files
   std::string out;
