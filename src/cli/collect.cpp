@@ -4,6 +4,7 @@
 #include <ATen/Parallel.h>
 #include <c10/core/GradMode.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -14,7 +15,6 @@
 
 #include "jobs.h"
 #include "smoe/core/error.h"
-#include "smoe/core/file.h"
 #include "smoe/core/hash.h"
 #include "smoe/core/log.h"
 #include "smoe/core/options.h"
@@ -27,6 +27,7 @@
 #include "smoe/dist/placement.h"
 #include "smoe/io/checkpoint.h"
 #include "smoe/io/corpus.h"
+#include "smoe/io/hdf5.h"
 #include "smoe/io/outputs.h"
 #include "smoe/io/tokenizer.h"
 #include "smoe/model/decoder.h"
@@ -166,12 +167,13 @@ int run_collect(int argc, char** argv) {
   if (rank == 0) {
     OutputSpec spec = hdf5_output(out, "collect", "smoe-stats");
     spec.overwrite = vm["overwrite"].as<bool>();
-    spec.inputs = option_inputs(vm, {"model", "placement", "tokenizer"});
-    for (const auto& t : task_specs) {
-      check_input_file(t.second, "corpus");
-      spec.inputs.push_back(t.second);
-    }
+    spec.inputs = option_inputs(vm, {"model", "placement", "tokenizer"}, task_specs, "corpus");
     output = std::make_unique<Output>(spec);
+    // The working file beside it is replaced and removed by this run: only ever one of collect's.
+    struct stat st {};
+    SMOE_CHECK_INPUT(::lstat(work.c_str(), &st) != 0 ||
+                         (S_ISREG(st.st_mode) && h5::file_format(work) == "smoe-collect-checkpoint"),
+                     work, " exists and is not a working file of smoe collect; remove it or choose another --out");
   }
   const std::string tmp = share_output_temporary(output.get(), MPI_COMM_WORLD);
   track_output_temporary(tmp + ".work.h5");  // a checkpoint being written when the job fails

@@ -9,7 +9,6 @@
 
 #include "jobs.h"
 #include "smoe/core/error.h"
-#include "smoe/core/file.h"
 #include "smoe/core/hash.h"
 #include "smoe/core/log.h"
 #include "smoe/core/options.h"
@@ -79,11 +78,7 @@ int run_eval(int argc, char** argv) {
   if (rank == 0) {
     OutputSpec spec = json_output(vm["out"].as<std::string>(), "eval");
     spec.overwrite = vm["overwrite"].as<bool>();
-    spec.inputs = option_inputs(vm, {"model", "placement", "tokenizer"});
-    for (const auto& t : tasks) {
-      check_input_file(t.second, "eval file");
-      spec.inputs.push_back(t.second);
-    }
+    spec.inputs = option_inputs(vm, {"model", "placement", "tokenizer"}, tasks, "eval file");
     output = std::make_unique<Output>(spec);
   }
   share_output_temporary(output.get(), MPI_COMM_WORLD);

@@ -55,6 +55,17 @@ std::vector<std::string> option_inputs(const po::variables_map& vm, const std::v
   return out;
 }
 
+std::vector<std::string> option_inputs(const po::variables_map& vm, const std::vector<std::string>& names,
+                                       const std::vector<std::pair<std::string, std::string>>& named,
+                                       const std::string& what) {
+  std::vector<std::string> out = option_inputs(vm, names);
+  for (const auto& [name, file] : named) {
+    check_input_file(file, what);
+    out.push_back(file);
+  }
+  return out;
+}
+
 std::vector<std::pair<std::string, std::string>> parse_named_files(const std::vector<std::string>& specs,
                                                                    const std::string& option) {
   std::vector<std::pair<std::string, std::string>> out;

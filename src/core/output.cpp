@@ -153,9 +153,7 @@ Output::Output(OutputSpec spec) : spec_(std::move(spec)) {
                      "replace what it wrote (give the link's target, or another name)");
     SMOE_CHECK_INPUT(S_ISREG(st.st_mode) || S_ISDIR(st.st_mode), opt, " ", path_,
                      " is a special file (device, FIFO or socket), not a place for an output");
-    const bool own = spec_.directory ? S_ISDIR(st.st_mode) && marker_says(path_, spec_.job)
-                                     : S_ISREG(st.st_mode) && spec_.is_own && spec_.is_own(path_);
-    SMOE_CHECK_INPUT(own || spec_.overwrite, opt, " ", path_, " exists and is not an earlier output of smoe ",
+    SMOE_CHECK_INPUT(is_own(st) || spec_.overwrite, opt, " ", path_, " exists and is not an earlier output of smoe ",
                      spec_.job, "; remove it, choose another name, or give --overwrite to replace it");
   } else {
     SMOE_CHECK_INPUT(errno == ENOENT, opt, " ", path_, ": cannot create: ", errno_text());
@@ -186,6 +184,11 @@ Output::Output(OutputSpec spec) : spec_(std::move(spec)) {
   }
 }
 
+bool Output::is_own(const struct stat& st) const {
+  return spec_.directory ? S_ISDIR(st.st_mode) && marker_says(path_, spec_.job)
+                         : S_ISREG(st.st_mode) && spec_.is_own && spec_.is_own(path_);
+}
+
 Output::~Output() {
   if (committed_ || kept_) return;
   std::error_code ec;
@@ -202,18 +205,20 @@ void Output::commit() {
   struct stat st {};
   const bool exists = ::lstat(path_.c_str(), &st) == 0;
   const std::string left = str("; the result is left in ", temp_);
-  if (!existed_) {
-    // Nothing was there when the job started: never replace what appeared since.
+  if (!exists) {
     if (!move_new(temp_, path_, spec_.directory))
-      throw InputError(str(path_, ": appeared while the job ran (another job writing the same output?)", left));
+      throw InputError(str(path_, ": appeared while the job ran", left));
   } else {
-    SMOE_CHECK_INPUT(exists && st.st_dev == device_ && st.st_ino == inode_, path_,
-                     ": replaced by something else while the job ran", left);
+    // What the constructor saw is replaced; what appeared or changed since only when
+    // it is an output of this same job (another run of it, say).
+    const bool same = existed_ && st.st_dev == device_ && st.st_ino == inode_;
+    SMOE_CHECK_INPUT(same || is_own(st), path_, existed_ ? ": replaced by something else" : ": appeared",
+                     " while the job ran, and is not an output of smoe ", spec_.job, left);
     if (spec_.directory || S_ISDIR(st.st_mode)) {
       const std::string aside = str(path_, ".old.", ::getpid(), ".", random_suffix());
       replace_folder(temp_, path_, aside);
       std::error_code ec;
-      fs::remove_all(aside, ec);  // the earlier output, checked at the start
+      fs::remove_all(aside, ec);  // the earlier output, checked above
     } else {
       SMOE_CHECK_SYS(::rename(temp_.c_str(), path_.c_str()), "cannot rename ", temp_, " to ", path_);
     }

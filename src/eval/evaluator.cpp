@@ -42,6 +42,8 @@ std::vector<EvalRecord> read_eval_records(const std::string& path, const Tokeniz
   int64_t line = 0, records = 0;
   while (std::getline(in, text)) {
     ++line;
+    SMOE_CHECK_INPUT(text.size() <= kMaxJsonBytes, path, ":", line, ": a record of ", text.size(),
+                     " bytes, beyond the limit of ", kMaxJsonBytes);
     if (text.find_first_not_of(" \t\r") == std::string::npos) continue;
     if (records++ % ranks != rank) continue;
     const std::string where = path + ":" + std::to_string(line);

@@ -26,6 +26,8 @@ bool CorpusReader::next(Document* doc) {
   std::string text;
   while (std::getline(in_, text)) {
     ++line_;
+    SMOE_CHECK_INPUT(text.size() <= kMaxJsonBytes, path_, ":", line_, ": a record of ", text.size(),
+                     " bytes, beyond the limit of ", kMaxJsonBytes);
     if (text.find_first_not_of(" \t\r") == std::string::npos) continue;
     if (max_tokens_ > 0 && tokens_ >= max_tokens_) return false;
     const int64_t index = records_++;

@@ -12,7 +12,6 @@ Every case runs one job in a folder of its own and checks:
 
   /usr/bin/python3 tests/reliability/test_hostile.py --smoe build/smoe --workdir DIR"""
 
-import argparse
 import glob
 import hashlib
 import json
@@ -30,7 +29,7 @@ here = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, here)
 sys.path.insert(0, os.path.join(here, "..", "reference"))
 from checks import check, finish  # noqa: E402
-from test_malformed import Inputs, edit_config, rewrite_header, shard, first_tensor, write  # noqa: E402
+from test_malformed import first_tensor, prepare, rewrite_header, shard, write  # noqa: E402
 
 DEEP = 1_000_000  # JSON nesting that used to overflow the stack
 
@@ -101,6 +100,11 @@ def cases(g, d, smoe):
     corpus = shutil.copy(g.corpus, os.path.join(c, "corpus.jsonl"))
     yield Case("collect --out the corpus", ["collect", "--model", g.model, "--task", f"t={corpus}", "--out", corpus,
                                             "--threads", "1"], words=["--out", corpus, "input"], inputs=[corpus])
+    c = d("collect-work-file")
+    theirs = write(os.path.join(c, "stats.h5.work.h5"), "someone else's file")
+    yield Case("collect whose working file name holds a file of another program", [
+        "collect", "--model", g.model, "--task", f"t={g.corpus}", "--out", os.path.join(c, "stats.h5"), "--threads", "1"],
+        words=[theirs, "not a working file"], inputs=[theirs], out=os.path.join(c, "stats.h5"))
     c = d("cluster-over-stats")
     stats = shutil.copy(g.stats, os.path.join(c, "stats.h5"))
     yield Case("cluster --out the statistics", ["cluster", "--stats", stats, "--task", "t", "--method", "frequency",
@@ -383,15 +387,7 @@ def check_file(path, magic):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--smoe", required=True)
-    ap.add_argument("--workdir", required=True)
-    ap.add_argument("-k", help="run only the cases whose name holds this")
-    a = ap.parse_args()
-    if os.path.exists(a.workdir):
-        shutil.rmtree(a.workdir)
-    os.makedirs(os.path.join(a.workdir, "good"))
-    g = Inputs(a.smoe, a.workdir)
+    a, g = prepare()
     os.chdir(a.workdir)  # an injected `touch PWNED` would land here or in a case folder
     counter = [0]
 

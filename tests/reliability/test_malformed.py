@@ -399,7 +399,8 @@ def drop_plan_layer(f):
     del f["layers"][sorted(f["layers"].keys(), key=int)[0]]
 
 
-def main():
+def prepare():
+    """The arguments (--smoe, --workdir, -k) and the good inputs, in a fresh workdir."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--smoe", required=True)
     ap.add_argument("--workdir", required=True)
@@ -409,6 +410,11 @@ def main():
         shutil.rmtree(a.workdir)
     os.makedirs(os.path.join(a.workdir, "good"))
     g = Inputs(a.smoe, a.workdir)
+    return a, g
+
+
+def main():
+    a, g = prepare()
     ran = 0
     for i, (name, make) in enumerate(CASES):
         if a.k and a.k not in name:

@@ -26,6 +26,11 @@ bool parse_job_options(int argc, char** argv, const JobUsage& usage, po::options
 // The files a job reads that options name directly (`names`, when given, and
 // --config): the inputs an output must never be. "byte" (the byte tokenizer) is no file.
 std::vector<std::string> option_inputs(const po::variables_map& vm, const std::vector<std::string>& names);
+// The same, and the files of NAME=FILE options, each checked to be a regular file
+// (`what`: "corpus") before any work.
+std::vector<std::string> option_inputs(const po::variables_map& vm, const std::vector<std::string>& names,
+                                       const std::vector<std::pair<std::string, std::string>>& named,
+                                       const std::string& what);
 
 // The help of every job's --overwrite.
 constexpr const char* kOverwriteHelp =

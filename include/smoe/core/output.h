@@ -8,6 +8,8 @@
 // refused. The temporary is removed when the job fails or is stopped.
 #pragma once
 
+#include <sys/stat.h>
+
 #include <functional>
 #include <string>
 #include <vector>
@@ -41,11 +43,15 @@ class Output {
   const std::string& temp() const { return temp_; }
   // fsyncs the temporary (every file of a folder), renames it to path() (an
   // earlier output swapped out and removed only then), fsyncs the parent folder.
-  // Refuses a target that appeared, or was replaced, since the constructor looked;
-  // when the rename fails the result stays in temp().
+  // Refuses a target that appeared, or was replaced, since the constructor looked,
+  // unless it is an output of the same job; when the rename fails the result stays
+  // in temp().
   void commit();
 
  private:
+  // Whether the target (lstat'ed into `st`) is an earlier output of this job.
+  bool is_own(const struct stat& st) const;
+
   OutputSpec spec_;
   std::string path_, temp_;
   bool existed_ = false;              // the target at the start, by device and inode
