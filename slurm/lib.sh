@@ -46,6 +46,7 @@ ini_is() {
   case "$1" in
     pos) [[ $v =~ ^[1-9][0-9]{0,17}$ ]] ;;                      # positive integer
     nat) [[ $v =~ ^(0|[1-9][0-9]{0,17})$ ]] ;;                  # non-negative integer
+    decimal) [[ $v =~ ^[0-9]{1,18}(\.[0-9]{1,9})?$ ]] ;;         # a non-negative number, e.g. 45440.3
     name) [[ $v =~ ^[A-Za-z0-9_-]+$ ]] ;;                       # task, method
     label) [[ $v =~ ^[A-Za-z0-9][A-Za-z0-9._-]*$ ]] ;;          # study name (a folder name)
     metric) [[ $v =~ ^[A-Za-z0-9_.,:-]+$ ]] ;;                  # perplexity,none
@@ -63,6 +64,7 @@ ini_what() {
   case "$1" in
     pos) echo "a positive integer" ;;
     nat) echo "a non-negative integer" ;;
+    decimal) echo "a non-negative decimal number" ;;
     name) echo "a name (letters, digits, - and _)" ;;
     label) echo "a name (letters, digits, ., - and _)" ;;
     metric) echo "a metric name (letters, digits, _ . , : -)" ;;
@@ -150,6 +152,18 @@ suite_tasks() {
 # slurm_path PATH: PATH for an sbatch --output pattern (each % doubled), so that
 # only the %x %j %A %a the caller appends are replaced.
 slurm_path() { printf '%s' "${1//%/%%}"; }
+
+# measure_speed MODEL CORPUS: sets SPEED_LABEL to (--label tokens_per_second=X),
+# X measured by smoe score over CORPUS with one thread, or to () when CORPUS is
+# missing (a suite not written by smoe data synth) or score printed no figure.
+measure_speed() {
+  local tps=""
+  SPEED_LABEL=()
+  [ -f "$2" ] || return 0
+  tps=$("$SMOE" score --model "$1" --corpus "$2" --threads 1 2>/dev/null | sed -n 's/^tokens_per_second=//p')
+  if ini_is decimal "$tps"; then SPEED_LABEL=(--label "tokens_per_second=$tps"); fi
+  return 0
+}
 
 # launcher RANKS: sets LAUNCHER to the command that runs on RANKS MPI ranks:
 # srun --mpi=pmix inside Slurm, else mpirun.

@@ -14,8 +14,9 @@ int run_data(int argc, char** argv) {
   opts.add_options()("what", po::value<std::string>()->required(), "what to write: synth")(
       "out", po::value<std::string>()->required(), "folder to write DIR/<task>/{train,eval}.jsonl into")(
       "seed", po::value<uint64_t>()->default_value(0), "seed")(
-      "train", po::value<int64_t>()->default_value(2000), "training examples per task")(
-      "eval", po::value<int64_t>()->default_value(100), "eval examples per task and record kind")(
+      "facts", po::value<int64_t>()->default_value(200), "facts per task")(
+      "train", po::value<int64_t>()->default_value(20000), "training lines per task")(
+      "eval", po::value<int64_t>()->default_value(200), "eval examples per task and record kind (at most --facts)")(
       "overwrite", po::bool_switch(), kOverwriteHelp);
   po::positional_options_description pos;
   pos.add("what", 1);
@@ -27,20 +28,22 @@ int run_data(int argc, char** argv) {
     args.insert(args.begin() + 1, what.data());
   }
   if (!parse_job_options(static_cast<int>(args.size()), args.data(),
-                         {"data", "synth --out DIR [--seed S] [--train N] [--eval N]",
-                          "Writes the built-in synthetic multi-task suite (six tasks, train and eval splits)."},
+                         {"data", "synth --out DIR [--seed S] [--facts N] [--train N] [--eval N]",
+                          "Writes the built-in synthetic multi-task suite (four tasks of stored knowledge, each in "
+                          "its own characters; train and eval splits)."},
                          opts, vm))
     return 0;
   SMOE_CHECK_INPUT(vm["what"].as<std::string>() == "synth", "smoe data knows 'synth', not '",
                    vm["what"].as<std::string>(), "'");
-  for (const char* n : {"train", "eval"})
+  for (const char* n : {"facts", "train", "eval"})
     SMOE_CHECK_INPUT(vm[n].as<int64_t>() >= 1 && vm[n].as<int64_t>() <= 10000000, "--", n, " must lie in [1, 1e7], found ",
                      vm[n].as<int64_t>());
   OutputSpec spec = folder_output(vm["out"].as<std::string>(), "data");
   spec.overwrite = vm["overwrite"].as<bool>();
   spec.inputs = option_inputs(vm, {});
   Output output(spec);
-  write_synth_suite(output.temp(), {vm["seed"].as<uint64_t>(), vm["train"].as<int64_t>(), vm["eval"].as<int64_t>()});
+  write_synth_suite(output.temp(), {vm["seed"].as<uint64_t>(), vm["facts"].as<int64_t>(), vm["train"].as<int64_t>(),
+                                      vm["eval"].as<int64_t>()});
   output.commit();
   log_info("data: wrote the synthetic suite to " + output.path());
   return 0;

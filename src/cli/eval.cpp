@@ -4,6 +4,7 @@
 #include <ATen/Parallel.h>
 
 #include <cmath>
+#include <filesystem>
 #include <ctime>
 #include <nlohmann/json.hpp>
 
@@ -18,21 +19,58 @@
 #include "smoe/dist/mpi.h"
 #include "smoe/dist/placement.h"
 #include "smoe/eval/evaluator.h"
+#include "smoe/eval/statistics.h"
 #include "smoe/io/checkpoint.h"
 #include "smoe/io/json.h"
 #include "smoe/io/outputs.h"
 #include "smoe/io/tokenizer.h"
 #include "smoe/model/decoder.h"
+#include "smoe/model/resources.h"
 
 namespace smoe {
 
 namespace {
 
-// lm-evaluation-harness's standard error of a mean of 0/1 outcomes.
-double stderr_of(int64_t correct, int64_t n) {
-  if (n < 2) return 0.0;
-  const double p = static_cast<double>(correct) / static_cast<double>(n);
-  return std::sqrt(p * (1 - p) / static_cast<double>(n - 1));
+// The task's results in lm-evaluation-harness's layout: each metric and its
+// standard error ("acc,none", "acc_stderr,none", ...), for the record kinds the
+// task holds.
+nlohmann::json task_results(const std::string& name, const TaskSamples& samples) {
+  nlohmann::json r = {{"alias", name}};
+  for (const std::string& metric : metric_names()) {
+    const Estimate e = estimate(metric, {&samples});
+    if (!e.defined) continue;
+    const std::string base = metric.substr(0, metric.find(','));
+    r[metric] = e.value;
+    r[base + "_stderr,none"] = e.se;
+  }
+  return r;
+}
+
+// Per-example scores, column by column, so that `smoe report` can pair two
+// models on the same examples.
+nlohmann::json samples_json(const TaskSamples& s) {
+  nlohmann::json j = nlohmann::json::object();
+  if (!s.text_line.empty())
+    j["text"] = {{"line", s.text_line}, {"nll", s.nll}, {"tokens", s.tokens}, {"bytes", s.bytes}};
+  if (!s.choice_line.empty()) j["multiple_choice"] = {{"line", s.choice_line}, {"acc", s.acc}, {"acc_norm", s.acc_norm}};
+  if (!s.generate_line.empty()) j["generate"] = {{"line", s.generate_line}, {"exact_match", s.exact_match}};
+  return j;
+}
+
+// What the model costs: routed-expert parameters per layer and in all, and the
+// bytes of its weight files.
+nlohmann::json model_cost(const Checkpoint& checkpoint) {
+  const ModelConfig& config = checkpoint.config();
+  const ParameterCounts counts = count_parameters(config);
+  std::vector<double> per_layer;
+  for (int64_t e : config.layer_experts) per_layer.push_back(static_cast<double>(e) * counts.per_expert);
+  uint64_t bytes = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(checkpoint.dir()))
+    if (entry.is_regular_file() && entry.path().extension() == ".safetensors") bytes += entry.file_size();
+  return {{"expert_parameters", counts.routed_experts},
+          {"expert_parameters_per_layer", per_layer},
+          {"parameters", counts.total()},
+          {"checkpoint_bytes", bytes}};
 }
 
 }  // namespace
@@ -92,36 +130,18 @@ int run_eval(int argc, char** argv) {
   ExpertParallelExecutor executor(*host, placement);
   auto tokenizer = make_tokenizer(vm["tokenizer"].as<std::string>());
 
-  nlohmann::json results = nlohmann::json::object(), samples = nlohmann::json::object();
+  nlohmann::json results = nlohmann::json::object(), n_samples = nlohmann::json::object(),
+                 samples = nlohmann::json::object();
   for (const auto& [name, path] : tasks) {
     std::vector<EvalRecord> records = read_eval_records(path, *tokenizer, config.vocab_size, context, rank, ranks);
-    const EvalTotals t = evaluate(decoder, executor, *host, records, context);
-    nlohmann::json r = {{"alias", name}};
-    int64_t n = 0;
-    if (t.tokens > 0) {
-      r["perplexity,none"] = std::exp(t.nll / static_cast<double>(t.tokens));
-      r["perplexity_stderr,none"] = "N/A";
-      r["nll,none"] = t.nll / static_cast<double>(t.tokens);
-      n += t.tokens;
-    }
-    if (t.text_bytes > 0) {
-      r["bits_per_byte,none"] = t.text_nll / t.text_bytes / std::log(2.0);
-      r["bits_per_byte_stderr,none"] = "N/A";
-    }
-    if (t.mc > 0) {
-      r["acc,none"] = static_cast<double>(t.mc_correct) / static_cast<double>(t.mc);
-      r["acc_stderr,none"] = stderr_of(t.mc_correct, t.mc);
-      r["acc_norm,none"] = static_cast<double>(t.mc_correct_norm) / static_cast<double>(t.mc);
-      r["acc_norm_stderr,none"] = stderr_of(t.mc_correct_norm, t.mc);
-    }
-    if (t.gen > 0) {
-      r["exact_match,none"] = static_cast<double>(t.gen_correct) / static_cast<double>(t.gen);
-      r["exact_match_stderr,none"] = stderr_of(t.gen_correct, t.gen);
-    }
-    results[name] = r;
-    const int64_t records_total = t.mc + t.gen;
-    samples[name] = {{"original", records_total}, {"effective", records_total}, {"tokens", n}};
-    log_info(str("eval ", name, ": ", r.dump()));
+    const TaskSamples t = evaluate(decoder, executor, *host, records, context);
+    results[name] = task_results(name, t);
+    const auto records_total = static_cast<int64_t>(t.choice_line.size() + t.generate_line.size());
+    double tokens = 0;
+    for (double n : t.tokens) tokens += n;
+    n_samples[name] = {{"original", records_total}, {"effective", records_total}, {"tokens", static_cast<int64_t>(tokens)}};
+    samples[name] = samples_json(t);
+    log_info(str("eval ", name, ": ", results[name].dump()));
   }
 
   std::time_t now = std::time(nullptr);
@@ -134,7 +154,8 @@ int run_eval(int argc, char** argv) {
     if (k.rfind("smoe_", 0) == 0) plan[k] = v;
   nlohmann::json out = {
       {"results", results},
-      {"n-samples", samples},
+      {"n-samples", n_samples},
+      {"samples", samples},
       {"config",
        {{"model", "smoe"}, {"model_args", "pretrained=" + checkpoint.dir()}, {"dtype", dtype_name},
         {"ranks", ranks}, {"context", context}}},
@@ -147,6 +168,7 @@ int run_eval(int argc, char** argv) {
         {"model_config_sha256", sha256_file(checkpoint.dir() + "/config.json")},
         {"experts_per_layer", config.layer_experts},
         {"top_k", config.router.top_k},
+        {"cost", model_cost(checkpoint)},
         {"plan", plan},
         {"labels", labels}}}};
   if (rank == 0) {

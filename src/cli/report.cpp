@@ -16,15 +16,18 @@ int run_report(int argc, char** argv) {
                      "results.json files, or folders searched for *result*.json")(
       "out", po::value<std::string>(&o.out)->required(), "folder for report.md, report.csv and the plot")(
       "metric", po::value<std::string>(&o.metric)->default_value("perplexity,none"),
-      "the metric of the plot and of the comparison with training from scratch")(
-      "plot-format", po::value<std::string>(&o.plot_format)->default_value("svg"), "svg or png")(
+      "the primary metric: of the figures, the comparisons and the thresholds")(
+      "bootstrap", po::value<int64_t>(&o.bootstrap)->default_value(2000), "paired bootstrap replicates per comparison")(
+      "seed", po::value<uint64_t>(&o.seed)->default_value(0), "seed of the bootstrap")(
       "overwrite", po::bool_switch(), kOverwriteHelp);
   po::variables_map vm;
   if (!parse_job_options(argc, argv, {"report", "--results DIR... --out DIR",
-                                      "Turns results files into the study's table (Markdown, CSV) and a plot of "
-                                      "quality against pruning factor, one line per pretrained expert count and "
-                                      "method. Results are told apart by their smoe.labels (experts, method, "
-                                      "factor; method 'scratch' for models trained from scratch)."},
+                                      "Turns results files into the study's tables (report.md, report.csv: every "
+                                      "metric with its 95% interval, each pruned model against the from-scratch "
+                                      "model of equal size by a paired bootstrap), thresholds.csv, and the figures "
+                                      "quality, thresholds and pareto (PNG and SVG). Results are told apart by "
+                                      "their smoe.labels (experts, method, factor; method 'scratch' for models "
+                                      "trained from scratch)."},
                          opts, vm))
     return 0;
   check_report_options(o);
@@ -37,7 +40,8 @@ int run_report(int argc, char** argv) {
   o.out = output.temp();
   const size_t rows = write_report(o);
   output.commit();
-  log_info(str("report: ", rows, " rows; wrote ", output.path(), "/report.md, report.csv, quality.", o.plot_format));
+  log_info(str("report: ", rows, " rows; wrote ", output.path(), "/report.md, report.csv, thresholds.csv and the "
+                   "figures quality, thresholds and pareto (.png, .svg)"));
   return 0;
 }
 

@@ -225,8 +225,8 @@ int run_score(int argc, char** argv) {
   host->all_reduce_sum(totals);
   const double nll = totals[0].item<double>() / totals[1].item<double>();
   if (rank == 0)
-    std::printf("tokens=%lld\nnll=%.6f\nperplexity=%.6f\n", static_cast<long long>(totals[1].item<double>()), nll,
-                std::exp(nll));
+    std::printf("tokens=%lld\nnll=%.6f\nperplexity=%.6f\ntokens_per_second=%.1f\n",
+                static_cast<long long>(totals[1].item<double>()), nll, std::exp(nll), totals[1].item<double>() / seconds);
   if (ep) {
     at::Tensor slots = at::tensor({ep->dropped_slots(), ep->routed_slots()}, at::kLong);
     host->all_reduce_sum(slots);

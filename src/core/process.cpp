@@ -7,6 +7,7 @@
 #include <csignal>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -35,9 +36,11 @@ void run_program(const std::vector<std::string>& argv, const std::string& cwd, c
   args.push_back(nullptr);
   posix_spawn_file_actions_t actions;
   SMOE_ASSERT(posix_spawn_file_actions_init(&actions) == 0, "posix_spawn_file_actions_init failed");
+  // The log is opened after the change of folder: a relative name would be taken from there.
+  const std::string log_path = std::filesystem::absolute(log).string();
   int rc = posix_spawn_file_actions_addchdir_np(&actions, cwd.c_str());
   if (rc == 0)
-    rc = posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    rc = posix_spawn_file_actions_addopen(&actions, 1, log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (rc == 0) rc = posix_spawn_file_actions_adddup2(&actions, 1, 2);
   if (rc == 0) rc = posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
   // The child starts with no signal blocked (smoe blocks its stop signals for the signal thread).

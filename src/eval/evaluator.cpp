@@ -51,6 +51,7 @@ std::vector<EvalRecord> read_eval_records(const std::string& path, const Tokeniz
     SMOE_CHECK_INPUT(j.is_object(), where, ": a record must be a JSON object");
     EvalRecord r;
     r.line = line;
+    r.index = records - 1;
     if (j.contains("choices")) {
       r.kind = EvalRecord::MultipleChoice;
       SMOE_CHECK_INPUT(j.contains("context") && j["choices"].is_array() && j["choices"].size() >= 2 &&
@@ -94,8 +95,8 @@ std::vector<EvalRecord> read_eval_records(const std::string& path, const Tokeniz
   return out;
 }
 
-EvalTotals evaluate(const Decoder& decoder, MoeExecutor& executor, Communicator& host,
-                    const std::vector<EvalRecord>& records, int64_t context) {
+TaskSamples evaluate(const Decoder& decoder, MoeExecutor& executor, Communicator& host,
+                     const std::vector<EvalRecord>& records, int64_t context) {
   c10::NoGradGuard no_grad;
   // Log-probabilities [S, V] of one sequence (the last `context` tokens).
   auto logprobs = [&](std::vector<int64_t> seq) {
@@ -103,8 +104,9 @@ EvalTotals evaluate(const Decoder& decoder, MoeExecutor& executor, Communicator&
     at::Tensor tokens = at::tensor(seq, at::kLong).unsqueeze(0);
     return at::log_softmax(decoder.forward(tokens, executor), -1)[0].cpu();
   };
-  // Every rank makes the same number of forward calls: count ours, agree on the most.
-  int64_t calls = 0;
+  // Every rank makes the same number of forward calls: count ours, agree on the most;
+  // and every rank learns how many records the file holds.
+  int64_t calls = 0, total = 0;
   for (const auto& r : records) {
     if (r.kind == EvalRecord::Text)
       calls += (static_cast<int64_t>(r.tokens.size()) + context - 1) / context;
@@ -112,14 +114,22 @@ EvalTotals evaluate(const Decoder& decoder, MoeExecutor& executor, Communicator&
       calls += static_cast<int64_t>(r.choices.size());
     else
       calls += static_cast<int64_t>(r.answer.size());
+    total = std::max(total, r.index + 1);
   }
-  at::Tensor most = at::tensor({calls}, at::kLong);
+  at::Tensor most = at::tensor({calls, total}, at::kLong);
   host.all_reduce_max(most);
 
-  EvalTotals t;
+  // One row per record of the file: kind (1 text, 2 multiple choice, 3 prompt),
+  // line, then the scores (text: nll, tokens, bytes; choice: acc, acc_norm;
+  // prompt: exact match). Each rank fills its rows; a sum gathers them.
+  at::Tensor table = at::zeros({most[1].item<int64_t>(), 5}, at::kDouble);
+  auto row = table.accessor<double, 2>();
   for (const auto& r : records) {
+    const int64_t i = r.index;
+    row[i][1] = static_cast<double>(r.line);
     if (r.kind == EvalRecord::Text) {
       double nll = 0;
+      int64_t predicted = 0;
       for (size_t b = 0; b < r.tokens.size(); b += static_cast<size_t>(context)) {
         std::vector<int64_t> piece(r.tokens.begin() + static_cast<std::ptrdiff_t>(b),
                                    r.tokens.begin() + static_cast<std::ptrdiff_t>(std::min(r.tokens.size(), b + static_cast<size_t>(context))));
@@ -130,14 +140,13 @@ EvalTotals evaluate(const Decoder& decoder, MoeExecutor& executor, Communicator&
         }
         at::Tensor lp = logprobs(piece);
         auto a = lp.accessor<float, 2>();
-        for (size_t i = 1; i < piece.size(); ++i) nll -= a[static_cast<int64_t>(i) - 1][piece[i]];
-        t.tokens += static_cast<int64_t>(piece.size()) - 1;
+        for (size_t k = 1; k < piece.size(); ++k) nll -= a[static_cast<int64_t>(k) - 1][piece[k]];
+        predicted += static_cast<int64_t>(piece.size()) - 1;
       }
-      t.nll += nll;
-      if (r.text_bytes > 0) {
-        t.text_bytes += static_cast<double>(r.text_bytes);
-        t.text_nll += nll;
-      }
+      row[i][0] = 1;
+      row[i][2] = nll;
+      row[i][3] = static_cast<double>(predicted);
+      row[i][4] = static_cast<double>(r.text_bytes);
     } else if (r.kind == EvalRecord::MultipleChoice) {
       double best = -1e300, best_norm = -1e300;
       int64_t pick = 0, pick_norm = 0;
@@ -148,9 +157,9 @@ EvalTotals evaluate(const Decoder& decoder, MoeExecutor& executor, Communicator&
         at::Tensor lp = logprobs(seq);
         auto a = lp.accessor<float, 2>();
         double ll = 0;
-        for (size_t i = 0; i < r.choices[c].size(); ++i) {
-          const int64_t pos = keep - static_cast<int64_t>(r.choices[c].size()) + static_cast<int64_t>(i);
-          ll += a[pos - 1][r.choices[c][i]];
+        for (size_t k = 0; k < r.choices[c].size(); ++k) {
+          const int64_t pos = keep - static_cast<int64_t>(r.choices[c].size()) + static_cast<int64_t>(k);
+          ll += a[pos - 1][r.choices[c][k]];
         }
         const double norm = ll / static_cast<double>(r.choice_bytes[c]);
         if (ll > best) {
@@ -162,40 +171,45 @@ EvalTotals evaluate(const Decoder& decoder, MoeExecutor& executor, Communicator&
           pick_norm = static_cast<int64_t>(c);
         }
       }
-      ++t.mc;
-      t.mc_correct += pick == r.label ? 1 : 0;
-      t.mc_correct_norm += pick_norm == r.label ? 1 : 0;
+      row[i][0] = 2;
+      row[i][2] = pick == r.label ? 1 : 0;
+      row[i][3] = pick_norm == r.label ? 1 : 0;
     } else {
       // Greedy generation, one token per call, as many calls as the answer has tokens.
       std::vector<int64_t> seq = r.prompt;
       bool match = true;
-      for (size_t i = 0; i < r.answer.size(); ++i) {
+      for (size_t k = 0; k < r.answer.size(); ++k) {
         at::Tensor lp = logprobs(seq);
         const int64_t next = lp[lp.size(0) - 1].argmax().item<int64_t>();
-        match = match && next == r.answer[i];
+        match = match && next == r.answer[k];
         seq.push_back(next);
       }
-      ++t.gen;
-      t.gen_correct += match ? 1 : 0;
+      row[i][0] = 3;
+      row[i][2] = match ? 1 : 0;
     }
   }
   for (int64_t i = calls; i < most[0].item<int64_t>(); ++i) decoder.forward(at::empty({0, 2}, at::kLong), executor);
+  host.all_reduce_sum(table);
 
-  at::Tensor sums = at::tensor({t.nll, t.text_bytes, t.text_nll}, at::kDouble);
-  at::Tensor counts = at::tensor({t.tokens, t.mc, t.mc_correct, t.mc_correct_norm, t.gen, t.gen_correct}, at::kLong);
-  host.all_reduce_sum(sums);
-  host.all_reduce_sum(counts);
-  EvalTotals g;
-  g.nll = sums[0].item<double>();
-  g.text_bytes = sums[1].item<double>();
-  g.text_nll = sums[2].item<double>();
-  g.tokens = counts[0].item<int64_t>();
-  g.mc = counts[1].item<int64_t>();
-  g.mc_correct = counts[2].item<int64_t>();
-  g.mc_correct_norm = counts[3].item<int64_t>();
-  g.gen = counts[4].item<int64_t>();
-  g.gen_correct = counts[5].item<int64_t>();
-  return g;
+  TaskSamples s;
+  for (int64_t i = 0; i < table.size(0); ++i) {
+    const int kind = static_cast<int>(row[i][0]);
+    const auto line = static_cast<int64_t>(row[i][1]);
+    if (kind == 1) {
+      s.text_line.push_back(line);
+      s.nll.push_back(row[i][2]);
+      s.tokens.push_back(row[i][3]);
+      s.bytes.push_back(row[i][4]);
+    } else if (kind == 2) {
+      s.choice_line.push_back(line);
+      s.acc.push_back(row[i][2]);
+      s.acc_norm.push_back(row[i][3]);
+    } else if (kind == 3) {
+      s.generate_line.push_back(line);
+      s.exact_match.push_back(row[i][2]);
+    }
+  }
+  return s;
 }
 
 }  // namespace smoe

@@ -1,10 +1,12 @@
 #include "smoe/eval/synth.h"
 
 #include <algorithm>
+#include <cmath>
+#include <cstring>
 #include <filesystem>
-#include <functional>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <set>
 
 #include "smoe/core/error.h"
 #include "smoe/io/json.h"
@@ -13,76 +15,42 @@ namespace smoe {
 
 namespace {
 
-// One example: the prompt and its answer; the text is prompt + answer + "\n".
-struct Example {
-  std::string prompt, answer;
-};
-
 using Rng = std::mt19937_64;
 
-int64_t uniform(Rng& rng, int64_t lo, int64_t hi) { return std::uniform_int_distribution<int64_t>(lo, hi)(rng); }
+// A task: its own characters (keys, values and the separator between them), so
+// that its tokens are its own and routing can tell the tasks apart.
+struct TaskSpec {
+  const char* name;
+  const char* alphabet;
+  char separator;
+};
 
-std::string letters(Rng& rng, int64_t n, const std::string& alphabet = "abcdefghij") {
+const TaskSpec kTasks[] = {{"capitals", "abcdefghijklm", '='},
+                           {"elements", "ABCDEFGHIJKLM", ':'},
+                           {"years", "0123456789", ';'},
+                           {"symbols", "!#$%&()*+-/<@", '?'}};
+constexpr int64_t kKeyLength = 3, kValueLength = 3;
+
+std::string word(Rng& rng, const std::string& alphabet, int64_t n) {
+  std::uniform_int_distribution<size_t> pick(0, alphabet.size() - 1);
   std::string s;
-  for (int64_t i = 0; i < n; ++i) s += alphabet[static_cast<size_t>(uniform(rng, 0, static_cast<int64_t>(alphabet.size()) - 1))];
+  for (int64_t i = 0; i < n; ++i) s += alphabet[pick(rng)];
   return s;
 }
 
-Example arith(Rng& rng) {
-  const int64_t a = uniform(rng, 0, 999), b = uniform(rng, 0, 999);
-  return {std::to_string(a) + "+" + std::to_string(b) + "=", std::to_string(a + b)};
-}
+struct Fact {
+  std::string key, value;
+};
 
-Example reverse(Rng& rng) {
-  std::string s = letters(rng, uniform(rng, 3, 8));
-  std::string r(s.rbegin(), s.rend());
-  return {"rev " + s + ">", r};
-}
-
-Example sort_digits(Rng& rng) {
-  std::string s;
-  for (int64_t i = uniform(rng, 3, 8); i > 0; --i) s += static_cast<char>('0' + uniform(rng, 0, 9));
-  std::string t = s;
-  std::sort(t.begin(), t.end());
-  return {"sort " + s + ">", t};
-}
-
-Example count(Rng& rng) {
-  std::string s = letters(rng, uniform(rng, 4, 12), "abc");
-  const char c = "abc"[uniform(rng, 0, 2)];
-  return {"count " + std::string(1, c) + " in " + s + ">", std::to_string(std::count(s.begin(), s.end(), c))};
-}
-
-Example grammar(Rng& rng) {
-  static const std::vector<std::string> nouns = {"cat", "dog", "bird", "fox", "owl", "frog"};
-  static const std::vector<std::string> verbs = {"see", "chase", "like", "find"};
-  const bool plural = uniform(rng, 0, 1) == 1;
-  const std::string subject = nouns[static_cast<size_t>(uniform(rng, 0, 5))] + (plural ? "s" : "");
-  const std::string verb = verbs[static_cast<size_t>(uniform(rng, 0, 3))] + (plural ? "" : "s");
-  const std::string object = nouns[static_cast<size_t>(uniform(rng, 0, 5))];
-  return {"the " + subject + " ", verb + " the " + object + "."};
-}
-
-Example lookup(Rng& rng) {
-  std::string prompt;
-  std::vector<std::pair<char, int64_t>> pairs;
-  for (int64_t i = 0; i < 4; ++i) {
-    char key = static_cast<char>('p' + i);
-    pairs.emplace_back(key, uniform(rng, 0, 9));
+// The task's facts: distinct keys, each with a value drawn at random, in random order.
+std::vector<Fact> facts_of(const TaskSpec& t, int64_t n, Rng& rng) {
+  std::vector<Fact> facts;
+  std::set<std::string> keys;
+  while (static_cast<int64_t>(facts.size()) < n) {
+    std::string key = word(rng, t.alphabet, kKeyLength);
+    if (keys.insert(key).second) facts.push_back({key, word(rng, t.alphabet, kValueLength)});
   }
-  std::shuffle(pairs.begin(), pairs.end(), rng);
-  for (const auto& [k, v] : pairs) prompt += std::string(1, k) + "=" + std::to_string(v) + " ";
-  const auto& q = pairs[static_cast<size_t>(uniform(rng, 0, 3))];
-  return {prompt + "? " + std::string(1, q.first) + ">", std::to_string(q.second)};
-}
-
-using Generator = std::function<Example(Rng&)>;
-
-const std::vector<std::pair<std::string, Generator>>& tasks() {
-  static const std::vector<std::pair<std::string, Generator>> t = {
-      {"arith", arith}, {"reverse", reverse}, {"sort", sort_digits},
-      {"count", count}, {"grammar", grammar}, {"lookup", lookup}};
-  return t;
+  return facts;
 }
 
 }  // namespace
@@ -90,41 +58,58 @@ const std::vector<std::pair<std::string, Generator>>& tasks() {
 const std::vector<std::string>& synth_task_names() {
   static const std::vector<std::string> names = [] {
     std::vector<std::string> n;
-    for (const auto& t : tasks()) n.push_back(t.first);
+    for (const auto& t : kTasks) n.push_back(t.name);
     return n;
   }();
   return names;
 }
 
 void write_synth_suite(const std::string& dir, const SynthOptions& o) {
-  SMOE_CHECK_INPUT(o.train >= 1 && o.eval >= 1, "synthetic suite sizes must be positive");
-  for (size_t t = 0; t < tasks().size(); ++t) {
-    const auto& [name, make] = tasks()[t];
+  SMOE_CHECK_INPUT(o.train >= 1 && o.eval >= 1 && o.facts >= 4, "synthetic suite sizes must be positive, with at "
+                   "least 4 facts per task");
+  for (size_t t = 0; t < std::size(kTasks); ++t) {
+    const TaskSpec& spec = kTasks[t];
+    const int64_t keys = static_cast<int64_t>(std::pow(std::strlen(spec.alphabet), kKeyLength));
+    SMOE_CHECK_INPUT(o.facts <= keys / 2, "--facts ", o.facts, " is more than half the ", keys, " keys of task ",
+                     spec.name);
+    SMOE_CHECK_INPUT(o.eval <= o.facts, "--eval ", o.eval, " is more than the ", o.facts,
+                     " facts per task (each eval example asks a different fact)");
     Rng rng(o.seed * 1000003ull + t);
-    const std::string folder = dir + "/" + name;
+    const std::vector<Fact> facts = facts_of(spec, o.facts, rng);
+    auto line = [&](const Fact& f) { return f.key + spec.separator + f.value + "\n"; };
+    const std::string folder = dir + "/" + spec.name;
     std::filesystem::create_directories(folder);
+    // Training text: facts drawn uniformly, one per line.
+    std::uniform_int_distribution<size_t> any(0, facts.size() - 1);
     std::string train;
-    for (int64_t i = 0; i < o.train; ++i) {
-      Example e = make(rng);
-      train += nlohmann::json({{"text", e.prompt + e.answer + "\n"}}).dump() + "\n";
-    }
+    for (int64_t i = 0; i < o.train; ++i)
+      train += nlohmann::json({{"text", line(facts[any(rng)])}}).dump() + "\n";
     write_file_atomic(folder + "/train.jsonl", train);
+    // A corpus for measuring speed (smoe score): documents of 16 facts each.
+    std::string score;
+    for (int64_t d = 0; d < 64; ++d) {
+      std::string text;
+      for (int64_t i = 0; i < 16; ++i) text += line(facts[any(rng)]);
+      score += nlohmann::json({{"text", text}}).dump() + "\n";
+    }
+    write_file_atomic(folder + "/score.jsonl", score);
+    // Eval: the first `eval` facts (distinct), each asked three ways: its line as
+    // text (perplexity), its value among three other values of the task
+    // (multiple choice), and its value generated after the key (exact match).
     std::string eval;
     for (int64_t i = 0; i < o.eval; ++i) {
-      Example e = make(rng);
-      eval += nlohmann::json({{"text", e.prompt + e.answer + "\n"}}).dump() + "\n";
-      // Multiple choice: the answer among three distractors from other examples.
-      std::vector<std::string> choices = {e.answer};
+      const Fact& f = facts[static_cast<size_t>(i)];
+      const std::string prompt = f.key + spec.separator;
+      eval += nlohmann::json({{"text", line(f)}}).dump() + "\n";
+      std::vector<std::string> choices = {f.value};
       while (choices.size() < 4) {
-        std::string other = make(rng).answer;
+        const std::string& other = facts[any(rng)].value;
         if (std::find(choices.begin(), choices.end(), other) == choices.end()) choices.push_back(other);
       }
       std::shuffle(choices.begin(), choices.end(), rng);
-      const auto label = std::find(choices.begin(), choices.end(), e.answer) - choices.begin();
-      Example m = e;
-      eval += nlohmann::json({{"context", m.prompt}, {"choices", choices}, {"label", label}}).dump() + "\n";
-      Example q = make(rng);
-      eval += nlohmann::json({{"prompt", q.prompt}, {"answer", q.answer}}).dump() + "\n";
+      const auto label = std::find(choices.begin(), choices.end(), f.value) - choices.begin();
+      eval += nlohmann::json({{"context", prompt}, {"choices", choices}, {"label", label}}).dump() + "\n";
+      eval += nlohmann::json({{"prompt", prompt}, {"answer", f.value}}).dump() + "\n";
     }
     write_file_atomic(folder + "/eval.jsonl", eval);
   }

@@ -105,15 +105,16 @@ def main():
         check(state == "COMPLETED" and all(s == "COMPLETED" for s in states),
               f"{len(jobs)} jobs (train, collect, cluster array, prune+eval array, report): {sorted(set(states))}")
         rows = open(os.path.join(work, "report", "report.csv")).read().strip().splitlines()[1:]
-        # 6 tasks x (4 experts scratch, 2 experts scratch, frequency and uncurl at factor 2)
-        check(len(rows) == 24 and os.path.exists(os.path.join(work, "report", "quality.png")),
-              f"report.csv has {len(rows)} rows (24 expected) and the plot exists")
+        # (4 tasks and all tasks pooled) x (4 experts scratch, 2 experts scratch, frequency and uncurl at factor 2)
+        figures = [f"{n}.{x}" for n in ("quality", "thresholds", "pareto") for x in ("png", "svg")]
+        check(len(rows) == 20 and all(os.path.exists(os.path.join(work, "report", f)) for f in figures + ["thresholds.csv"]),
+              f"report.csv has {len(rows)} rows (20 expected); thresholds.csv and the figures exist")
 
         # Requeue: a longer collect, signalled while it runs.
         with open(study, "w") as f:
-            f.write(STUDY.format(train=2500, max_tokens=0))
+            f.write(STUDY.format(train=8000, max_tokens=0))
         subprocess.run(["rm", "-rf", os.path.join(work, "suite")], check=True)
-        subprocess.run([a.smoe, "data", "synth", "--out", os.path.join(work, "suite"), "--train", "2500", "--eval", "5"],
+        subprocess.run([a.smoe, "data", "synth", "--out", os.path.join(work, "suite"), "--train", "8000", "--eval", "5"],
                        check=True, capture_output=True)
         stats = os.path.join(work, "stats", "e4.h5")
         os.remove(stats)

@@ -190,12 +190,12 @@ def main():
                            for l, c in routing_ref.items())
         check(abs(ppl - ppl_ref) / ppl_ref < 1e-5 and same_routing,
               f"pruned model on {max(ranks, 1)} rank(s): perplexity {ppl:.6f} vs reference {ppl_ref:.6f}, routing identical")
-    subprocess.run([a.smoe, "data", "synth", "--out", os.path.join(w, "suite"), "--train", "2", "--eval", "6"],
+    subprocess.run([a.smoe, "data", "synth", "--out", os.path.join(w, "suite"), "--facts", "20", "--train", "2", "--eval", "6"],
                    check=True, capture_output=True)
     results = []
     for ranks in (0, 2):
         out = os.path.join(w, f"eval-{ranks}.json")
-        smoe("eval", "--model", pruned, "--out", out, "--task", f"arith={w}/suite/arith/eval.jsonl",
+        smoe("eval", "--model", pruned, "--out", out, "--task", f"years={w}/suite/years/eval.jsonl",
              *([] if ranks else ["--threads", "1"]), ranks=ranks)
         with open(out) as f:
             results.append(json.load(f)["results"])

@@ -1,8 +1,11 @@
 #!/usr/bin/python3
 """`smoe eval` against a plain PyTorch computation of the same metrics on the same
 model and data: perplexity and bits per byte (relative 1e-5), multiple-choice acc
-and acc_norm and greedy exact match (equal); and 2 ranks equal to 1 rank. Also the
-results file's lm-evaluation-harness layout."""
+and acc_norm and greedy exact match (equal); every metric's standard error against
+NumPy on the reference's per-example scores (perplexity and bits per byte by the
+delta method over documents, written with np.cov); the per-example scores
+themselves; and 2 ranks equal to 1 rank. Also the results file's
+lm-evaluation-harness layout."""
 
 import json
 import math
@@ -10,6 +13,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -26,9 +30,9 @@ def main():
     weights = ref.random_weights(cfg, seed=3)
     model = os.path.join(w, "model")
     ref.save_checkpoint(model, cfg, weights, shards=2)
-    subprocess.run([a.smoe, "data", "synth", "--out", os.path.join(w, "suite"), "--train", "5", "--eval", "6"],
+    subprocess.run([a.smoe, "data", "synth", "--out", os.path.join(w, "suite"), "--facts", "20", "--train", "5", "--eval", "6"],
                    check=True, capture_output=True)
-    tasks = ["arith", "grammar"]
+    tasks = ["capitals", "years"]
 
     def run(ranks, out):
         cmd = [a.smoe, "eval", "--model", model, "--out", out, "--threads", "1", "--label", "method=none"]
@@ -55,13 +59,16 @@ def main():
     for t in tasks:
         nll = tokens = nbytes = 0
         mc = acc = acc_norm = gen = em = 0
+        docs, picks, matches = [], [], []  # per example: (line, nll, tokens, bytes), (line, acc, acc_norm), (line, em)
         with open(f"{w}/suite/{t}/eval.jsonl") as f:
-            for line in f:
+            for number, line in enumerate(f, 1):
                 r = json.loads(line)
                 if "text" in r:
                     ids = list(r["text"].encode())
                     lp = logprobs(ids)
-                    nll -= sum(lp[i - 1, ids[i]].item() for i in range(1, len(ids)))
+                    doc = -sum(lp[i - 1, ids[i]].item() for i in range(1, len(ids)))
+                    docs.append((number, doc, len(ids) - 1, len(ids)))
+                    nll += doc
                     tokens += len(ids) - 1
                     nbytes += len(ids)
                 elif "choices" in r:
@@ -73,8 +80,10 @@ def main():
                         ll = sum(lp[len(ctx) + i - 1, cid[i]].item() for i in range(len(cid)))
                         scores.append((ll, ll / len(cid)))
                     mc += 1
-                    acc += max(range(len(scores)), key=lambda i: scores[i][0]) == r["label"]
-                    acc_norm += max(range(len(scores)), key=lambda i: scores[i][1]) == r["label"]
+                    picks.append((number, float(max(range(len(scores)), key=lambda i: scores[i][0]) == r["label"]),
+                                  float(max(range(len(scores)), key=lambda i: scores[i][1]) == r["label"])))
+                    acc += picks[-1][1]
+                    acc_norm += picks[-1][2]
                 else:
                     seq = list(r["prompt"].encode())
                     want = list((r["answer"] + "\n").encode())
@@ -84,6 +93,7 @@ def main():
                         out.append(nxt)
                     gen += 1
                     em += out == want
+                    matches.append((number, float(out == want)))
         res = one["results"][t]
         ppl = math.exp(nll / tokens)
         bpb = nll / nbytes / math.log(2)
@@ -93,6 +103,33 @@ def main():
         check(res["acc,none"] == acc / mc and res["acc_norm,none"] == acc_norm / mc,
               f"{t}: acc {res['acc,none']:.3f} acc_norm {res['acc_norm,none']:.3f} over {mc} questions equal the reference")
         check(res["exact_match,none"] == em / gen, f"{t}: exact match {res['exact_match,none']:.3f} equals the reference")
+        # Standard errors from the reference's per-example scores.
+        x, y, b = (np.array([d[i] for d in docs], dtype=float) for i in (1, 2, 3))
+
+        def delta(den, scale):  # se of scale * (sum x / sum den): gradient' Cov gradient / n
+            grad = scale * np.array([1 / den.mean(), -x.mean() / den.mean() ** 2])
+            return np.sqrt(grad @ np.cov(np.vstack([x, den])) @ grad / len(x))
+        want_se = {"perplexity": delta(y, ppl), "bits_per_byte": delta(b, 1 / math.log(2))}
+        for name, col in (("acc", 1), ("acc_norm", 2)):
+            v = np.array([p[col] for p in picks])
+            want_se[name] = v.std(ddof=1) / np.sqrt(len(v))
+        v = np.array([m[1] for m in matches])
+        want_se["exact_match"] = v.std(ddof=1) / np.sqrt(len(v))
+        got_se = {k: res[f"{k}_stderr,none"] for k in want_se}
+        check(all(abs(got_se[k] - want_se[k]) <= 1e-4 * want_se[k] + 1e-12 for k in want_se),
+              f"{t}: standard errors {dict((k, round(v, 6)) for k, v in got_se.items())} equal NumPy's on the "
+              f"reference's per-example scores")
+        smp = one["samples"][t]
+        check(smp["text"]["line"] == [d[0] for d in docs] and smp["text"]["tokens"] == [d[2] for d in docs]
+              and np.allclose(smp["text"]["nll"], x, rtol=1e-5) and smp["text"]["bytes"] == [d[3] for d in docs]
+              and smp["multiple_choice"]["line"] == [p[0] for p in picks]
+              and smp["multiple_choice"]["acc"] == [p[1] for p in picks]
+              and smp["multiple_choice"]["acc_norm"] == [p[2] for p in picks]
+              and smp["generate"] == {"line": [m[0] for m in matches], "exact_match": [m[1] for m in matches]},
+              f"{t}: per-example scores (lines, nll, tokens, bytes, acc, acc_norm, exact match) equal the reference's")
+        check(two["samples"][t]["multiple_choice"] == smp["multiple_choice"] and two["samples"][t]["generate"] ==
+              smp["generate"] and np.allclose(two["samples"][t]["text"]["nll"], smp["text"]["nll"], rtol=1e-9),
+              f"{t}: 2 ranks give the same per-example scores")
         r2 = two["results"][t]
         check(all(abs(r2[k] - res[k]) <= 1e-9 * max(1, abs(res[k])) for k in res if k.endswith(",none")
                   and not isinstance(res[k], str)), f"{t}: 2 ranks give the same results")

@@ -1,8 +1,10 @@
 #!/usr/bin/python3
 """A small study through train -> collect -> cluster -> prune -> eval -> report:
-the report's table holds one row per (task, model) with the from-scratch baseline
-beside each pruned model, its CSV reads back, and the plot is a valid SVG with one
-line per (pretrained experts, method)."""
+the report's table holds one row per (task, model) and one per model over all
+tasks, with the from-scratch baseline and the paired comparison beside each pruned
+model; its CSV reads back; thresholds.csv and the figures (PNG and SVG) are there,
+the quality figure with a panel per pretrained expert count. (The statistics
+themselves: test_statistics.py.)"""
 
 import csv
 import os
@@ -26,8 +28,8 @@ def main():
         return p
 
     suite = f"{w}/suite"
-    smoe("data", "synth", "--out", suite, "--train", "600", "--eval", "20")
-    tasks = ["grammar", "count"]
+    smoe("data", "synth", "--out", suite, "--facts", "40", "--train", "600", "--eval", "20")
+    tasks = ["capitals", "years"]
     train = ["--suite", suite, "--steps", "80", "--batch", "16", "--context", "48", "--hidden", "48", "--ffn", "64",
              "--log-every", "1000"]
     smoe("train", "--out", f"{w}/e8", "--experts", "8", *train)
@@ -45,7 +47,7 @@ def main():
     for method in ("uncurl", "frequency"):
         for factor in (2, 4):
             plan = f"{w}/plan-{method}-{factor}.h5"
-            smoe("cluster", "--stats", f"{w}/stats.h5", "--task", "grammar", "--method", method, "--factor",
+            smoe("cluster", "--stats", f"{w}/stats.h5", "--task", "capitals", "--method", method, "--factor",
                  str(factor), "--out", plan)
             smoe("prune", "--model", f"{w}/e8", "--plan", plan, "--out", f"{w}/pruned-{method}-{factor}")
             # No labels: the report reads method and factor from the plan in the checkpoint.
@@ -56,20 +58,27 @@ def main():
     with open(f"{w}/report/report.csv") as f:
         rows = list(csv.DictReader(f))
     keys = {(r["task"], r["experts"], r["method"], r["factor"]) for r in rows}
-    expected = {(t, e, m, f) for t in tasks for (e, m, f) in
+    expected = {(t, e, m, f) for t in tasks + ["all"] for (e, m, f) in
                 [("8", "full", "1"), ("4", "scratch", "1"), ("2", "scratch", "1")] +
                 [("8", m, str(fa)) for m in ("uncurl", "frequency") for fa in (2, 4)]}
     check(keys == expected, f"report.csv: {len(rows)} rows, one per task and model (labels or plan provenance)")
     pruned = [r for r in rows if r["method"] in ("uncurl", "frequency")]
-    check(all(r["scratch_perplexity"] and r["vs_scratch"] in ("worse", "at least as good") for r in pruned),
-          "every pruned row has its from-scratch baseline (experts / factor) beside it")
+    check(all(r["scratch_perplexity"] and r["difference_low"] and r["perplexity_stderr"] and r["vs_scratch"] in
+              ("worse", "better", "no significant difference") for r in pruned),
+          "every pruned row has its from-scratch baseline (experts / factor), the paired difference and a verdict")
+    check(all(r["expert_parameters"] and r["checkpoint_bytes"] for r in rows), "every row states the model's cost")
     md = open(f"{w}/report/report.md").read()
-    check("| 8 | uncurl |" in md and "first factor worse than scratch" in md, "report.md: table and the threshold summary")
-    svg = ET.parse(f"{w}/report/quality.svg").getroot()
+    check("| 8 | uncurl |" in md and "## Threshold pruning factor" in md, "report.md: tables and the thresholds")
+    with open(f"{w}/report/thresholds.csv") as f:
+        th = list(csv.DictReader(f))
+    check(sorted(th[0]) == ["experts", "method", "threshold_factor"] and {(r["experts"], r["method"]) for r in th}
+          == {("8", "uncurl"), ("8", "frequency")}, f"thresholds.csv: a row per (experts, method): {th}")
+    for fig in ("quality", "thresholds", "pareto"):
+        check(open(f"{w}/report/{fig}.png", "rb").read(4) == b"\x89PNG", f"{fig}.png is a PNG")
+        check(ET.parse(f"{w}/report/{fig}.svg").getroot().tag.endswith("svg"), f"{fig}.svg is a valid SVG")
     text = open(f"{w}/report/quality.svg").read()
-    check(svg.tag.endswith("svg") and "8 experts, uncurl" in text and "8 experts, frequency" in text
-          and "8 experts, from scratch" in text,
-          "quality.svg: a valid SVG with a line per (experts, method)")
+    check("8 experts pretrained" in text and "uncurl" in text and "frequency" in text and "from scratch" in text,
+          "quality.svg: the panel of 8 pretrained experts, a line per method and the from-scratch reference")
     # Nightly runs: results labelled with dates; the table is of the latest, the trend of all.
     import json as _json
     for night, scale in (("2026-01-01", 1.0), ("2026-01-02", 2.0)):

@@ -21,7 +21,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from checks import check, finish, mpi_env, script_args  # noqa: E402
 
-TASKS = ["arith", "reverse", "sort", "count", "grammar", "lookup"]
+TASKS = ["capitals", "elements", "years", "symbols"]
 
 
 def main():
@@ -39,7 +39,7 @@ def main():
         return p
 
     suite = os.path.join(w, "suite")
-    smoe("data", "synth", "--out", suite, "--train", "1500", "--eval", "40", "--seed", "1")
+    smoe("data", "synth", "--out", suite, "--facts", "50", "--train", "1500", "--eval", "40", "--seed", "1")
     common = ["--suite", suite, "--experts", "8", "--hidden", "64", "--layers", "2", "--ffn", "96", "--batch", "16",
               "--context", "48", "--log-every", "50"]
 

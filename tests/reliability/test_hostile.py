@@ -70,6 +70,8 @@ def cases(g, d, smoe):
     res = os.path.join(c, "results")
     os.makedirs(res)
     results = {"results": {"t": {"perplexity,none": 3.0}},
+               "samples": {"t": {"text": {"line": [1, 2, 3], "nll": [3.0, 4.0, 2.0], "tokens": [2, 2, 2],
+                                          "bytes": [3, 3, 3]}}},
                "smoe": {"job": "eval", "experts_per_layer": [4], "labels": {"experts": "4", "factor": "1"}}}
     for i, method in enumerate(["x'.system('touch PWNED').'", "`touch PWNED`", "a\nsystem 'touch PWNED'", "scratch"]):
         r = json.loads(json.dumps(results))
@@ -77,9 +79,10 @@ def cases(g, d, smoe):
                                    factor="2" if method != "scratch" else "1")
         write(os.path.join(res, f"r{i}.results.json"), json.dumps(r))
     out = os.path.join(c, "it's $(touch PWNED) `touch PWNED`")
-    yield Case("report: quote and $( ) in --out, gnuplot code in labels", ["report", "--results", res, "--out", out,
-               "--plot-format", "png"], status=0, out=out, inputs=[res], out_kept=True,
-               after=lambda: check_file(os.path.join(out, "quality.png"), b"\x89PNG"))
+    yield Case("report: quote and $( ) in --out, gnuplot code in labels", ["report", "--results", res, "--out", out],
+               status=0, out=out, inputs=[res], out_kept=True,
+               after=lambda: [check_file(os.path.join(out, f"{n}.png"), b"\x89PNG")
+                              for n in ("quality", "thresholds", "pareto")])
 
     # ---- 2. outputs that cannot destroy inputs
     c = d("prune-over-folder")

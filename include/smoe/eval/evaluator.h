@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "smoe/eval/statistics.h"
+
 namespace smoe {
 
 class Communicator;
@@ -18,7 +20,8 @@ class Tokenizer;
 
 struct EvalRecord {
   enum Kind { Text, MultipleChoice, Generate } kind = Text;
-  int64_t line = 0;
+  int64_t line = 0;                           // line in the eval file
+  int64_t index = 0;                          // record number in the file, from 0, over all ranks
   std::vector<int64_t> tokens;                // Text
   uint64_t text_bytes = 0;                    // Text, from {"text"}: UTF-8 bytes; 0 for input_ids
   std::vector<int64_t> context;               // MultipleChoice
@@ -34,17 +37,10 @@ struct EvalRecord {
 std::vector<EvalRecord> read_eval_records(const std::string& path, const Tokenizer& tokenizer, int64_t vocab_size,
                                           int64_t context, int rank, int ranks);
 
-struct EvalTotals {
-  double nll = 0;           // over predicted text tokens
-  int64_t tokens = 0;       // predicted text tokens
-  double text_bytes = 0;    // bytes of text records (for bits per byte)
-  double text_nll = 0;      // nll over text records given as text
-  int64_t mc = 0, mc_correct = 0, mc_correct_norm = 0;
-  int64_t gen = 0, gen_correct = 0;
-};
-
-// Runs this rank's records; returns the totals summed over all ranks.
-EvalTotals evaluate(const Decoder& decoder, MoeExecutor& executor, Communicator& host,
-                    const std::vector<EvalRecord>& records, int64_t context);
+// Runs this rank's records; returns every record's scores, gathered from all
+// ranks, in the order of the file (text records with a text of one token score
+// nll 0 over 0 tokens).
+TaskSamples evaluate(const Decoder& decoder, MoeExecutor& executor, Communicator& host,
+                     const std::vector<EvalRecord>& records, int64_t context);
 
 }  // namespace smoe

@@ -1,7 +1,13 @@
-// The study's report: many results.json files (from smoe eval) in, a table
-// (Markdown and CSV) and a plot of quality against pruning factor out.
+// The study's report: many results.json files (from smoe eval) in; out, in one
+// folder: report.md and report.csv (every metric with its 95% interval, the cost
+// of every model, the paired comparison with the from-scratch model of equal
+// size), thresholds.csv (the threshold pruning factor per pretrained expert count
+// and method), and three figures, each as PNG and SVG: quality (small multiples,
+// one panel per pretrained expert count), thresholds (the headline) and pareto
+// (quality against expert parameters).
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -9,18 +15,19 @@ namespace smoe {
 
 struct ReportOptions {
   std::vector<std::string> results;  // results.json files (find_results)
-  std::string out;                   // an existing folder for report.md, report.csv, quality.svg
+  std::string out;                   // an existing folder
   std::string metric = "perplexity,none";
-  std::string plot_format = "svg";   // svg or png
+  int64_t bootstrap = 2000;          // paired bootstrap replicates per comparison
+  uint64_t seed = 0;                 // of the bootstrap
 };
 
 // The results files named by --results: files as given, folders searched for
 // *result*.json; InputError when a name is neither or nothing is found.
 std::vector<std::string> find_results(const std::vector<std::string>& results);
-// InputError for an unknown --metric or --plot-format.
+// InputError for an unknown --metric or a --bootstrap outside [100, 1e6].
 void check_report_options(const ReportOptions& options);
 
-// Returns the number of rows written.
+// Returns the number of rows written to report.csv.
 size_t write_report(const ReportOptions& options);
 
 }  // namespace smoe

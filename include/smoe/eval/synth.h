@@ -1,8 +1,12 @@
-// The built-in synthetic multi-task suite: small tasks that need different
-// skills (arithmetic, string reversal, sorting, counting, a toy grammar, key-value
-// lookup), so that experts have something to specialise on. Deterministic for a
-// seed. Each task has a train split (text) and an eval split holding the three
-// record kinds smoe eval scores: text (perplexity), multiple choice, prompt/answer.
+// The built-in synthetic multi-task suite (DESIGN.md §9): four tasks of stored
+// knowledge, each its own table of facts (key -> value) written in its own
+// characters (lower case, upper case, digits, punctuation). Disjoint characters
+// let routing tell the tasks apart, so that experts can specialise by task; facts
+// to memorise make total expert capacity matter, so that quality grows with the
+// number of experts at fixed active parameters. Deterministic for a seed. Each
+// task has a train split (text) and an eval split asking each of its first
+// `eval` facts three ways: text (perplexity), multiple choice, prompt/answer;
+// and score.jsonl, 64 documents of 16 facts, to measure speed with smoe score.
 #pragma once
 
 #include <cstdint>
@@ -15,11 +19,12 @@ const std::vector<std::string>& synth_task_names();
 
 struct SynthOptions {
   uint64_t seed = 0;
-  int64_t train = 2000;  // training examples per task
-  int64_t eval = 100;    // eval examples per task and record kind
+  int64_t facts = 200;    // facts per task
+  int64_t train = 20000;  // training lines per task (facts drawn uniformly)
+  int64_t eval = 200;     // eval examples per task and record kind (distinct facts, at most `facts`)
 };
 
-// Writes DIR/<task>/train.jsonl and DIR/<task>/eval.jsonl for every task.
+// Writes DIR/<task>/train.jsonl, eval.jsonl and score.jsonl for every task.
 void write_synth_suite(const std::string& dir, const SynthOptions& options);
 
 }  // namespace smoe
