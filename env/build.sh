@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what smoe needs (env/install.sh), then configures and builds it in
-# build/ (or $SMOE_BUILD_DIR). Used by tests/run and slurm/demo.
+# build/ (or $SMOE_BUILD_DIR): every target, or only the targets named as
+# arguments (slurm/demo: smoe). Used by tests/run and slurm/demo.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash env/install.sh
@@ -8,4 +9,6 @@ bash env/install.sh
 export CCACHE_SLOPPINESS=pch_defines,time_macros,include_file_mtime,include_file_ctime
 build=${SMOE_BUILD_DIR:-build}
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
-cmake --build "$build" -j "$(nproc)"
+targets=()
+for t in "$@"; do targets+=(--target "$t"); done
+cmake --build "$build" -j "$(nproc)" "${targets[@]}"
