@@ -156,11 +156,13 @@ slurm_path() { printf '%s' "${1//%/%%}"; }
 # measure_speed MODEL CORPUS: sets SPEED_LABEL to (--label tokens_per_second=X),
 # X measured by smoe score over CORPUS with one thread, or to () when CORPUS is
 # missing (a suite not written by smoe data synth) or score printed no figure.
+# A failing score fails the job (set -e), its message in the job's log.
 measure_speed() {
   local tps=""
   SPEED_LABEL=()
   [ -f "$2" ] || return 0
-  tps=$("$SMOE" score --model "$1" --corpus "$2" --threads 1 2>/dev/null | sed -n 's/^tokens_per_second=//p')
+  # score's messages go to the job's log: a failure there ends the job with its reason.
+  tps=$("$SMOE" score --model "$1" --corpus "$2" --threads 1 | sed -n 's/^tokens_per_second=//p')
   if ini_is decimal "$tps"; then SPEED_LABEL=(--label "tokens_per_second=$tps"); fi
   return 0
 }

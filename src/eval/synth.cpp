@@ -67,13 +67,15 @@ const std::vector<std::string>& synth_task_names() {
 void write_synth_suite(const std::string& dir, const SynthOptions& o) {
   SMOE_CHECK_INPUT(o.train >= 1 && o.eval >= 1 && o.facts >= 4, "synthetic suite sizes must be positive, with at "
                    "least 4 facts per task");
-  for (size_t t = 0; t < std::size(kTasks); ++t) {
-    const TaskSpec& spec = kTasks[t];
+  SMOE_CHECK_INPUT(o.eval <= o.facts, "--eval ", o.eval, " is more than the ", o.facts,
+                   " facts per task (each eval example asks a different fact)");
+  for (const TaskSpec& spec : kTasks) {  // checked for every task before anything is written
     const int64_t keys = static_cast<int64_t>(std::pow(std::strlen(spec.alphabet), kKeyLength));
     SMOE_CHECK_INPUT(o.facts <= keys / 2, "--facts ", o.facts, " is more than half the ", keys, " keys of task ",
                      spec.name);
-    SMOE_CHECK_INPUT(o.eval <= o.facts, "--eval ", o.eval, " is more than the ", o.facts,
-                     " facts per task (each eval example asks a different fact)");
+  }
+  for (size_t t = 0; t < std::size(kTasks); ++t) {
+    const TaskSpec& spec = kTasks[t];
     Rng rng(o.seed * 1000003ull + t);
     const std::vector<Fact> facts = facts_of(spec, o.facts, rng);
     auto line = [&](const Fact& f) { return f.key + spec.separator + f.value + "\n"; };
