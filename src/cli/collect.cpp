@@ -29,7 +29,7 @@
 #include "smoe/io/corpus.h"
 #include "smoe/io/hdf5.h"
 #include "smoe/io/outputs.h"
-#include "smoe/io/tokenizer.h"
+#include "smoe/text/tokenizer.h"
 #include "smoe/model/decoder.h"
 #include "smoe/stats/collector.h"
 #include "smoe/stats/stats-file.h"
@@ -113,7 +113,9 @@ int run_collect(int argc, char** argv) {
       "threads", po::value<int>()->default_value(0), "LibTorch threads per rank (0: every core the rank may use)")(
       "context", po::value<int64_t>()->default_value(2048), "longest sequence; longer documents are cut")(
       "batch", po::value<int64_t>()->default_value(8), "pieces of one document of equal length run together")(
-      "tokenizer", po::value<std::string>()->default_value("byte"), "byte, or a SentencePiece .model file")(
+      "tokenizer", po::value<std::string>(),
+      "a tokenizer.json, a tiktoken.model, a SentencePiece .model, or byte; default: the model folder's own "
+      "(tokenizer.json, tiktoken.model, tokenizer.model; byte for models smoe trained)")(
       "schedule", po::value<std::string>()->default_value("default"),
       "default (whole model loaded) or layerwise (one layer's experts at a time, hidden states held)")(
       "max-tokens", po::value<int64_t>()->default_value(0), "use at most this many tokens of each corpus (0: all)")(
@@ -195,7 +197,7 @@ int run_collect(int argc, char** argv) {
   dopts.load_head = false;
   Decoder decoder(checkpoint, dopts);
   ExpertParallelExecutor executor(comm, placement, vm["capacity-factor"].as<double>());
-  auto tokenizer = make_tokenizer(vm["tokenizer"].as<std::string>());
+  auto tokenizer = make_tokenizer(vm.count("tokenizer") ? vm["tokenizer"].as<std::string>() : "", checkpoint.dir());
 
   // Provenance and the run's fingerprint, from rank 0 so every rank writes the same.
   std::string config_sha = sha256_file(checkpoint.dir() + "/config.json");
@@ -203,7 +205,7 @@ int run_collect(int argc, char** argv) {
   nlohmann::json fp = {{"config_sha256", config_sha}, {"dtype", dtype_name},  {"context", context},
                        {"batch", batch},              {"max_tokens", max_tokens}, {"out_mean", vm["out-mean"].as<bool>()},
                        {"sample", sample},            {"seed", vm["seed"].as<uint64_t>()},
-                       {"schedule", schedule},        {"tokenizer", vm["tokenizer"].as<std::string>()}};
+                       {"schedule", schedule},        {"tokenizer", tokenizer->name()}};
   for (size_t t = 0; t < task_specs.size(); ++t) {
     if (rank == 0) corpus_sha[t] = sha256_file(task_specs[t].second);
     broadcast_string(corpus_sha[t], 0, MPI_COMM_WORLD);

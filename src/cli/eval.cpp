@@ -23,7 +23,7 @@
 #include "smoe/io/checkpoint.h"
 #include "smoe/io/json.h"
 #include "smoe/io/outputs.h"
-#include "smoe/io/tokenizer.h"
+#include "smoe/text/tokenizer.h"
 #include "smoe/model/decoder.h"
 #include "smoe/model/resources.h"
 
@@ -85,7 +85,9 @@ int run_eval(int argc, char** argv) {
       "dtype", po::value<std::string>()->default_value("f32"), "compute dtype: f32 or bf16")(
       "threads", po::value<int>()->default_value(0), "LibTorch threads per rank")(
       "context", po::value<int64_t>()->default_value(2048), "longest sequence the model sees")(
-      "tokenizer", po::value<std::string>()->default_value("byte"), "byte, or a SentencePiece .model file")(
+      "tokenizer", po::value<std::string>(),
+      "a tokenizer.json, a tiktoken.model, a SentencePiece .model, or byte; default: the model folder's own "
+      "(tokenizer.json, tiktoken.model, tokenizer.model; byte for models smoe trained)")(
       "placement", po::value<std::string>(), "expert placement map (JSON)")(
       "overwrite", po::bool_switch(), kOverwriteHelp);
   po::variables_map vm;
@@ -128,13 +130,13 @@ int run_eval(int argc, char** argv) {
   Decoder decoder(checkpoint, {dtype_name == "f32" ? at::kFloat : at::kBFloat16, at::kCPU,
                                [&](int64_t l, int64_t e) { return placement.owner(l, e) == rank; }});
   ExpertParallelExecutor executor(*host, placement);
-  auto tokenizer = make_tokenizer(vm["tokenizer"].as<std::string>());
+  auto tokenizer = make_tokenizer(vm.count("tokenizer") ? vm["tokenizer"].as<std::string>() : "", checkpoint.dir());
 
   nlohmann::json results = nlohmann::json::object(), n_samples = nlohmann::json::object(),
                  samples = nlohmann::json::object();
   for (const auto& [name, path] : tasks) {
     std::vector<EvalRecord> records = read_eval_records(path, *tokenizer, config.vocab_size, context, rank, ranks);
-    const TaskSamples t = evaluate(decoder, executor, *host, records, context);
+    const TaskSamples t = evaluate(decoder, executor, *host, *tokenizer, records, context);
     results[name] = task_results(name, t);
     const auto records_total = static_cast<int64_t>(t.choice_line.size() + t.generate_line.size());
     double tokens = 0;

@@ -13,5 +13,6 @@ int run_data(int argc, char** argv);
 int run_train(int argc, char** argv);
 int run_report(int argc, char** argv);
 int run_plan_resources(int argc, char** argv);
+int run_tokenize(int argc, char** argv);
 
 }  // namespace smoe

@@ -30,6 +30,7 @@ const Job kJobs[] = {
     {"eval", smoe::run_eval, "evaluate a checkpoint on task eval sets: results.json"},
     {"train", smoe::run_train, "train a small SMoE from scratch, data parallel"},
     {"report", smoe::run_report, "the study's table and plot from many results.json files"},
+    {"tokenize", smoe::run_tokenize, "text corpora to token ids (JSONL or Megatron's indexed dataset), or back"},
     {"data", smoe::run_data, "write the built-in synthetic task suite (smoe data synth)"},
     {"plan-resources", smoe::run_plan_resources, "memory per rank, all-to-all volume and time for a model, from config.json"},
 };

@@ -29,7 +29,7 @@
 #include "smoe/io/corpus.h"
 #include "smoe/io/outputs.h"
 #include "smoe/io/tensor-io.h"
-#include "smoe/io/tokenizer.h"
+#include "smoe/text/tokenizer.h"
 #include "smoe/model/decoder.h"
 
 namespace smoe {
@@ -93,8 +93,9 @@ int run_score(int argc, char** argv) {
       "threads", po::value<int>()->default_value(0), "LibTorch threads (0: every core this process may use)")(
       "context", po::value<int64_t>()->default_value(2048), "longest sequence; longer documents are cut")(
       "batch", po::value<int64_t>()->default_value(8), "pieces of one document of equal length run together, up to this many")(
-      "tokenizer", po::value<std::string>()->default_value("byte"),
-      "tokenizer for text records: byte, or a SentencePiece .model file")(
+      "tokenizer", po::value<std::string>(),
+      "a tokenizer.json, a tiktoken.model, a SentencePiece .model, or byte; default: the model folder's own "
+      "(tokenizer.json, tiktoken.model, tokenizer.model; byte for models smoe trained)")(
       "executor", po::value<std::string>()->default_value("auto"),
       "MoE execution: local, expert-parallel, or auto (expert-parallel under MPI with more than one rank)")(
       "placement", po::value<std::string>(), "expert placement map (JSON); default: contiguous blocks of experts")(
@@ -148,7 +149,7 @@ int run_score(int argc, char** argv) {
   if (parallel) dopts.holds_expert = [&](int64_t l, int64_t e) { return placement.owner(l, e) == rank; };
   Decoder decoder(checkpoint, dopts);
 
-  auto tokenizer = make_tokenizer(vm["tokenizer"].as<std::string>());
+  auto tokenizer = make_tokenizer(vm.count("tokenizer") ? vm["tokenizer"].as<std::string>() : "", checkpoint.dir());
   const std::string corpus_path = vm["corpus"].as<std::string>();
   std::unique_ptr<Output> logits_out;
   if (vm.count("logits") && rank == 0) {

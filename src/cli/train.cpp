@@ -30,6 +30,8 @@ int run_train(int argc, char** argv) {
       "kv-heads", po::value<int64_t>(&o.kv_heads)->default_value(2), "key/value heads")(
       "ffn", po::value<int64_t>(&o.ffn)->default_value(128), "each expert's hidden size")(
       "vocab", po::value<int64_t>(&o.vocab)->default_value(256), "vocabulary (byte tokenizer: 256)")(
+      "tokenizer", po::value<std::string>(&o.tokenizer)->default_value("byte"),
+      "for text records: byte, a tokenizer.json, a tiktoken.model or a SentencePiece .model (copied into --out)")(
       "context", po::value<int64_t>(&o.context)->default_value(64), "sequence length")(
       "batch", po::value<int64_t>(&o.batch)->default_value(32), "sequences per step, over all ranks")(
       "steps", po::value<int64_t>(&o.steps)->default_value(300), "optimizer steps")(
@@ -65,7 +67,7 @@ int run_train(int argc, char** argv) {
     SMOE_CHECK_INPUT(!files.empty(), suite, ": holds no <task>/train.jsonl");
     o.data.insert(o.data.end(), files.begin(), files.end());
   }
-  o.other_inputs = option_inputs(vm, {});
+  o.other_inputs = option_inputs(vm, {"tokenizer"});
   SMOE_CHECK_INPUT(vm["threads"].as<int>() >= 0, "--threads must not be negative");
   at::set_num_threads(resolve_threads(vm["threads"].as<int>()));
   std::unique_ptr<Communicator> host = make_mpi_communicator();

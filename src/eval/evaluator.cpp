@@ -11,23 +11,72 @@
 #include "smoe/core/file.h"
 #include "smoe/io/json.h"
 #include "smoe/dist/comm.h"
-#include "smoe/io/tokenizer.h"
+#include "smoe/text/tokenizer.h"
 #include "smoe/model/decoder.h"
 
 namespace smoe {
 
 namespace {
 
+std::vector<int64_t> encode_at(const Tokenizer& tok, const std::string& text, const std::string& where) {
+  try {
+    return tok.encode(text, false);
+  } catch (const InputError& e) {
+    throw InputError(str(where, ": ", e.what()));
+  }
+}
+
+// Token ids of a field: a string is encoded without special tokens; a list is ids.
 std::vector<int64_t> ids_of(const nlohmann::json& v, const Tokenizer& tok, const std::string& where, uint64_t* bytes) {
   if (v.is_string()) {
     if (bytes) *bytes = v.get_ref<const std::string&>().size();
-    return tok.encode(v.get<std::string>());
+    return encode_at(tok, v.get<std::string>(), where);
   }
   SMOE_CHECK_INPUT(v.is_array(), where, ": expected text or a list of token ids");
   std::vector<int64_t> ids;
   for (const auto& x : v) ids.push_back(json_to_int(x, where, "a token id"));
   if (bytes) *bytes = 0;
   return ids;
+}
+
+std::vector<int64_t> with_special(const Tokenizer& tok, const std::string& text, const std::string& where) {
+  try {
+    return tok.encode(text, true);
+  } catch (const InputError& e) {
+    throw InputError(str(where, ": ", e.what()));
+  }
+}
+
+std::vector<int64_t> with_prefix(const Tokenizer& tok, std::vector<int64_t> ids) {
+  std::vector<int64_t> out = tok.prefix_ids();
+  out.insert(out.end(), ids.begin(), ids.end());
+  return out;
+}
+
+// Python's str.isspace for the ASCII and Latin-1 whitespace lm-evaluation-harness meets at a context's end.
+size_t trailing_space_bytes(const std::string& s) {
+  size_t n = s.size();
+  while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\n' || s[n - 1] == '\r' ||
+                   s[n - 1] == '\v' || s[n - 1] == '\f'))
+    --n;
+  return s.size() - n;
+}
+
+// Context and continuation as lm-evaluation-harness splits them: trailing spaces
+// of the context move to the continuation; the whole is encoded and cut after
+// the context's own tokens.
+std::pair<std::vector<int64_t>, std::vector<int64_t>> encode_pair(const Tokenizer& tok, std::string context,
+                                                                  std::string continuation, const std::string& where) {
+  const size_t spaces = trailing_space_bytes(context);
+  if (spaces > 0) {
+    continuation = context.substr(context.size() - spaces) + continuation;
+    context.resize(context.size() - spaces);
+  }
+  const std::vector<int64_t> whole = encode_at(tok, context + continuation, where);
+  std::vector<int64_t> ctx = encode_at(tok, context, where);
+  SMOE_CHECK_INPUT(ctx.size() <= whole.size() && std::equal(ctx.begin(), ctx.end(), whole.begin()), where,
+                   ": the context's tokens are not a prefix of the tokens of context + choice");
+  return {std::move(ctx), std::vector<int64_t>(whole.begin() + static_cast<std::ptrdiff_t>(ctx.size()), whole.end())};
 }
 
 }  // namespace
@@ -57,10 +106,17 @@ std::vector<EvalRecord> read_eval_records(const std::string& path, const Tokeniz
       SMOE_CHECK_INPUT(j.contains("context") && j["choices"].is_array() && j["choices"].size() >= 2 &&
                            j.contains("label") && j["label"].is_number_integer(),
                        where, ": a multiple-choice record needs 'context', two or more 'choices' and an integer 'label'");
-      r.context = ids_of(j["context"], tok, where, nullptr);
       for (const auto& c : j["choices"]) {
         uint64_t bytes = 0;
-        r.choices.push_back(ids_of(c, tok, where, &bytes));
+        if (j["context"].is_string() && c.is_string()) {
+          auto [ctx, cont] = encode_pair(tok, j["context"].get<std::string>(), c.get<std::string>(), where);
+          r.context = with_prefix(tok, std::move(ctx));
+          r.choices.push_back(std::move(cont));
+          bytes = c.get_ref<const std::string&>().size();
+        } else {
+          r.context = ids_of(j["context"], tok, where, nullptr);
+          r.choices.push_back(ids_of(c, tok, where, &bytes));
+        }
         SMOE_CHECK_INPUT(!r.choices.back().empty(), where, ": a choice is empty");
         SMOE_CHECK_INPUT(static_cast<int64_t>(r.choices.back().size()) < context, where, ": a choice of ",
                          r.choices.back().size(), " tokens leaves no room for its context within --context ", context);
@@ -74,11 +130,20 @@ std::vector<EvalRecord> read_eval_records(const std::string& path, const Tokeniz
       r.kind = EvalRecord::Generate;
       SMOE_CHECK_INPUT(j.contains("answer") && j["answer"].is_string(), where, ": a prompt record needs an 'answer' string");
       r.prompt = ids_of(j["prompt"], tok, where, nullptr);
-      r.answer = tok.encode(j["answer"].get<std::string>() + "\n");
+      if (j["prompt"].is_string()) r.prompt = with_prefix(tok, std::move(r.prompt));
+      r.answer_text = j["answer"].get<std::string>();
+      SMOE_CHECK_INPUT(r.answer_text.find('\n') == std::string::npos, where, ": the answer holds a newline");
+      r.answer = encode_at(tok, r.answer_text + "\n", where);
       SMOE_CHECK_INPUT(!r.prompt.empty(), where, ": the prompt is empty");
     } else if (j.contains("text") || j.contains("input_ids")) {
       r.kind = EvalRecord::Text;
-      r.tokens = ids_of(j.contains("text") ? j["text"] : j["input_ids"], tok, where, &r.text_bytes);
+      if (j.contains("text")) {
+        SMOE_CHECK_INPUT(j["text"].is_string(), where, ": 'text' must be a string");
+        r.tokens = with_special(tok, j["text"].get<std::string>(), where);
+        r.text_bytes = j["text"].get_ref<const std::string&>().size();
+      } else {
+        r.tokens = ids_of(j["input_ids"], tok, where, &r.text_bytes);
+      }
     } else {
       throw InputError(str(where, ": record has none of 'text', 'input_ids', 'choices', 'prompt'"));
     }
@@ -95,7 +160,7 @@ std::vector<EvalRecord> read_eval_records(const std::string& path, const Tokeniz
   return out;
 }
 
-TaskSamples evaluate(const Decoder& decoder, MoeExecutor& executor, Communicator& host,
+TaskSamples evaluate(const Decoder& decoder, MoeExecutor& executor, Communicator& host, const Tokenizer& tokenizer,
                      const std::vector<EvalRecord>& records, int64_t context) {
   c10::NoGradGuard no_grad;
   // Log-probabilities [S, V] of one sequence (the last `context` tokens).
@@ -175,17 +240,19 @@ TaskSamples evaluate(const Decoder& decoder, MoeExecutor& executor, Communicator
       row[i][2] = pick == r.label ? 1 : 0;
       row[i][3] = pick_norm == r.label ? 1 : 0;
     } else {
-      // Greedy generation, one token per call, as many calls as the answer has tokens.
+      // Greedy generation, one token per call, as many calls as answer + "\n" has
+      // tokens; a match when the decoded text is the answer, then a newline.
       std::vector<int64_t> seq = r.prompt;
-      bool match = true;
+      std::vector<int64_t> generated;
       for (size_t k = 0; k < r.answer.size(); ++k) {
         at::Tensor lp = logprobs(seq);
         const int64_t next = lp[lp.size(0) - 1].argmax().item<int64_t>();
-        match = match && next == r.answer[k];
+        generated.push_back(next);
         seq.push_back(next);
       }
+      const std::string text = tokenizer.decode(generated, true);
       row[i][0] = 3;
-      row[i][2] = match ? 1 : 0;
+      row[i][2] = text.compare(0, r.answer_text.size() + 1, r.answer_text + "\n") == 0 ? 1 : 0;
     }
   }
   for (int64_t i = calls; i < most[0].item<int64_t>(); ++i) decoder.forward(at::empty({0, 2}, at::kLong), executor);

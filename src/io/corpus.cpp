@@ -4,8 +4,9 @@
 
 #include "smoe/core/error.h"
 #include "smoe/core/file.h"
+#include "smoe/io/indexed-dataset.h"
 #include "smoe/io/json.h"
-#include "smoe/io/tokenizer.h"
+#include "smoe/text/tokenizer.h"
 
 namespace smoe {
 
@@ -14,15 +15,48 @@ CorpusReader::CorpusReader(const std::string& path, const Tokenizer& tokenizer, 
     : path_(path),
       tokenizer_(tokenizer),
       vocab_size_(vocab_size),
-      in_((check_input_file(path, "corpus"), path), std::ios::binary),
       shard_index_(shard_index),
       shard_count_(shard_count),
       max_tokens_(max_tokens) {
-  SMOE_CHECK_INPUT(in_.good(), path, ": cannot open corpus: ", errno_text());
   SMOE_ASSERT(shard_count >= 1 && shard_index >= 0 && shard_index < shard_count, "bad corpus shard");
+  const std::string prefix = indexed_dataset_prefix(path);
+  if (!prefix.empty()) {
+    indexed_ = std::make_unique<IndexedDataset>(prefix);
+    return;
+  }
+  check_input_file(path, "corpus");
+  in_.open(path, std::ios::binary);
+  SMOE_CHECK_INPUT(in_.good(), path, ": cannot open corpus: ", errno_text());
+}
+
+CorpusReader::~CorpusReader() = default;
+
+// A Megatron indexed dataset: record i is sequence i ("line" i + 1 in messages).
+bool CorpusReader::next_indexed(Document* doc) {
+  while (static_cast<uint64_t>(records_) < indexed_->size()) {
+    if (max_tokens_ > 0 && tokens_ >= max_tokens_) return false;
+    const int64_t index = records_++;
+    const bool mine = index % shard_count_ == shard_index_;
+    if (!mine && max_tokens_ == 0) continue;
+    doc->line = index + 1;
+    doc->index = index;
+    doc->text_bytes = 0;
+    doc->tokens = indexed_->sequence(static_cast<uint64_t>(index));
+    for (int64_t id : doc->tokens)
+      SMOE_CHECK_INPUT(id >= 0 && id < vocab_size_, indexed_->prefix(), ".bin: sequence ", index, ": token id ", id,
+                       " is outside the model's vocabulary [0, ", vocab_size_, ")");
+    if (max_tokens_ > 0) {
+      const int64_t room = max_tokens_ - tokens_;
+      if (static_cast<int64_t>(doc->tokens.size()) > room) doc->tokens.resize(static_cast<size_t>(room));
+      tokens_ += static_cast<int64_t>(doc->tokens.size());
+    }
+    if (mine) return true;
+  }
+  return false;
 }
 
 bool CorpusReader::next(Document* doc) {
+  if (indexed_) return next_indexed(doc);
   std::string text;
   while (std::getline(in_, text)) {
     ++line_;
@@ -43,7 +77,11 @@ bool CorpusReader::next(Document* doc) {
     if (auto t = j.find("text"); t != j.end()) {
       SMOE_CHECK_INPUT(t->is_string(), path_, ":", line_, ": 'text' must be a string");
       const std::string& s = t->get_ref<const std::string&>();
-      doc->tokens = tokenizer_.encode(s);
+      try {
+        doc->tokens = tokenizer_.encode(s, true);
+      } catch (const InputError& e) {
+        throw InputError(str(path_, ":", line_, ": ", e.what()));
+      }
       doc->text_bytes = s.size();
     } else if (auto ids = j.find("input_ids"); ids != j.end()) {
       SMOE_CHECK_INPUT(ids->is_array(), path_, ":", line_, ": 'input_ids' must be a list of integers");

@@ -45,11 +45,17 @@ class BoundedBuilder {
     return true;
   }
   bool parse_error(std::size_t position, const std::string& last_token, const nlohmann::detail::exception& e) {
+    // "[json.exception.parse_error.101] parse error at line 1, column 9: syntax error while parsing value -
+    // invalid string: ill-formed UTF-8 byte; last read: '...'": the part after " - ", before "; last read".
     std::string what = e.what();
-    const size_t colon = what.rfind(": ");
-    if (colon != std::string::npos) what = what.substr(colon + 2);  // "syntax error ... - invalid literal; last read: '...'"
     const size_t last = what.find("; last read");
     if (last != std::string::npos) what = what.substr(0, last);
+    const size_t dash = what.rfind(" - ");
+    const size_t colon = what.find(": ");
+    if (dash != std::string::npos)
+      what = what.substr(dash + 3);
+    else if (colon != std::string::npos)
+      what = what.substr(colon + 2);
     error = str(clip(what, 160), " at byte ", position, " (near '", clip(last_token), "')");
     return false;
   }

@@ -252,7 +252,7 @@ PruneSummary prune_checkpoint(const Checkpoint& ck, const Plan& plan, const std:
   else
     config.erase("smoe_layer_experts");
   write_json_file(tmp + "/config.json", config);
-  for (const char* extra : {"tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json",
+  for (const char* extra : {"tokenizer.json", "tokenizer.model", "tiktoken.model", "tokenizer_config.json", "special_tokens_map.json",
                             "generation_config.json"})
     if (fs::exists(ck.dir() + "/" + extra)) fs::copy_file(ck.dir() + "/" + extra, tmp + "/" + extra);
   return summary;

@@ -25,7 +25,7 @@
 #include "smoe/io/json.h"
 #include "smoe/io/outputs.h"
 #include "smoe/io/tensor-io.h"
-#include "smoe/io/tokenizer.h"
+#include "smoe/text/tokenizer.h"
 #include "smoe/model/decoder.h"
 
 namespace smoe {
@@ -35,7 +35,7 @@ namespace fs = std::filesystem;
 namespace {
 
 nlohmann::json model_config(const TrainOptions& o) {
-  return {{"model_type", "mixtral"},
+  nlohmann::json c = {{"model_type", "mixtral"},
           {"architectures", {"MixtralForCausalLM"}},
           {"vocab_size", o.vocab},
           {"hidden_size", o.hidden},
@@ -51,6 +51,20 @@ nlohmann::json model_config(const TrainOptions& o) {
           {"sliding_window", nullptr},
           {"tie_word_embeddings", false},
           {"torch_dtype", "float32"}};
+  if (o.tokenizer == "byte") c["smoe_tokenizer"] = "byte";
+  return c;
+}
+
+// A tokenizer file and its tokenizer_config.json, beside the weights.
+void copy_tokenizer(const TrainOptions& o, const std::string& dir) {
+  if (o.tokenizer == "byte") return;
+  const fs::path source(o.tokenizer);
+  std::string name = source.filename().string();
+  if (name != "tokenizer.json" && name != "tiktoken.model")
+    name = name.size() > 5 && name.compare(name.size() - 5, 5, ".json") == 0 ? "tokenizer.json" : "tokenizer.model";
+  fs::copy_file(source, fs::path(dir) / name, fs::copy_options::overwrite_existing);
+  const fs::path config = source.parent_path() / "tokenizer_config.json";
+  if (fs::exists(config)) fs::copy_file(config, fs::path(dir) / "tokenizer_config.json", fs::copy_options::overwrite_existing);
 }
 
 // Random initial weights in Mixtral's names: N(0, 0.02), output projections scaled
@@ -144,6 +158,7 @@ void save(const std::string& dir, const TrainOptions& o, const Decoder& decoder,
               ".weight"] = shard_name(o.shard_experts ? placement.owner(l, e) : 0);
     write_json_file(tmp + "/model.safetensors.index.json", {{"metadata", nlohmann::json::object()}, {"weight_map", map}});
     write_json_file(tmp + "/config.json", model_config(o));
+    copy_tokenizer(o, tmp);
     write_json_file(tmp + "/trainer_state.json", {{"step", step}, {"seed", o.seed}, {"batch", o.batch},
                                                   {"ranks", ranks}, {"shard_experts", o.shard_experts}});
     if (fs::exists(dir + "/train_log.jsonl")) fs::copy_file(dir + "/train_log.jsonl", tmp + "/train_log.jsonl");
@@ -205,7 +220,9 @@ double train(const TrainOptions& o, Communicator& host, bool* stopped) {
   if (rank == 0) Output check(train_output(o));
 
   // The training streams: each file's records, joined, as one token stream.
-  auto tokenizer = make_tokenizer("byte");
+  auto tokenizer = make_tokenizer(o.tokenizer);
+  SMOE_CHECK_INPUT(tokenizer->vocab_size() <= o.vocab, "--vocab ", o.vocab, " is smaller than the tokenizer's ",
+                   tokenizer->vocab_size(), " ids (", tokenizer->name(), ")");
   std::vector<std::vector<int64_t>> streams;
   for (const auto& path : o.data) {
     std::vector<int64_t> stream;

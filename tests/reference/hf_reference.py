@@ -162,11 +162,34 @@ def load_safetensors(path):
     return out, meta
 
 
+def byte_level_tokenizer():
+    """A tokenizer.json whose ids are the text's UTF-8 bytes (id = byte value): the
+    ByteLevel pre-tokenizer without its regex, and BPE without merges over the 256
+    byte characters of GPT-2's table."""
+    printable = list(range(0x21, 0x7F)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
+    char, extra = {}, 0
+    for b in range(256):
+        if b in printable:
+            char[b] = chr(b)
+        else:
+            char[b] = chr(256 + extra)
+            extra += 1
+    byte_level = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False, "use_regex": False}
+    return {"version": "1.0", "truncation": None, "padding": None, "added_tokens": [], "normalizer": None,
+            "pre_tokenizer": byte_level, "post_processor": byte_level, "decoder": byte_level,
+            "model": {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": None,
+                      "end_of_word_suffix": None, "fuse_unk": False, "byte_fallback": False,
+                      "vocab": {char[b]: b for b in range(256)}, "merges": []}}
+
+
 def save_checkpoint(folder, config, tensors, shards):
-    """Writes config.json and the tensors in HF layout, over `shards` files with an index."""
+    """Writes config.json, a byte-level tokenizer.json and the tensors in HF
+    layout, over `shards` files with an index."""
     os.makedirs(folder, exist_ok=True)
     with open(os.path.join(folder, "config.json"), "w") as f:
         json.dump(config, f, indent=2)
+    with open(os.path.join(folder, "tokenizer.json"), "w", encoding="utf-8") as f:
+        json.dump(byte_level_tokenizer(), f, ensure_ascii=False)
     names = list(tensors)
     if shards == 1:
         save_safetensors(os.path.join(folder, "model.safetensors"), tensors, {"format": "pt"})

@@ -7,7 +7,7 @@
 
 #include "smoe/core/error.h"
 #include "smoe/io/corpus.h"
-#include "smoe/io/tokenizer.h"
+#include "smoe/text/tokenizer.h"
 
 namespace smoe {
 namespace {

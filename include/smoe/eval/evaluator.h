@@ -29,18 +29,25 @@ struct EvalRecord {
   std::vector<uint64_t> choice_bytes;         // MultipleChoice
   int64_t label = 0;                          // MultipleChoice
   std::vector<int64_t> prompt;                // Generate
-  std::vector<int64_t> answer;                // Generate: tokens of answer + "\n"
+  std::vector<int64_t> answer;                // Generate: tokens of answer + "\n" (the generation's length)
+  std::string answer_text;                    // Generate
 };
 
 // Reads this rank's share of an eval file; every error names the file and line,
 // among them a choice that leaves no room for its context within `context` tokens.
+// Text is tokenized as lm-evaluation-harness does: a text record with the
+// tokenizer's special tokens; a multiple-choice record's context and choice
+// encoded whole and cut after the context's tokens (trailing spaces of the
+// context go with the choice), BOS (the tokenizer's prefix) before the context;
+// a prompt likewise after the prefix. Generation matches when the decoded
+// tokens read answer + "\n".
 std::vector<EvalRecord> read_eval_records(const std::string& path, const Tokenizer& tokenizer, int64_t vocab_size,
                                           int64_t context, int rank, int ranks);
 
 // Runs this rank's records; returns every record's scores, gathered from all
 // ranks, in the order of the file (text records with a text of one token score
 // nll 0 over 0 tokens).
-TaskSamples evaluate(const Decoder& decoder, MoeExecutor& executor, Communicator& host,
+TaskSamples evaluate(const Decoder& decoder, MoeExecutor& executor, Communicator& host, const Tokenizer& tokenizer,
                      const std::vector<EvalRecord>& records, int64_t context);
 
 }  // namespace smoe

@@ -1,9 +1,12 @@
 // Task corpora: JSONL files, one record per line, either {"text": "..."}
-// (tokenised) or {"input_ids": [..]} (used as they are).
+// (tokenised, with the tokenizer's special tokens) or {"input_ids": [..]} (used
+// as they are); or a Megatron-LM indexed dataset (PREFIX, PREFIX.bin or
+// PREFIX.idx, or a folder holding tokens.bin and tokens.idx), one record per sequence.
 #pragma once
 
 #include <cstdint>
 #include <fstream>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -11,6 +14,7 @@
 namespace smoe {
 
 class Tokenizer;
+class IndexedDataset;
 
 struct Document {
   int64_t index = 0;      // 0-based record number in the file (blank lines not counted)
@@ -29,6 +33,7 @@ class CorpusReader {
   // crosses the cap is cut), the same cap for every shard count.
   CorpusReader(const std::string& path, const Tokenizer& tokenizer, int64_t vocab_size, int shard_index = 0,
                int shard_count = 1, int64_t max_tokens = 0);
+  ~CorpusReader();
   // False at the end of the file. Blank lines are skipped.
   bool next(Document* doc);
   const std::string& path() const { return path_; }
@@ -37,9 +42,12 @@ class CorpusReader {
 
  private:
   std::string path_;
+  bool next_indexed(Document* doc);
+
   const Tokenizer& tokenizer_;
   int64_t vocab_size_;
   std::ifstream in_;
+  std::unique_ptr<IndexedDataset> indexed_;
   int shard_index_;
   int shard_count_;
   int64_t max_tokens_;

@@ -29,7 +29,11 @@ struct TrainOptions {
   bool overwrite = false;      // replace an --out that is not an earlier output of smoe train
   std::vector<std::string> other_inputs;  // files read besides the data (--config): never the output
   bool shard_experts = false;  // spread each layer's experts over the ranks (expert parallel)
-  std::vector<std::string> data;  // training JSONL files
+  std::vector<std::string> data;  // training JSONL files (or Megatron indexed datasets)
+  // How text records become ids: "byte" (the model then says so in config.json:
+  // smoe_tokenizer = byte), or a tokenizer file, copied into the model folder
+  // (with the tokenizer_config.json beside it) so that later jobs find it.
+  std::string tokenizer = "byte";
   std::string out;
 };
 

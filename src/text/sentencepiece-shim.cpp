@@ -42,4 +42,18 @@ long smoe_spm_encode(void* sp, const char* text, long text_size, int* ids, long 
   return static_cast<long>(out.size());
 }
 
+// Decodes `count` ids into at most `capacity` bytes of `text`; returns the
+// number of bytes (which may exceed capacity: call again with more room), or -1.
+long smoe_spm_decode(void* sp, const int* ids, long count, char* text, long capacity, char* error, int error_size) {
+  std::string out;
+  auto status = static_cast<sentencepiece::SentencePieceProcessor*>(sp)->Decode(
+      std::vector<int>(ids, ids + count), &out);
+  if (!status.ok()) {
+    std::snprintf(error, static_cast<size_t>(error_size), "%s", status.ToString().c_str());
+    return -1;
+  }
+  if (static_cast<long>(out.size()) <= capacity) std::memcpy(text, out.data(), out.size());
+  return static_cast<long>(out.size());
+}
+
 }  // extern "C"

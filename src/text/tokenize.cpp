@@ -1,0 +1,362 @@
+#include "smoe/text/tokenize.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <charconv>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "smoe/core/error.h"
+#include "smoe/core/file.h"
+#include "smoe/core/log.h"
+#include "smoe/core/options.h"
+#include "smoe/core/output.h"
+#include "smoe/core/progress.h"
+#include "smoe/dist/mpi.h"
+#include "smoe/io/indexed-dataset.h"
+#include "smoe/io/json.h"
+#include "smoe/io/outputs.h"
+#include "smoe/text/tokenizer.h"
+
+namespace smoe {
+
+namespace {
+
+constexpr size_t kBlockBytes = 8u << 20;  // lines read and tokenized together
+
+// RuntimeError with errno's text when a system call failed.
+template <class... Args>
+void check_sys(bool ok, const Args&... what) {
+  if (!ok) throw RuntimeError(str(what..., ": ", errno_text()));
+}
+
+// The first line start at or after `at` (0 stays 0): the byte after the first
+// newline at or after at - 1.
+uint64_t line_start_from(std::ifstream& in, uint64_t at, uint64_t size) {
+  if (at == 0) return 0;
+  in.clear();
+  in.seekg(static_cast<std::streamoff>(at - 1));
+  std::string buf(1 << 16, '\0');
+  uint64_t pos = at - 1;
+  while (pos < size) {
+    in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+    const auto got = static_cast<size_t>(in.gcount());
+    if (got == 0) break;
+    const void* nl = std::memchr(buf.data(), '\n', got);
+    if (nl) return pos + static_cast<uint64_t>(static_cast<const char*>(nl) - buf.data()) + 1;
+    pos += got;
+  }
+  return size;
+}
+
+// "FILE:LINE (byte B)" for a record starting at byte `offset`; the line counted
+// only here, on the error path.
+std::string record_place(const std::string& path, uint64_t offset) {
+  std::ifstream in(path, std::ios::binary);
+  std::string buf(1 << 16, '\0');
+  uint64_t line = 1, pos = 0;
+  while (pos < offset && in) {
+    in.read(buf.data(), static_cast<std::streamsize>(std::min<uint64_t>(buf.size(), offset - pos)));
+    const auto got = static_cast<size_t>(in.gcount());
+    line += static_cast<uint64_t>(std::count(buf.data(), buf.data() + got, '\n'));
+    pos += got;
+  }
+  return str(path, ":", line, " (byte ", offset, ")");
+}
+
+void append_ids(std::string& out, const std::vector<int64_t>& ids) {
+  out += "{\"input_ids\":[";
+  char num[24];
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (i) out += ',';
+    auto r = std::to_chars(num, num + sizeof num, ids[i]);
+    out.append(num, r.ptr);
+  }
+  out += "]}\n";
+}
+
+void append_binary(std::string& out, const std::vector<int64_t>& ids, IndexedDtype dtype) {
+  for (int64_t id : ids) {
+    if (dtype == IndexedDtype::UInt16) {
+      const auto v = static_cast<uint16_t>(id);
+      out.append(reinterpret_cast<const char*>(&v), 2);
+    } else {
+      const auto v = static_cast<int32_t>(id);
+      out.append(reinterpret_cast<const char*>(&v), 4);
+    }
+  }
+}
+
+class PartFile {
+ public:
+  explicit PartFile(std::string path) : path_(std::move(path)) {
+    track_output_temporary(path_);
+    fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    check_sys(fd_ >= 0, "cannot create ", path_);
+  }
+  ~PartFile() {
+    if (fd_ >= 0) ::close(fd_);
+    ::unlink(path_.c_str());
+    untrack_output_temporary(path_);
+  }
+  void write(const std::string& bytes) {
+    write_all(fd_, bytes.data(), bytes.size(), path_);
+    size_ += bytes.size();
+  }
+  // Copies the part into `fd` from byte `offset` on.
+  void copy_to(int fd, uint64_t offset, const std::string& target) {
+    ::close(fd_);
+    fd_ = -1;
+    const int in = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
+    check_sys(in >= 0, "cannot reopen ", path_);
+    std::string buf(kBlockBytes, '\0');
+    for (uint64_t done = 0; done < size_;) {
+      const ssize_t n = ::read(in, buf.data(), buf.size());
+      if (n <= 0) {
+        ::close(in);
+        check_sys(false, "cannot read ", path_);
+      }
+      pwrite_all(fd, buf.data(), static_cast<size_t>(n), offset + done, target);
+      done += static_cast<uint64_t>(n);
+    }
+    ::close(in);
+  }
+  uint64_t size() const { return size_; }
+
+ private:
+  static void write_all(int fd, const char* p, size_t n, const std::string& path) {
+    while (n > 0) {
+      const ssize_t w = ::write(fd, p, n);
+      check_sys(w > 0, "cannot write ", path);
+      p += w;
+      n -= static_cast<size_t>(w);
+    }
+  }
+
+ public:
+  static void pwrite_all(int fd, const char* p, size_t n, uint64_t offset, const std::string& path) {
+    while (n > 0) {
+      const ssize_t w = ::pwrite(fd, p, n, static_cast<off_t>(offset));
+      check_sys(w > 0, "cannot write ", path);
+      p += w;
+      n -= static_cast<size_t>(w);
+      offset += static_cast<uint64_t>(w);
+    }
+  }
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+  uint64_t size_ = 0;
+};
+
+struct Counts {
+  uint64_t records = 0, tokens = 0, bytes = 0;  // bytes: of this rank's part
+};
+
+// One record (a line) to its output bytes; `lengths` gets the record's token count.
+void convert(const TokenizeOptions& o, const Tokenizer& tok, IndexedDtype dtype, const char* line, size_t size,
+             const std::string& where, std::string& out, int64_t& tokens) {
+  const nlohmann::json j = parse_json(line, line + size, where);
+  SMOE_CHECK_INPUT(j.is_object(), where, ": a record must be a JSON object");
+  if (o.decode) {
+    SMOE_CHECK_INPUT(j.contains("input_ids") && j["input_ids"].is_array(), where,
+                     ": --decode needs {\"input_ids\": [...]} records");
+    std::vector<int64_t> ids;
+    for (const auto& x : j["input_ids"]) {
+      const int64_t id = json_to_int(x, where, "a token id");
+      SMOE_CHECK_INPUT(id >= 0 && id < tok.vocab_size(), where, ": token id ", id,
+                       " is outside the tokenizer's vocabulary [0, ", tok.vocab_size(), ")");
+      ids.push_back(id);
+    }
+    tokens = static_cast<int64_t>(ids.size());
+    const nlohmann::json r = {{"text", tok.decode(ids, o.skip_special_tokens)}};
+    out += r.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    out += '\n';
+    return;
+  }
+  SMOE_CHECK_INPUT(j.contains("text") && j["text"].is_string(), where, ": a record needs a \"text\" string");
+  std::vector<int64_t> ids;
+  try {
+    ids = tok.encode(j["text"].get_ref<const std::string&>(), o.add_special_tokens);
+  } catch (const InputError& e) {
+    throw InputError(str(where, ": ", e.what()));
+  }
+  tokens = static_cast<int64_t>(ids.size());
+  if (o.format == TokenizeOptions::Format::Jsonl)
+    append_ids(out, ids);
+  else
+    append_binary(out, ids, dtype);
+}
+
+}  // namespace
+
+void tokenize_corpus(const TokenizeOptions& o, MPI_Comm comm) {
+  int rank = 0, ranks = 1;
+  SMOE_MPI_CHECK(MPI_Comm_rank(comm, &rank));
+  SMOE_MPI_CHECK(MPI_Comm_size(comm, &ranks));
+  const bool megatron = o.format == TokenizeOptions::Format::Megatron;
+  SMOE_CHECK_INPUT(!(megatron && o.decode), "--decode writes JSONL text, not --format megatron");
+  const int threads = resolve_threads(o.threads);
+  const std::unique_ptr<Tokenizer> tok = make_tokenizer(o.tokenizer);
+  check_input_file(o.corpus, "corpus");
+  const IndexedDtype dtype = indexed_dtype_for(tok->vocab_size());
+
+  std::unique_ptr<Output> output;
+  if (rank == 0) {
+    OutputSpec spec = megatron ? folder_output(o.out, "tokenize") : OutputSpec{};
+    if (!megatron) {
+      spec.path = o.out;
+      spec.job = "tokenize";
+      spec.is_own = [](const std::string&) { return false; };  // a JSONL file carries no mark
+    }
+    spec.overwrite = o.overwrite;
+    spec.inputs = {o.corpus};
+    if (o.tokenizer != "byte") spec.inputs.push_back(o.tokenizer);
+    output = std::make_unique<Output>(spec);
+  }
+  const std::string temp = share_output_temporary(output.get(), comm);
+  const std::string data_target = megatron ? temp + "/tokens.bin" : temp;
+
+  // This rank's byte range, from one line start to the next rank's.
+  std::ifstream in(o.corpus, std::ios::binary);
+  SMOE_CHECK_INPUT(in.good(), o.corpus, ": cannot open corpus: ", errno_text());
+  const uint64_t size = std::filesystem::file_size(o.corpus);
+  const uint64_t begin = line_start_from(in, size * static_cast<uint64_t>(rank) / static_cast<uint64_t>(ranks), size);
+  const uint64_t end =
+      line_start_from(in, size * static_cast<uint64_t>(rank + 1) / static_cast<uint64_t>(ranks), size);
+  log_info(str("tokenize: ", tok->name(), ", ", o.corpus, " (", size, " bytes), ", ranks, " rank(s) x ", threads,
+               " threads", o.decode ? ", decoding ids" : o.add_special_tokens ? "" : ", no special tokens"));
+
+  PartFile part(str(megatron ? temp + "/tokens.bin" : temp, ".part", rank));
+  std::vector<int32_t> lengths;
+  Counts mine;
+  Progress progress("tokenize", "bytes", static_cast<int64_t>(end - begin), o.progress_seconds);
+  std::string carry, block(kBlockBytes, '\0');
+  in.clear();
+  in.seekg(static_cast<std::streamoff>(begin));
+  uint64_t pos = begin;  // file offset of carry's first byte
+  while (pos < end) {
+    const size_t want = static_cast<size_t>(std::min<uint64_t>(kBlockBytes, end - pos - carry.size()));
+    in.read(block.data(), static_cast<std::streamsize>(want));
+    const auto got = static_cast<size_t>(in.gcount());
+    SMOE_CHECK_INPUT(got == want, o.corpus, ": the corpus changed while being read");
+    std::string data = carry + block.substr(0, got);
+    const bool last = pos + data.size() >= end;
+    size_t cut = last ? data.size() : data.rfind('\n');
+    if (cut == std::string::npos) {  // one line longer than a block: read on
+      SMOE_CHECK_INPUT(data.size() <= kMaxJsonBytes, record_place(o.corpus, pos), ": a record of more than ",
+                       kMaxJsonBytes, " bytes");
+      carry = std::move(data);
+      continue;
+    }
+    if (!last) ++cut;
+    // Lines of this block: [start, length), blank ones skipped.
+    std::vector<std::pair<size_t, size_t>> lines;
+    for (size_t s = 0; s < cut;) {
+      const char* nl = static_cast<const char*>(std::memchr(data.data() + s, '\n', cut - s));
+      const size_t e = nl ? static_cast<size_t>(nl - data.data()) : cut;
+      size_t len = e - s;
+      if (len > 0 && data[s + len - 1] == '\r') --len;
+      if (data.find_first_not_of(" \t\r", s) < s + len) lines.emplace_back(s, len);
+      s = e + 1;
+    }
+    std::vector<std::string> outs(lines.size());
+    std::vector<int64_t> counts(lines.size());
+    std::vector<std::string> errors(lines.size());
+    std::vector<char> input_error(lines.size(), 0);
+    std::atomic<size_t> next{0};
+    auto work = [&] {
+      for (size_t i = next++; i < lines.size(); i = next++) {
+        try {
+          convert(o, *tok, dtype, data.data() + lines[i].first, lines[i].second,
+                  str(o.corpus, ": record at byte ", pos + lines[i].first), outs[i], counts[i]);
+        } catch (const InputError& e) {
+          errors[i] = e.what();
+          input_error[i] = 1;
+        } catch (const std::exception& e) {
+          errors[i] = e.what();
+        }
+      }
+    };
+    std::vector<std::thread> pool;
+    for (int t = 1; t < threads; ++t) pool.emplace_back(work);
+    work();
+    for (auto& t : pool) t.join();
+    for (size_t i = 0; i < lines.size(); ++i) {
+      if (errors[i].empty()) continue;
+      const std::string place = record_place(o.corpus, pos + lines[i].first);
+      const std::string prefix = str(o.corpus, ": record at byte ", pos + lines[i].first);
+      std::string msg = errors[i];
+      if (msg.compare(0, prefix.size(), prefix) == 0) msg = place + msg.substr(prefix.size());
+      if (input_error[i]) throw InputError(msg);
+      throw RuntimeError(msg);
+    }
+    std::string joined;
+    for (size_t i = 0; i < lines.size(); ++i) {
+      joined += outs[i];
+      mine.tokens += static_cast<uint64_t>(counts[i]);
+      if (megatron) {
+        SMOE_CHECK_INPUT(counts[i] < (int64_t{1} << 31), record_place(o.corpus, pos + lines[i].first),
+                         ": a record of ", counts[i], " tokens, beyond the indexed dataset's int32 lengths");
+        lengths.push_back(static_cast<int32_t>(counts[i]));
+      }
+    }
+    mine.records += lines.size();
+    part.write(joined);
+    pos += cut;
+    carry = data.substr(cut);
+    progress.update(static_cast<int64_t>(pos - begin));
+  }
+  mine.bytes = part.size();
+
+  // Where this rank's part goes: prefix sums over ranks.
+  uint64_t local[3] = {mine.records, mine.bytes, mine.tokens}, before[3] = {0, 0, 0}, total[3] = {0, 0, 0};
+  SMOE_MPI_CHECK(MPI_Exscan(local, before, 3, MPI_UINT64_T, MPI_SUM, comm));
+  if (rank == 0) before[0] = before[1] = before[2] = 0;
+  SMOE_MPI_CHECK(MPI_Allreduce(local, total, 3, MPI_UINT64_T, MPI_SUM, comm));
+  const int fd = ::open(data_target.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+  check_sys(fd >= 0, "cannot open ", data_target);
+  part.copy_to(fd, before[1], data_target);
+  if (megatron) {
+    const std::string idx = temp + "/tokens.idx";
+    const int ifd = ::open(idx.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    check_sys(ifd >= 0, "cannot open ", idx);
+    const uint64_t n = total[0];
+    if (rank == 0) {
+      const std::string header = indexed_header(dtype, n);
+      PartFile::pwrite_all(ifd, header.data(), header.size(), 0, idx);
+      const int64_t zero = 0;
+      PartFile::pwrite_all(ifd, reinterpret_cast<const char*>(&zero), 8, indexed_document_at(n, 0), idx);
+    }
+    std::vector<int64_t> pointers(lengths.size()), documents(lengths.size());
+    uint64_t at = before[1];
+    for (size_t i = 0; i < lengths.size(); ++i) {
+      pointers[i] = static_cast<int64_t>(at);
+      at += static_cast<uint64_t>(lengths[i]) * indexed_dtype_bytes(dtype);
+      documents[i] = static_cast<int64_t>(before[0] + i + 1);
+    }
+    PartFile::pwrite_all(ifd, reinterpret_cast<const char*>(lengths.data()), 4 * lengths.size(),
+                         indexed_length_at(n, before[0]), idx);
+    PartFile::pwrite_all(ifd, reinterpret_cast<const char*>(pointers.data()), 8 * pointers.size(),
+                         indexed_pointer_at(n, before[0]), idx);
+    PartFile::pwrite_all(ifd, reinterpret_cast<const char*>(documents.data()), 8 * documents.size(),
+                         indexed_document_at(n, before[0] + 1), idx);
+    check_sys(::close(ifd) == 0, "cannot close ", idx);
+  }
+  check_sys(::close(fd) == 0, "cannot close ", data_target);
+  SMOE_CHECK_INPUT(total[0] > 0, o.corpus, ": the corpus holds no records");
+  if (rank != 0) untrack_output_temporary(temp);
+  SMOE_MPI_CHECK(MPI_Barrier(comm));
+  if (rank == 0) {
+    output->commit();
+    log_info(str("tokenize: ", total[0], " records, ", total[2], " tokens -> ", o.out,
+                 megatron ? " (tokens.bin, tokens.idx)" : ""));
+  }
+}
+
+}  // namespace smoe
