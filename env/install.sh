@@ -15,11 +15,16 @@ packages=(
   nlohmann-json3-dev
   libgtest-dev
   libsentencepiece-dev sentencepiece
+  libonig-dev libicu-dev
   libssl-dev
   gnuplot-nox
   clang libclang-rt-14-dev
   python3-torch python3-h5py python3-sklearn python3-numpy python3-scipy
 )
+
+# Node.js runs the reference tokenizers of the tests (the npm packages of
+# tests/tokenizers/package.json); a machine that has it already keeps its own.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then packages+=(nodejs npm); fi
 
 missing=()
 for p in "${packages[@]}"; do
