@@ -13,6 +13,7 @@
 #include "smoe/core/output.h"
 #include "smoe/core/signals.h"
 #include "smoe/dist/mpi.h"
+#include "smoe/text/unicode.h"
 
 namespace {
 
@@ -43,9 +44,9 @@ void print_usage(std::ostream& os) {
 
 // A message as logged: whatever a check quoted, at most 2,000 bytes reach the log.
 // Control characters other than newline and tab (terminal escapes from a hostile
-// file name, say) are shown as '?'.
+// file name, say) are shown as '?', bytes that are not UTF-8 as U+FFFD.
 std::string bounded(const std::string& message) {
-  std::string out = message.size() <= 2000 ? message : message.substr(0, 2000);
+  std::string out = smoe::utf8_lossy(message.size() <= 2000 ? message : message.substr(0, 2000));
   for (char& c : out)
     if ((static_cast<unsigned char>(c) < 0x20 && c != '\n' && c != '\t') || c == 0x7f) c = '?';
   return message.size() <= 2000 ? out : out + "... (" + std::to_string(message.size()) + " bytes)";

@@ -92,6 +92,7 @@ bool CorpusReader::next(Document* doc) {
     }
     for (int64_t id : doc->tokens)
       SMOE_CHECK_INPUT(id >= 0 && id < vocab_size_, path_, ":", line_, ": token id ", id,
+                       doc->text_bytes > 0 ? " (from " + tokenizer_.name() + ")" : std::string(),
                        " is outside the model's vocabulary [0, ", vocab_size_, ")");
     if (max_tokens_ > 0) {
       const int64_t room = max_tokens_ - tokens_;

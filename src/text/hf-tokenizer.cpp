@@ -4,6 +4,7 @@
 // post-processor's special tokens; decoded through the decoder chain.
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <filesystem>
 #include <unordered_map>
 
@@ -280,6 +281,9 @@ std::vector<int64_t> HfTokenizer::encode(const std::string& text, bool add_speci
     for (auto& p : pieces)
       if (p.token < 0) normalizer_->normalize(p.text);
   split_added(pieces, normalized_trie_, normalized_members_);
+  // Pieces that normalization emptied are gone, as `tokenizers` drops empty splits.
+  pieces.erase(std::remove_if(pieces.begin(), pieces.end(), [](const Piece& p) { return p.token < 0 && p.text.empty(); }),
+               pieces.end());
   if (pre_tokenizer_) pre_tokenizer_->split(pieces);
   std::vector<int64_t> ids;
   if (add_special_tokens) ids = prefix_;

@@ -146,7 +146,7 @@ class ByteLevel : public PreTokenizer {
   void split(std::vector<Piece>& pieces) const override {
     if (add_prefix_space_)
       for (auto& p : pieces)
-        if (p.token < 0 && (p.text.empty() || p.text[0] != ' ')) p.text.insert(0, " ");
+        if (p.token < 0 && !p.text.empty() && p.text[0] != ' ') p.text.insert(0, " ");
     if (regex_)
       split_pieces(pieces, SplitBehavior::Isolated, false, [this](std::string_view s) { return regex_->find_all(s); });
     const auto& table = byte_level_chars();
@@ -180,7 +180,7 @@ class Metaspace : public PreTokenizer {
           r += c;
       }
       const bool starts = r.compare(0, replacement_.size(), replacement_) == 0;
-      if (!starts && (scheme_ == Always || (scheme_ == First && p.at_start))) r.insert(0, replacement_);
+      if (!r.empty() && !starts && (scheme_ == Always || (scheme_ == First && p.at_start))) r.insert(0, replacement_);
       p.text = std::move(r);
     }
     if (split_)

