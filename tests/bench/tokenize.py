@@ -39,7 +39,8 @@ const texts = fs.readFileSync(corpus, 'utf8').split('\n').filter(Boolean).map((l
 def corpus(path, mb, seed=0):
     """Mixed text: real multilingual paragraphs, code and hostile fragments (strings.py)."""
     raw = path + ".strings"
-    subprocess.run([sys.executable, os.path.join(TOK, "strings.py"), raw, "--count", "20000", "--seed", str(seed)],
+    subprocess.run([sys.executable, os.path.join(TOK, "strings.py"), raw, "--count", "20000", "--seed", str(seed),
+                    "--no-newer"],
                    check=True)
     with open(raw, encoding="utf-8") as f:
         pool = [json.loads(l)["text"] for l in f if l.strip()]

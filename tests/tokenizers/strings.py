@@ -66,8 +66,8 @@ REAL = [
 ]
 
 
-def fragment(rng, specials):
-    pools = [CONTRACTIONS, WORDS, SPACES, DIGITS, CJK, INDIC, EMOJI, RTL, PUNCT, CODE, NEWER]
+def fragment(rng, specials, newer=True):
+    pools = [CONTRACTIONS, WORDS, SPACES, DIGITS, CJK, INDIC, EMOJI, RTL, PUNCT, CODE] + ([NEWER] if newer else [])
     if specials:
         pools.append(specials)
     pool = rng.choice(pools)
@@ -99,6 +99,7 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--special", nargs="*", default=[])
     ap.add_argument("--short-pieces", action="store_true", help="no long text that is one piece")
+    ap.add_argument("--no-newer", action="store_true", help="no character newer than Unicode 9")
     a = ap.parse_args()
     rng = random.Random(a.seed)
     texts = ["", " ", "\n", "a", "'s", "I'M", " 's"] + long_strings(a.special, a.short_pieces) + REAL
@@ -106,7 +107,7 @@ def main():
         texts += [s, " " + s, s + " ", "x" + s + "y", " " + s + " x", s + s, s[:-1], s[1:]]
     while len(texts) < a.count:
         n = rng.randint(1, 8)
-        texts.append("".join(fragment(rng, a.special) for _ in range(n)))
+        texts.append("".join(fragment(rng, a.special, not a.no_newer) for _ in range(n)))
     with open(a.out + ".newer.json", "w", encoding="utf-8") as f:
         json.dump(sorted({c for piece in NEWER for c in piece if ord(c) > 0x7f}), f)
     with open(a.out, "w", encoding="utf-8") as f:
