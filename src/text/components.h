@@ -50,6 +50,8 @@ class Pattern {
   ~Pattern();
   // Non-overlapping matches, left to right, as [begin, end) byte offsets.
   std::vector<std::pair<size_t, size_t>> find_all(std::string_view text) const;
+  // `text` with every match replaced by `content`.
+  std::string replace_all(const std::string& text, const std::string& content) const;
 
  private:
   std::string literal_;

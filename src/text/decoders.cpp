@@ -145,17 +145,7 @@ class ReplaceDecoder : public Decoder {
   ReplaceDecoder(const nlohmann::json& j, const std::string& where)
       : pattern_(j.at("pattern"), where), content_(json_string(j, "content", where)) {}
   void decode_chain(std::vector<std::string>& tokens) const override {
-    for (auto& t : tokens) {
-      std::string out;
-      size_t prev = 0;
-      for (auto [b, e] : pattern_.find_all(t)) {
-        out.append(t, prev, b - prev);
-        out += content_;
-        prev = e;
-      }
-      out.append(t, prev, std::string::npos);
-      t = std::move(out);
-    }
+    for (auto& t : tokens) t = pattern_.replace_all(t, content_);
   }
 
  private:

@@ -33,6 +33,18 @@ std::vector<std::pair<size_t, size_t>> Pattern::find_all(std::string_view text) 
   return out;
 }
 
+std::string Pattern::replace_all(const std::string& text, const std::string& content) const {
+  std::string out;
+  size_t prev = 0;
+  for (auto [b, e] : find_all(text)) {
+    out.append(text, prev, b - prev);
+    out += content;
+    prev = e;
+  }
+  out.append(text, prev, std::string::npos);
+  return out;
+}
+
 namespace {
 
 class UnicodeNormalizer : public Normalizer {
@@ -85,17 +97,7 @@ class Replace : public Normalizer {
  public:
   Replace(const nlohmann::json& j, const std::string& where)
       : pattern_(j.at("pattern"), where), content_(json_string(j, "content", where)) {}
-  void normalize(std::string& s) const override {
-    std::string out;
-    size_t prev = 0;
-    for (auto [b, e] : pattern_.find_all(s)) {
-      out.append(s, prev, b - prev);
-      out += content_;
-      prev = e;
-    }
-    out.append(s, prev, std::string::npos);
-    s = std::move(out);
-  }
+  void normalize(std::string& s) const override { s = pattern_.replace_all(s, content_); }
 
  private:
   Pattern pattern_;

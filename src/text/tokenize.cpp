@@ -98,10 +98,15 @@ class PartFile {
     fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     check_sys(fd_ >= 0, "cannot create ", path_);
   }
-  ~PartFile() {
+  ~PartFile() { remove(); }
+  // Gone: before the output is committed (the commit syncs every file of the folder).
+  void remove() {
+    if (removed_) return;
     if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
     ::unlink(path_.c_str());
     untrack_output_temporary(path_);
+    removed_ = true;
   }
   void write(const std::string& bytes) {
     write_all(fd_, bytes.data(), bytes.size(), path_);
@@ -152,6 +157,7 @@ class PartFile {
   std::string path_;
   int fd_ = -1;
   uint64_t size_ = 0;
+  bool removed_ = false;
 };
 
 struct Counts {
@@ -322,6 +328,7 @@ void tokenize_corpus(const TokenizeOptions& o, MPI_Comm comm) {
   const int fd = ::open(data_target.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
   check_sys(fd >= 0, "cannot open ", data_target);
   part.copy_to(fd, before[1], data_target);
+  part.remove();
   if (megatron) {
     const std::string idx = temp + "/tokens.idx";
     const int ifd = ::open(idx.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);

@@ -294,6 +294,8 @@ def check_ranks_and_formats(smoe, work, mpirun):
                          "--overwrite"], "1 rank x 2 threads")
     p = run([mpirun, "--oversubscribe", "-n", "2", smoe, "tokenize", "--tokenizer", tokenizer_files[name], "--corpus", strings,
              "--out", two, "--threads", "1", "--overwrite"])
+    if p.returncode != 0:
+        print(p.stderr[-1500:])
     check(p.returncode == 0 and open(one, "rb").read() == open(two, "rb").read(),
           "2 ranks x 1 thread write the same bytes as 1 rank x 2 threads")
     for tok, label in [(tokenizer_files[name], "int32 ids (151k vocabulary)"), ("byte", "uint16 ids (byte tokenizer)")]:
@@ -306,7 +308,13 @@ def check_ranks_and_formats(smoe, work, mpirun):
         if ok:
             seqs, docs = read_indexed(os.path.join(folder, "tokens"))
             ok = seqs == [r["input_ids"] for r in read_jsonl(jsonl)] and docs == list(range(len(seqs) + 1))
-        check(ok, f"Megatron indexed dataset from 2 ranks holds the JSONL's ids, {label}")
+        else:
+            print(p.stderr[-1500:])
+        files = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+        check(ok and files == [".smoe-output.json", "tokens.bin", "tokens.idx"],
+              f"Megatron indexed dataset from 2 ranks holds the JSONL's ids and nothing else, {label} ({files})")
+    strays = [f for f in os.listdir(work) if ".part" in f or ".tmp." in f]
+    check(not strays, f"no part or temporary file left beside the outputs {strays}")
 
 
 def check_byte_level_fixture(smoe, work, node_env):
