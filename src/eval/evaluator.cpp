@@ -12,6 +12,7 @@
 #include "smoe/io/json.h"
 #include "smoe/dist/comm.h"
 #include "smoe/text/tokenizer.h"
+#include "smoe/text/unicode.h"
 #include "smoe/model/decoder.h"
 
 namespace smoe {
@@ -47,24 +48,27 @@ std::vector<int64_t> with_special(const Tokenizer& tok, const std::string& text,
   }
 }
 
+// lm-evaluation-harness's default (add_bos_token=False): no BOS before a context
+// or prompt; an empty one becomes the prefix token (the tokenizer's BOS).
 std::vector<int64_t> with_prefix(const Tokenizer& tok, std::vector<int64_t> ids) {
-  std::vector<int64_t> out = tok.prefix_ids();
-  out.insert(out.end(), ids.begin(), ids.end());
-  return out;
+  return ids.empty() ? tok.prefix_ids() : ids;
 }
 
-// Python's str.isspace for the ASCII and Latin-1 whitespace lm-evaluation-harness meets at a context's end.
+// Bytes of the whitespace at the end of `s`, by Python's str.isspace (what rstrip() removes).
 size_t trailing_space_bytes(const std::string& s) {
   size_t n = s.size();
-  while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\n' || s[n - 1] == '\r' ||
-                   s[n - 1] == '\v' || s[n - 1] == '\f'))
-    --n;
+  while (n > 0) {
+    size_t k = n - 1, len = 0;
+    while (k > 0 && (static_cast<unsigned char>(s[k]) & 0xC0) == 0x80) --k;
+    if (!is_python_space(utf8_at(s, k, &len))) break;
+    n = k;
+  }
   return s.size() - n;
 }
 
 // Context and continuation as lm-evaluation-harness splits them: trailing spaces
 // of the context move to the continuation; the whole is encoded and cut after
-// the context's own tokens.
+// as many tokens as the context alone has.
 std::pair<std::vector<int64_t>, std::vector<int64_t>> encode_pair(const Tokenizer& tok, std::string context,
                                                                   std::string continuation, const std::string& where) {
   const size_t spaces = trailing_space_bytes(context);
@@ -73,10 +77,10 @@ std::pair<std::vector<int64_t>, std::vector<int64_t>> encode_pair(const Tokenize
     context.resize(context.size() - spaces);
   }
   const std::vector<int64_t> whole = encode_at(tok, context + continuation, where);
-  std::vector<int64_t> ctx = encode_at(tok, context, where);
-  SMOE_CHECK_INPUT(ctx.size() <= whole.size() && std::equal(ctx.begin(), ctx.end(), whole.begin()), where,
-                   ": the context's tokens are not a prefix of the tokens of context + choice");
-  return {std::move(ctx), std::vector<int64_t>(whole.begin() + static_cast<std::ptrdiff_t>(ctx.size()), whole.end())};
+  const std::vector<int64_t> ctx = encode_at(tok, context, where);
+  const size_t cut = std::min(ctx.size(), whole.size());
+  return {std::vector<int64_t>(whole.begin(), whole.begin() + static_cast<std::ptrdiff_t>(cut)),
+          std::vector<int64_t>(whole.begin() + static_cast<std::ptrdiff_t>(cut), whole.end())};
 }
 
 }  // namespace

@@ -83,7 +83,22 @@ std::string indexed_dataset_prefix(const std::string& path) {
 }
 
 IndexedDataset::IndexedDataset(const std::string& prefix) : prefix_(prefix) {
-  const std::string idx = prefix + ".idx", bin = prefix + ".bin";
+  try {
+    open();
+  } catch (...) {
+    unmap();
+    throw;
+  }
+}
+
+void IndexedDataset::unmap() {
+  if (idx_) ::munmap(const_cast<unsigned char*>(idx_), idx_bytes_);
+  if (bin_) ::munmap(const_cast<unsigned char*>(bin_), bin_bytes_);
+  idx_ = bin_ = nullptr;
+}
+
+void IndexedDataset::open() {
+  const std::string idx = prefix_ + ".idx", bin = prefix_ + ".bin";
   idx_ = map_file(idx, &idx_bytes_);
   bin_ = map_file(bin, &bin_bytes_);
   SMOE_CHECK_INPUT(idx_bytes_ >= kIndexedHeaderBytes && std::memcmp(idx_, kMagic, 9) == 0, idx,
@@ -110,10 +125,7 @@ IndexedDataset::IndexedDataset(const std::string& prefix) : prefix_(prefix) {
   }
 }
 
-IndexedDataset::~IndexedDataset() {
-  if (idx_) ::munmap(const_cast<unsigned char*>(idx_), idx_bytes_);
-  if (bin_) ::munmap(const_cast<unsigned char*>(bin_), bin_bytes_);
-}
+IndexedDataset::~IndexedDataset() { unmap(); }
 
 std::vector<int64_t> IndexedDataset::sequence(uint64_t i) const {
   SMOE_ASSERT(i < count_, "sequence ", i, " of ", count_);

@@ -4,6 +4,7 @@
 // first among equal ranks.
 #include <nlohmann/json.hpp>
 
+#include <atomic>
 #include <cstdio>
 #include <queue>
 
@@ -27,6 +28,8 @@ uint64_t pair_key(int32_t a, int32_t b) { return (static_cast<uint64_t>(static_c
 }  // namespace
 
 BpeModel::BpeModel(const nlohmann::json& m, const std::string& where) {
+  static std::atomic<uint64_t> models{0};
+  serial_ = ++models;
   const std::string type = m.contains("type") && m["type"].is_string() ? m["type"].get<std::string>() : "BPE";
   SMOE_CHECK_INPUT(type == "BPE", where, ": model ", type, " is not supported (smoe supports BPE)");
   SMOE_CHECK_INPUT(!m.contains("dropout") || m["dropout"].is_null() || m["dropout"] == 0.0, where,
@@ -152,11 +155,13 @@ void BpeModel::tokenize(const std::string& word, std::vector<int64_t>& out) cons
       return;
     }
   }
-  thread_local const BpeModel* cache_owner = nullptr;
+  // One cache per thread, for the model that used it last (by serial number: a
+  // later model may reuse a freed one's address).
+  thread_local uint64_t cache_owner = 0;
   thread_local std::unordered_map<std::string, std::vector<int32_t>> cache;
-  if (cache_owner != this) {
+  if (cache_owner != serial_) {
     cache.clear();
-    cache_owner = this;
+    cache_owner = serial_;
   }
   auto hit = cache.find(word);
   if (hit != cache.end()) {

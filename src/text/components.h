@@ -97,6 +97,7 @@ class BpeModel {
   bool ignore_merges_ = false;
   std::string prefix_, suffix_;
   int32_t byte_ids_[256];
+  uint64_t serial_ = 0;  // unique per model: keys the per-thread word cache
 };
 
 }  // namespace smoe

@@ -6,7 +6,6 @@
 // chunks; no BOS or EOS added. Pieces merge by tiktoken's byte-pair rule: the
 // adjacent pair whose joined bytes have the lowest rank, leftmost first.
 #include <openssl/evp.h>
-#include <unicode/uchar.h>
 
 #include <filesystem>
 #include <fstream>
@@ -36,14 +35,6 @@ constexpr const char* kKimiPattern =
 constexpr int kReservedSpecials = 256 + 2;
 constexpr size_t kMaxEncodeChars = 400000;
 constexpr size_t kMaxRunChars = 25000;
-
-// Python's str.isspace: general category Zs, or bidirectional class WS, B or S.
-bool python_isspace(char32_t c) {
-  const auto u = static_cast<UChar32>(c);
-  const UCharDirection d = u_charDirection(u);
-  return u_charType(u) == U_SPACE_SEPARATOR || d == U_WHITE_SPACE_NEUTRAL || d == U_BLOCK_SEPARATOR ||
-         d == U_SEGMENT_SEPARATOR;
-}
 
 class Tiktoken : public Tokenizer {
  public:
@@ -215,7 +206,7 @@ std::vector<int64_t> Tiktoken::encode(const std::string& text, bool) const {
   size_t chunk_start = 0, chars_in_chunk = 0, slice_start = 0, run = 0;
   bool run_space = false;
   for (size_t i = 0, len = 0; i < text.size(); i += len) {
-    const bool space = python_isspace(utf8_at(text, i, &len));
+    const bool space = is_python_space(utf8_at(text, i, &len));
     if (chars_in_chunk == kMaxEncodeChars) {
       encode_chunk(std::string_view(text).substr(slice_start, i - slice_start), out);
       chunk_start = slice_start = i;

@@ -290,9 +290,17 @@ void tokenize_corpus(const TokenizeOptions& o, MPI_Comm comm) {
       }
     };
     std::vector<std::thread> pool;
+    struct Join {  // the started threads, joined before the results are read (or on a failed start)
+      std::vector<std::thread>& pool;
+      void all() {
+        for (auto& t : pool)
+          if (t.joinable()) t.join();
+      }
+      ~Join() { all(); }
+    } join{pool};
     for (int t = 1; t < threads; ++t) pool.emplace_back(work);
     work();
-    for (auto& t : pool) t.join();
+    join.all();
     for (size_t i = 0; i < lines.size(); ++i) {
       if (errors[i].empty()) continue;
       const std::string place = record_place(o.corpus, pos + lines[i].first);

@@ -93,11 +93,9 @@ class SentencePieceTokenizer : public Tokenizer {
     return std::vector<int64_t>(ids.begin(), ids.begin() + n);
   }
   std::string decode(const std::vector<int64_t>& ids, bool) const override {
-    std::vector<int> in;
-    for (int64_t id : ids) {
-      SMOE_CHECK_INPUT(id >= 0 && id < vocab_size(), path_, ": token id ", id, " is not in the vocabulary");
-      in.push_back(static_cast<int>(id));
-    }
+    std::vector<int> in;  // ids beyond the vocabulary left out, as `tokenizers` does
+    for (int64_t id : ids)
+      if (id >= 0 && id < vocab_size()) in.push_back(static_cast<int>(id));
     std::string text(ids.size() * 8 + 16, '\0');
     char error[512] = {0};
     long n = api_.decode(sp_, in.data(), static_cast<long>(in.size()), text.data(), static_cast<long>(text.size()),

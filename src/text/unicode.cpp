@@ -161,12 +161,29 @@ std::string normalize_unicode(const std::string& s, NormalForm form) {
   return r;
 }
 
+// Each character on its own, as Rust's char::to_lowercase (full mappings such as
+// U+0130 -> "i\u0307", but no Final_Sigma context: a final capital sigma becomes σ).
 std::string to_lower(const std::string& s) {
-  icu::UnicodeString u = icu::UnicodeString::fromUTF8(s);
-  u.toLower(icu::Locale::getRoot());
   std::string r;
-  u.toUTF8String(r);
+  r.reserve(s.size());
+  for (size_t i = 0, len = 0; i < s.size(); i += len) {
+    const char32_t c = utf8_at(s, i, &len);
+    if (c < 0x80) {
+      r += static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c);
+      continue;
+    }
+    icu::UnicodeString u(static_cast<UChar32>(c));
+    u.toLower(icu::Locale::getRoot());
+    u.toUTF8String(r);
+  }
   return r;
+}
+
+bool is_python_space(char32_t c) {
+  const auto u = static_cast<UChar32>(c);
+  const UCharDirection d = u_charDirection(u);
+  return u_charType(u) == U_SPACE_SEPARATOR || d == U_WHITE_SPACE_NEUTRAL || d == U_BLOCK_SEPARATOR ||
+         d == U_SEGMENT_SEPARATOR;
 }
 
 }  // namespace smoe

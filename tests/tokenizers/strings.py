@@ -14,7 +14,7 @@ import random
 
 CONTRACTIONS = ["'s", "'t", "'re", "'ve", "'m", "'ll", "'d", "'S", "'T", "'RE", "'Ve", "'M", "'LL", "'D", "'ſ", "'Re"]
 WORDS = ["Hello", "world", "don", "THEY", "we", "It", "I", "you", "O'Neil", "rock'n'roll", "naïve", "café", "Straße",
-         "ΑΘΗΝΑ", "Σίσυφος", "ὀδυσσεύς", "İstanbul", "ǅemal", "Ⅻ", "ﬁnance", "Kelvin", "Å", "Ωhm", "x²", "H₂O",
+         "ΑΘΗΝΑ", "ΟΔΟΣ", "ΣΟΦΟΣ Σ", "Σίσυφος", "ὀδυσσεύς", "İstanbul", "ǅemal", "Ⅻ", "ﬁnance", "Kelvin", "Å", "Ωhm", "x²", "H₂O",
          "München", "Привет", "мир", "Ελλάδα", "Ünïcödé", "e\u0301", "a\u0308\u0301", "A\u030a", "\u212b", "\u1e9b\u0323"]
 SPACES = [" ", "  ", "   ", "\t", "\n", "\n\n", "\r\n", "\r", " \n ", "\n \n", "\t\t \n", "\u00a0", "\u3000", "\u2003",
           "\u0085", "\u2028", "\u2029", "\u180e", "\u200b", "\u200c", "\u200d", "\ufeff", "\u2060", "\x0b", "\x0c",

@@ -35,12 +35,13 @@ struct EvalRecord {
 
 // Reads this rank's share of an eval file; every error names the file and line,
 // among them a choice that leaves no room for its context within `context` tokens.
-// Text is tokenized as lm-evaluation-harness does: a text record with the
-// tokenizer's special tokens; a multiple-choice record's context and choice
-// encoded whole and cut after the context's tokens (trailing spaces of the
-// context go with the choice), BOS (the tokenizer's prefix) before the context;
-// a prompt likewise after the prefix. Generation matches when the decoded
-// tokens read answer + "\n".
+// Text is tokenized as lm-evaluation-harness does by default: a multiple-choice
+// record's context and choice encoded whole, without special tokens, and cut
+// after as many tokens as the context alone has (trailing whitespace of the
+// context goes with the choice); no BOS before a context or prompt, except that
+// an empty one becomes the tokenizer's BOS. A text record is encoded with the
+// tokenizer's special tokens. Generation matches when the decoded tokens read
+// answer + "\n".
 std::vector<EvalRecord> read_eval_records(const std::string& path, const Tokenizer& tokenizer, int64_t vocab_size,
                                           int64_t context, int rank, int ranks);
 

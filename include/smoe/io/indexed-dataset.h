@@ -44,6 +44,9 @@ class IndexedDataset {
   const std::string& prefix() const { return prefix_; }
 
  private:
+  void open();   // maps both files and checks the index
+  void unmap();
+
   std::string prefix_;
   IndexedDtype dtype_ = IndexedDtype::Int32;
   uint64_t count_ = 0;

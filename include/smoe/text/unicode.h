@@ -24,6 +24,8 @@ bool is_whitespace(char32_t c);    // White_Space
 bool is_alphanumeric(char32_t c);  // Alphabetic, or Nd/Nl/No
 bool is_numeric(char32_t c);       // Nd/Nl/No
 bool is_punctuation(char32_t c);   // ASCII punctuation, or P*
+// Python's str.isspace: general category Zs, or bidirectional class WS, B or S.
+bool is_python_space(char32_t c);
 // Rust regex's \w: Alphabetic, marks, Nd, Pc, Join_Control.
 bool is_word(char32_t c);
 
