@@ -19,9 +19,11 @@ namespace smoe {
 
 namespace {
 
-std::vector<int64_t> encode_at(const Tokenizer& tok, const std::string& text, const std::string& where) {
+// `text` encoded (with or without the tokenizer's special tokens); a fault names `where`.
+std::vector<int64_t> encode_at(const Tokenizer& tok, const std::string& text, const std::string& where,
+                               bool special = false) {
   try {
-    return tok.encode(text, false);
+    return tok.encode(text, special);
   } catch (const InputError& e) {
     throw InputError(str(where, ": ", e.what()));
   }
@@ -40,14 +42,6 @@ std::vector<int64_t> ids_of(const nlohmann::json& v, const Tokenizer& tok, const
   return ids;
 }
 
-std::vector<int64_t> with_special(const Tokenizer& tok, const std::string& text, const std::string& where) {
-  try {
-    return tok.encode(text, true);
-  } catch (const InputError& e) {
-    throw InputError(str(where, ": ", e.what()));
-  }
-}
-
 // lm-evaluation-harness's default (add_bos_token=False): no BOS before a context
 // or prompt; an empty one becomes the prefix token (the tokenizer's BOS).
 std::vector<int64_t> with_prefix(const Tokenizer& tok, std::vector<int64_t> ids) {
@@ -58,8 +52,8 @@ std::vector<int64_t> with_prefix(const Tokenizer& tok, std::vector<int64_t> ids)
 size_t trailing_space_bytes(const std::string& s) {
   size_t n = s.size();
   while (n > 0) {
-    size_t k = n - 1, len = 0;
-    while (k > 0 && (static_cast<unsigned char>(s[k]) & 0xC0) == 0x80) --k;
+    const size_t k = utf8_char_start(s, n);
+    size_t len = 0;
     if (!is_python_space(utf8_at(s, k, &len))) break;
     n = k;
   }
@@ -143,7 +137,7 @@ std::vector<EvalRecord> read_eval_records(const std::string& path, const Tokeniz
       r.kind = EvalRecord::Text;
       if (j.contains("text")) {
         SMOE_CHECK_INPUT(j["text"].is_string(), where, ": 'text' must be a string");
-        r.tokens = with_special(tok, j["text"].get<std::string>(), where);
+        r.tokens = encode_at(tok, j["text"].get<std::string>(), where, true);
         r.text_bytes = j["text"].get_ref<const std::string&>().size();
       } else {
         r.tokens = ids_of(j["input_ids"], tok, where, &r.text_bytes);

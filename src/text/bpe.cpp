@@ -39,8 +39,10 @@ BpeModel::BpeModel(const nlohmann::json& m, const std::string& where) {
   vocab_.reserve(m["vocab"].size());
   for (const auto& [token, id] : m["vocab"].items()) {
     const int64_t i = json_to_int(id, where, "the vocabulary id of " + json_quote(token));
-    SMOE_CHECK_INPUT(i >= 0 && i < (int64_t{1} << 31), where, ": vocabulary id ", i, " of ", json_quote(token),
-                     " is out of range");
+    // Ids are dense in real files; a few gaps are allowed, not 2^31 (the id table is a vector).
+    const auto entries = static_cast<int64_t>(m["vocab"].size());
+    SMOE_CHECK_INPUT(i >= 0 && i < entries + (int64_t{1} << 20), where, ": vocabulary id ", i, " of ",
+                     json_quote(token), " is out of range (the vocabulary has ", entries, " entries)");
     vocab_[token] = static_cast<int32_t>(i);
     if (static_cast<size_t>(i) >= tokens_.size()) tokens_.resize(static_cast<size_t>(i) + 1);
     tokens_[static_cast<size_t>(i)] = token;

@@ -65,9 +65,8 @@ class TokenTrie {
 };
 
 char32_t last_char(std::string_view s) {
-  size_t k = s.size() - 1, len = 0;
-  while (k > 0 && (static_cast<unsigned char>(s[k]) & 0xC0) == 0x80) --k;
-  return utf8_at(s, k, &len);
+  size_t len = 0;
+  return utf8_at(s, utf8_char_start(s, s.size()), &len);
 }
 
 class HfTokenizer : public Tokenizer {
@@ -252,8 +251,8 @@ void HfTokenizer::split_added(std::vector<Piece>& pieces, const TokenTrie& trie,
       if (a.lstrip) {
         size_t b = start;
         while (b > 0) {
-          size_t k = b - 1, l = 0;
-          while (k > 0 && (static_cast<unsigned char>(s[k]) & 0xC0) == 0x80) --k;
+          const size_t k = utf8_char_start(s, b);
+          size_t l = 0;
           if (!is_whitespace(utf8_at(s, k, &l))) break;
           b = k;
         }

@@ -70,8 +70,7 @@ class Strip : public Normalizer {
       while (b < e && is_whitespace(utf8_at(s, b, &len))) b += len;
     if (right_)
       while (e > b) {
-        size_t k = e - 1;
-        while (k > b && (static_cast<unsigned char>(s[k]) & 0xC0) == 0x80) --k;
+        const size_t k = utf8_char_start(s, e);
         if (!is_whitespace(utf8_at(s, k, &len))) break;
         e = k;
       }

@@ -14,6 +14,7 @@
 #include <unordered_map>
 
 #include "smoe/core/error.h"
+#include "smoe/core/file.h"
 #include "smoe/io/json.h"
 #include "smoe/text/regex.h"
 #include "smoe/text/tokenizer.h"
@@ -62,6 +63,10 @@ class Tiktoken : public Tokenizer {
 };
 
 Tiktoken::Tiktoken(const std::string& path) : path_(path) {
+  check_input_file(path, "tiktoken file");
+  const uint64_t bytes = std::filesystem::file_size(path);
+  SMOE_CHECK_INPUT(bytes <= kMaxJsonBytes, path, ": a tiktoken file of ", bytes, " bytes, beyond the limit of ",
+                   kMaxJsonBytes);
   std::ifstream in(path, std::ios::binary);
   SMOE_CHECK_INPUT(in.good(), path, ": cannot open the tiktoken file");
   std::string line;

@@ -71,6 +71,9 @@ const SentencePieceApi& sentencepiece_api() {
 class SentencePieceTokenizer : public Tokenizer {
  public:
   explicit SentencePieceTokenizer(const std::string& path) : path_(path), api_(sentencepiece_api()) {
+    const uint64_t bytes = std::filesystem::file_size(path);
+    SMOE_CHECK_INPUT(bytes <= kMaxJsonBytes, path, ": a SentencePiece model of ", bytes, " bytes, beyond the limit of ",
+                     kMaxJsonBytes);
     char error[512] = {0};
     sp_ = api_.load(path.c_str(), error, sizeof error);
     SMOE_CHECK_INPUT(sp_ != nullptr, path, ": not a SentencePiece model: ", error);
@@ -123,8 +126,12 @@ class SentencePieceTokenizer : public Tokenizer {
 bool is_tiktoken_file(const std::string& path) {
   if (std::filesystem::path(path).filename() == "tiktoken.model") return true;
   std::ifstream in(path, std::ios::binary);
-  std::string line;
-  if (!std::getline(in, line)) return false;
+  std::string line(256, '\0');  // the first line, or 256 bytes of it: a rank line is shorter
+  in.read(line.data(), static_cast<std::streamsize>(line.size()));
+  line.resize(static_cast<size_t>(in.gcount()));
+  const size_t newline = line.find('\n');
+  if (newline == std::string::npos) return false;
+  line.resize(newline);
   const size_t space = line.find(' ');
   if (space == std::string::npos || space == 0 || space + 1 == line.size()) return false;
   for (size_t i = 0; i < line.size(); ++i) {

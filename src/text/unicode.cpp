@@ -29,6 +29,12 @@ char32_t utf8_at(std::string_view s, size_t i, size_t* len) {
   }
 }
 
+size_t utf8_char_start(std::string_view s, size_t end) {
+  size_t k = end - 1;
+  while (k > 0 && (static_cast<unsigned char>(s[k]) & 0xC0) == 0x80) --k;
+  return k;
+}
+
 void append_utf8(std::string& out, char32_t c) {
   if (c < 0x80) {
     out += static_cast<char>(c);

@@ -33,14 +33,15 @@ async function hf() {
   fs.writeFileSync(outPath, out.join('\n') + '\n');
 }
 
-// Kimi-K2's split pattern in JavaScript's `v` syntax: \p{Han} is Script=Han,
-// class intersection is [[A]--[B]], (?i:'s|...) spelled out, and \s the
-// White_Space set of Rust and Oniguruma (JavaScript's adds U+FEFF, lacks U+0085).
+// Kimi-K2's split pattern in JavaScript's `u` syntax (Node 18 and later): \p{Han}
+// is Script=Han, the class intersection [A&&[^\p{Han}]] a lookahead
+// (?:(?!\p{sc=Han})[A]), (?i:'s|...) spelled out, and \s the White_Space set of
+// Rust and Oniguruma (JavaScript's adds U+FEFF, lacks U+0085).
 const WS = '[\\t\\n\\v\\f\\r \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]';
 const NWS = '[^\\t\\n\\v\\f\\r \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]';
 const CONTRACTION = "(?:'(?:[sS\\u017f]|[tT]|[rR][eE]|[vV][eE]|[mM]|[lL][lL]|[dD]))";
-const UPPER = '[[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]--[\\p{sc=Han}]]';
-const LOWER = '[[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]--[\\p{sc=Han}]]';
+const UPPER = '(?:(?!\\p{sc=Han})[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}])';
+const LOWER = '(?:(?!\\p{sc=Han})[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}])';
 const KIMI = [
   '[\\p{sc=Han}]+',
   `[^\\r\\n\\p{L}\\p{N}]?${UPPER}*${LOWER}+${CONTRACTION}?`,
@@ -69,7 +70,7 @@ function tiktoken() {
   const names = fs.existsSync(configPath) ? JSON.parse(fs.readFileSync(configPath, 'utf8')).added_tokens_decoder || {} : {};
   for (let id = base; id < base + 258; ++id) specials[names[id] ? names[id].content : `<|reserved_token_${id}|>`] = id;
   const enc = new Tiktoken({ pat_str: '[\\s\\S]+', special_tokens: {}, bpe_ranks: '! 0 ' + byRank.join(' ') });
-  const split = new RegExp(KIMI, 'gv');
+  const split = new RegExp(KIMI, 'gu');
   const specialNames = Object.keys(specials).sort((a, b) => specials[a] - specials[b]);
   const decoder = new TextDecoder('utf-8', { ignoreBOM: true });  // keep a leading U+FEFF, as Python's decode does
   const pieceIds = (s) => {

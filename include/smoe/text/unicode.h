@@ -14,6 +14,8 @@ char32_t utf8_at(std::string_view s, size_t i, size_t* len);
 // Byte length of the valid UTF-8 character starting with byte `lead`.
 size_t utf8_length(unsigned char lead);
 void append_utf8(std::string& out, char32_t c);
+// The start of the character that ends at byte `end` (> 0) of valid UTF-8.
+size_t utf8_char_start(std::string_view s, size_t end);
 // The byte offset of the first invalid UTF-8 sequence in `s`, or npos.
 size_t utf8_invalid_at(std::string_view s);
 // `bytes` as UTF-8, each maximal invalid subsequence replaced by U+FFFD, as
