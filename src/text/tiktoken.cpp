@@ -208,13 +208,13 @@ std::vector<int64_t> Tiktoken::encode(const std::string& text, bool) const {
   std::vector<int64_t> out;
   // Cut as tokenization_kimi.py does: 400,000-character chunks, then runs of one
   // class (space or not) of at most 25,000 characters.
-  size_t chunk_start = 0, chars_in_chunk = 0, slice_start = 0, run = 0;
+  size_t chars_in_chunk = 0, slice_start = 0, run = 0;
   bool run_space = false;
   for (size_t i = 0, len = 0; i < text.size(); i += len) {
     const bool space = is_python_space(utf8_at(text, i, &len));
     if (chars_in_chunk == kMaxEncodeChars) {
       encode_chunk(std::string_view(text).substr(slice_start, i - slice_start), out);
-      chunk_start = slice_start = i;
+      slice_start = i;
       chars_in_chunk = 0;
     }
     if (chars_in_chunk == 0) {
@@ -231,7 +231,6 @@ std::vector<int64_t> Tiktoken::encode(const std::string& text, bool) const {
       run = 1;
     }
   }
-  (void)chunk_start;
   encode_chunk(std::string_view(text).substr(slice_start), out);
   return out;
 }
