@@ -38,35 +38,19 @@ namespace smoe {
 
 namespace {
 
-// One rank's share of a task: its sequences, cut into batches.
-struct Shard {
-  std::vector<Sequence> seqs;
-  std::vector<std::pair<size_t, size_t>> batches;  // [begin, end) into seqs
-  int64_t tokens = 0;
-};
-
-Shard make_shard(std::vector<Sequence> seqs, int64_t batch) {
-  Shard s;
-  s.seqs = std::move(seqs);
-  s.batches = batch_sequences(s.seqs, batch);
-  for (const auto& q : s.seqs) s.tokens += static_cast<int64_t>(q.tokens.size());
-  return s;
-}
-
-// The tokens of batch `b` ([B, S]; [0, 2] past the end) and their identities.
+// The tokens of one batch ([B, S]; [0, 2] when empty) and their identities.
 struct Batch {
   at::Tensor tokens, document, position;
 };
 
-Batch make_batch(const Shard& shard, int64_t b, int64_t context) {
+Batch make_batch(const std::vector<Sequence>& seqs, int64_t context) {
   Batch out;
-  if (b >= static_cast<int64_t>(shard.batches.size())) {
+  if (seqs.empty()) {
     out.tokens = at::empty({0, 2}, at::kLong);
     out.document = out.position = at::empty({0}, at::kLong);
     return out;
   }
-  const auto [i, j] = shard.batches[static_cast<size_t>(b)];
-  const int64_t B = static_cast<int64_t>(j - i), S = static_cast<int64_t>(shard.seqs[i].tokens.size());
+  const int64_t B = static_cast<int64_t>(seqs.size()), S = static_cast<int64_t>(seqs[0].tokens.size());
   out.tokens = at::empty({B, S}, at::kLong);
   out.document = at::empty({B * S}, at::kLong);
   out.position = at::empty({B * S}, at::kLong);
@@ -75,7 +59,7 @@ Batch make_batch(const Shard& shard, int64_t b, int64_t context) {
   int64_t* doc = out.document.data_ptr<int64_t>();
   int64_t* pos = out.position.data_ptr<int64_t>();
   for (int64_t r = 0; r < B; ++r) {
-    const Sequence& q = shard.seqs[i + static_cast<size_t>(r)];
+    const Sequence& q = seqs[static_cast<size_t>(r)];
     for (int64_t t = 0; t < S; ++t) {
       tok[r * S + t] = q.tokens[static_cast<size_t>(t)];
       doc[r * S + t] = q.document;
@@ -256,20 +240,33 @@ int run_collect(int argc, char** argv) {
   int64_t tokens_run = 0;  // over all ranks, this run (not counting a resumed part)
   auto last_checkpoint = std::chrono::steady_clock::now();
   int64_t tokens_since_checkpoint = 0;
-  // Between steps: all ranks agree on tokens done, and whether to checkpoint or stop.
-  auto sync = [&](int64_t step_tokens, int64_t task, int64_t phase, Progress& progress, int64_t& done) -> bool {
-    tokens_since_checkpoint += step_tokens;
+  // Between steps: all ranks agree on tokens done, whether any has another batch
+  // (`more`: its next one is read), how much of the corpus is read, and whether to
+  // checkpoint or stop. Returns true when the job stops.
+  struct Step {
+    int64_t tokens = 0;
+    bool more = false;
+    int64_t read = 0, share = 0;  // this rank's part of the corpus: read so far, all of it
+  };
+  auto sync = [&](const Step& step, int64_t task, int64_t phase, Progress& progress, int64_t& done,
+                  bool* any_more) -> bool {
+    tokens_since_checkpoint += step.tokens;
     const double minutes =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - last_checkpoint).count() / 60.0;
     const bool due = (checkpoint_tokens > 0 && tokens_since_checkpoint >= checkpoint_tokens) ||
                      (checkpoint_minutes > 0 && minutes >= checkpoint_minutes);
-    at::Tensor flags = at::tensor({step_tokens, static_cast<int64_t>(due), static_cast<int64_t>(stop_requested())},
+    at::Tensor flags = at::tensor({step.tokens, static_cast<int64_t>(due), static_cast<int64_t>(stop_requested()),
+                                   static_cast<int64_t>(step.more), step.read, step.share},
                                   at::kLong);
     host->all_reduce_sum(flags);
-    done += flags[0].item<int64_t>();
+    const int64_t* f = flags.data_ptr<int64_t>();
+    done += f[0];
+    if (any_more) *any_more = f[3] > 0;
+    // Streaming: the total estimated from the share of the corpus read so far.
+    if (!layerwise && f[4] > 0) progress.set_total(static_cast<int64_t>(done * (static_cast<double>(f[5]) / f[4])), true);
     progress.update(done);
-    const bool stop = flags[2].item<int64_t>() > 0;
-    if (flags[1].item<int64_t>() > 0 || stop) {
+    const bool stop = f[2] > 0;
+    if (f[1] > 0 || stop) {
       write_checkpoint(work, tmp + ".work.h5", MPI_COMM_WORLD, fingerprint, task, phase, tasks);
       tokens_since_checkpoint = 0;
       last_checkpoint = std::chrono::steady_clock::now();
@@ -281,51 +278,73 @@ int run_collect(int argc, char** argv) {
 
   for (int64_t t = resume_task; t < static_cast<int64_t>(tasks.size()); ++t) {
     TaskStats& task = tasks[static_cast<size_t>(t)];
-    Shard shard = make_shard(
-        split_sequences(read_corpus(task.corpus, *tokenizer, config.vocab_size, rank, ranks, max_tokens), context),
-        batch);
-    at::Tensor counts = at::tensor({shard.tokens, static_cast<int64_t>(shard.seqs.size())}, at::kLong);
-    at::Tensor most = at::tensor({static_cast<int64_t>(shard.batches.size())}, at::kLong);
-    host->all_reduce_sum(counts);
-    host->all_reduce_max(most);
-    task.tokens = counts[0].item<int64_t>();
-    task.sequences = counts[1].item<int64_t>();
-    SMOE_CHECK_INPUT(task.tokens > 0, task.corpus, ": corpus holds no tokens");
-    const int64_t steps = most[0].item<int64_t>();
+    const CorpusPart part = share_corpus(task.corpus, *tokenizer, config.vocab_size, max_tokens, *host);
+    CorpusReader reader(task.corpus, *tokenizer, config.vocab_size, part);
+    BatchReader batches(reader, context, batch);
     const int64_t first = t == resume_task ? resume_phase : 0;
-    Progress progress("collect " + task.name, "tokens", layerwise ? task.tokens * config.num_layers : task.tokens,
-                      vm["progress-seconds"].as<double>());
+    Progress progress("collect " + task.name, "tokens", 0, vm["progress-seconds"].as<double>());
     int64_t done = 0;
     StatsCollector& collector = *task.collector;
+    std::vector<Sequence> seqs;
 
     if (!layerwise) {
-      for (int64_t step = first; step < steps; ++step) {
-        Batch bt = make_batch(shard, step, context);
+      // Streams its share: one batch in memory. Steps done before a resume are read again, not run.
+      for (int64_t step = 0; step < first && batches.next(&seqs);) ++step;
+      Step s;
+      s.share = static_cast<int64_t>(reader.end() - part.begin);
+      s.more = batches.next(&seqs);
+      bool any = false;
+      if (sync(s, t, first, progress, done, &any)) return kExitCheckpointed;
+      for (int64_t step = first; any; ++step) {
+        if (!s.more) seqs.clear();
+        Batch bt = make_batch(seqs, context);
         collector.set_tokens(bt.document, bt.position);
         at::Tensor h = decoder.embed(bt.tokens);
         for (int64_t l = 0; l < config.num_layers; ++l) h = decoder.apply_layer(l, h, executor, &collector);
-        if (sync(bt.tokens.numel(), t, step + 1, progress, done)) return kExitCheckpointed;
+        s.tokens = bt.tokens.numel();
+        s.more = s.more && batches.next(&seqs);
+        s.read = static_cast<int64_t>(reader.position() - part.begin);
+        if (sync(s, t, step + 1, progress, done, &any)) return kExitCheckpointed;
       }
     } else {
+      // Holds every hidden state of its share, one layer's experts at a time.
+      std::vector<std::vector<Sequence>> held;
+      while (batches.next(&seqs)) held.push_back(std::move(seqs));
+      at::Tensor most = at::tensor({static_cast<int64_t>(held.size()), batches.tokens()}, at::kLong);
+      at::Tensor total = most.clone();
+      host->all_reduce_max(most);
+      host->all_reduce_sum(total);
+      const int64_t steps = most[0].item<int64_t>();
+      progress.set_total(total[1].item<int64_t>() * config.num_layers, false);
+      const std::vector<Sequence> none;
+      auto batch_of = [&](int64_t step) -> const std::vector<Sequence>& {
+        return step < static_cast<int64_t>(held.size()) ? held[static_cast<size_t>(step)] : none;
+      };
       std::vector<at::Tensor> hidden(static_cast<size_t>(steps));
-      for (int64_t step = 0; step < steps; ++step) hidden[static_cast<size_t>(step)] =
-          decoder.embed(make_batch(shard, step, context).tokens);
+      for (int64_t step = 0; step < steps; ++step)
+        hidden[static_cast<size_t>(step)] = decoder.embed(make_batch(batch_of(step), context).tokens);
       for (int64_t l = 0; l < config.num_layers; ++l) {
         decoder.load_layer(l);
         // Layers finished before a resume are applied again, unobserved, to rebuild the hidden states.
         const bool observe = l >= first;
         for (int64_t step = 0; step < steps; ++step) {
           if (observe) {
-            Batch bt = make_batch(shard, step, context);
+            Batch bt = make_batch(batch_of(step), context);
             collector.set_tokens(bt.document, bt.position);
           }
           at::Tensor& h = hidden[static_cast<size_t>(step)];
           h = decoder.apply_layer(l, h, executor, observe ? &collector : nullptr);
         }
         decoder.release_layer(l);
-        if (observe && sync(shard.tokens, t, l + 1, progress, done)) return kExitCheckpointed;
+        if (observe && sync({batches.tokens()}, t, l + 1, progress, done, nullptr)) return kExitCheckpointed;
       }
     }
+    at::Tensor counts = at::tensor({batches.tokens(), batches.sequences()}, at::kLong);
+    host->all_reduce_sum(counts);
+    task.tokens = counts[0].item<int64_t>();
+    task.sequences = counts[1].item<int64_t>();
+    SMOE_CHECK_INPUT(task.tokens > 0, task.corpus, ": corpus holds no tokens");
+    progress.set_total(layerwise ? task.tokens * config.num_layers : task.tokens, false);
     progress.update(done, true);
     tokens_run += done / (layerwise ? config.num_layers : 1);
   }

@@ -3,7 +3,7 @@
 // routing choices. The way to check that a checkpoint loads and runs right.
 //
 // Under MPI the experts are sharded over the ranks (expert parallelism) and each
-// rank reads its own share of the corpus's records (record i on rank i % P).
+// rank streams its own part of the corpus (share_corpus).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <c10/core/GradMode.h>
@@ -160,23 +160,13 @@ int run_score(int argc, char** argv) {
     logits_out = std::make_unique<Output>(spec);
   }
   if (vm.count("logits")) share_output_temporary(logits_out.get(), MPI_COMM_WORLD);
-  std::vector<Document> docs = read_corpus(corpus_path, *tokenizer, config.vocab_size, rank, ranks);
-  std::vector<Sequence> seqs = split_sequences(docs, context);
-  docs.clear();
-
-  const std::vector<std::pair<size_t, size_t>> batches = batch_sequences(seqs, batch);
-  at::Tensor counts = at::tensor({static_cast<int64_t>(batches.size()), static_cast<int64_t>(seqs.size())}, at::kLong);
-  at::Tensor max_counts = counts.clone();
-  host->all_reduce_max(max_counts);
-  host->all_reduce_sum(counts);
-  SMOE_CHECK_INPUT(counts[1].item<int64_t>() > 0, corpus_path, ": no record holds two or more tokens: nothing to score");
-  // Every rank takes part in every step's exchanges, with an empty batch once its own run out.
-  const int64_t steps = max_counts[0].item<int64_t>();
+  const CorpusPart part = share_corpus(corpus_path, *tokenizer, config.vocab_size, 0, *host);
+  CorpusReader reader(corpus_path, *tokenizer, config.vocab_size, part);
+  BatchReader batches(reader, context, batch);
 
   log_info(str("score: ", family_name(config.family), " model ", checkpoint.dir(), " (", decoder.parameter_bytes() / 1e6,
                " MB of parameters on rank 0, ", vm["dtype"].as<std::string>(), " on ", device_name, ", ", ranks,
-               " rank(s) x ", threads, " threads, ", parallel ? "expert-parallel" : "local", " experts), ",
-               counts[1].item<int64_t>(), " sequences"));
+               " rank(s) x ", threads, " threads, ", parallel ? "expert-parallel" : "local", " experts)"));
 
   std::unique_ptr<MoeExecutor> executor;
   ExpertParallelExecutor* ep = nullptr;
@@ -191,25 +181,33 @@ int run_score(int argc, char** argv) {
   RoutingRecorder recorder;
   const bool keep = vm.count("logits") != 0;
   std::vector<at::Tensor> all_logits, all_tokens;
+  std::vector<int64_t> meta;  // (document, piece, length) of each sequence run, for --logits
   double nll_sum = 0.0;
   int64_t predicted = 0;
   const auto start = std::chrono::steady_clock::now();
 
+  // Streams this rank's share, one batch at a time. Every rank takes part in
+  // every step's exchanges, with an empty batch once its own run out, until none
+  // has another.
   c10::NoGradGuard no_grad;
-  for (int64_t step = 0; step < steps; ++step) {
-    at::Tensor tokens;
-    if (step < static_cast<int64_t>(batches.size())) {
-      const auto [i, j] = batches[static_cast<size_t>(step)];
-      const int64_t B = static_cast<int64_t>(j - i), S = static_cast<int64_t>(seqs[i].tokens.size());
-      tokens = at::empty({B, S}, at::kLong);
-      for (int64_t b = 0; b < B; ++b)
-        std::memcpy(tokens[b].data_ptr<int64_t>(), seqs[i + static_cast<size_t>(b)].tokens.data(),
-                    static_cast<size_t>(S) * sizeof(int64_t));
-    } else {
-      tokens = at::empty({0, 2}, at::kLong);
+  std::vector<Sequence> seqs;
+  bool mine = batches.next(&seqs);
+  auto any_rank = [&](bool flag) {
+    at::Tensor t = at::tensor({static_cast<int64_t>(flag)}, at::kLong);
+    host->all_reduce_sum(t);
+    return t.item<int64_t>() > 0;
+  };
+  while (any_rank(mine)) {
+    if (!mine) seqs.clear();
+    const int64_t B = static_cast<int64_t>(seqs.size()), S = B > 0 ? static_cast<int64_t>(seqs[0].tokens.size()) : 2;
+    at::Tensor tokens = at::empty({B, S}, at::kLong);
+    for (int64_t b = 0; b < B; ++b) {
+      const Sequence& q = seqs[static_cast<size_t>(b)];
+      std::memcpy(tokens[b].data_ptr<int64_t>(), q.tokens.data(), static_cast<size_t>(S) * sizeof(int64_t));
+      if (keep) meta.insert(meta.end(), {q.document, q.piece, S});
     }
-    const int64_t B = tokens.size(0), S = tokens.size(1);
     at::Tensor logits = decoder.forward(tokens, *executor, keep ? &recorder : nullptr).cpu();
+    mine = mine && batches.next(&seqs);
     if (B == 0) continue;
     at::Tensor logp = at::log_softmax(logits.narrow(1, 0, S - 1), -1);
     at::Tensor target = tokens.narrow(1, 1, S - 1).unsqueeze(-1);
@@ -224,6 +222,7 @@ int run_score(int argc, char** argv) {
 
   at::Tensor totals = at::tensor({nll_sum, static_cast<double>(predicted)}, at::kDouble);
   host->all_reduce_sum(totals);
+  SMOE_CHECK_INPUT(totals[1].item<double>() > 0, corpus_path, ": no record holds two or more tokens: nothing to score");
   const double nll = totals[0].item<double>() / totals[1].item<double>();
   if (rank == 0)
     std::printf("tokens=%lld\nnll=%.6f\nperplexity=%.6f\ntokens_per_second=%.1f\n",
@@ -240,8 +239,6 @@ int run_score(int argc, char** argv) {
 
   if (keep) {
     const int64_t vocab = config.vocab_size;
-    std::vector<int64_t> meta;
-    for (const auto& s : seqs) meta.insert(meta.end(), {s.document, s.piece, static_cast<int64_t>(s.tokens.size())});
     at::Tensor local_meta = at::tensor(meta, at::kLong).view({-1, 3});
     auto rows = [&](std::vector<at::Tensor>& parts, at::Tensor empty) {
       return parts.empty() ? empty : at::cat(parts, 0);

@@ -14,6 +14,11 @@ Progress::Progress(std::string label, std::string unit, int64_t total, double in
       start_(std::chrono::steady_clock::now()),
       last_(start_) {}
 
+void Progress::set_total(int64_t total, bool estimated) {
+  total_ = total;
+  estimated_ = estimated;
+}
+
 void Progress::update(int64_t done, bool force) {
   const auto now = std::chrono::steady_clock::now();
   if (start_done_ < 0) start_done_ = done;  // a resumed job counts its rate from here
@@ -27,8 +32,8 @@ void Progress::update(int64_t done, bool force) {
     std::snprintf(eta, sizeof eta, "%ld:%02ld:%02ld", s / 3600, s / 60 % 60, s % 60);
   }
   char line[256];
-  std::snprintf(line, sizeof line, "%s: %lld/%lld %s (%.1f%%), %.0f %s/s, ETA %s", label_.c_str(),
-                static_cast<long long>(done), static_cast<long long>(total_), unit_.c_str(),
+  std::snprintf(line, sizeof line, "%s: %lld/%s%lld %s (%.1f%%), %.0f %s/s, ETA %s", label_.c_str(),
+                static_cast<long long>(done), estimated_ ? "~" : "", static_cast<long long>(total_), unit_.c_str(),
                 total_ > 0 ? 100.0 * static_cast<double>(done) / static_cast<double>(total_) : 100.0, rate,
                 unit_.c_str(), eta);
   log_info(line);

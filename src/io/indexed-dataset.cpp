@@ -127,6 +127,11 @@ void IndexedDataset::open() {
 
 IndexedDataset::~IndexedDataset() { unmap(); }
 
+uint64_t IndexedDataset::length(uint64_t i) const {
+  SMOE_ASSERT(i < count_, "sequence ", i, " of ", count_);
+  return static_cast<uint64_t>(load_le<int32_t>(idx_ + indexed_length_at(count_, i)));
+}
+
 std::vector<int64_t> IndexedDataset::sequence(uint64_t i) const {
   SMOE_ASSERT(i < count_, "sequence ", i, " of ", count_);
   const auto length = static_cast<size_t>(load_le<int32_t>(idx_ + indexed_length_at(count_, i)));

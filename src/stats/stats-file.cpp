@@ -95,6 +95,8 @@ void write_checkpoint(const std::string& path, const std::string& tmp, MPI_Comm 
     for (int64_t t = 0; t <= task && t < static_cast<int64_t>(tasks.size()); ++t) {
       const TaskStats& ts = tasks[static_cast<size_t>(t)];
       h5::Handle tg = h5::create_group(file.get(), "task" + std::to_string(t));
+      h5::write_attr(tg.get(), "tokens", ts.tokens);  // totals of the tasks done; 0 for the current one
+      h5::write_attr(tg.get(), "sequences", ts.sequences);
       for (auto& [l, s] : ts.collector->layers()) {
         h5::Handle lg = h5::create_group(tg.get(), std::to_string(l));
         for (const auto& [name, value] : s.state(ts.collector->options().sample_size))
@@ -127,6 +129,10 @@ bool read_checkpoint(const std::string& path, MPI_Comm comm, const std::string& 
   for (int64_t t = 0; t <= *task; ++t) {
     h5::Handle tg = h5::open_group(file.get(), "task" + std::to_string(t), path);
     TaskStats& ts = tasks[static_cast<size_t>(t)];
+    if (t < *task) {
+      ts.tokens = h5::read_attr_int(tg.get(), "tokens", path);
+      ts.sequences = h5::read_attr_int(tg.get(), "sequences", path);
+    }
     for (auto& [l, s] : ts.collector->layers()) {
       h5::Handle lg = h5::open_group(tg.get(), std::to_string(l), path);
       std::map<std::string, at::Tensor> state;

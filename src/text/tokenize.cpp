@@ -17,6 +17,7 @@
 #include "smoe/core/output.h"
 #include "smoe/core/progress.h"
 #include "smoe/dist/mpi.h"
+#include "smoe/io/corpus.h"
 #include "smoe/io/indexed-dataset.h"
 #include "smoe/io/json.h"
 #include "smoe/io/outputs.h"
@@ -32,25 +33,6 @@ constexpr size_t kBlockBytes = 8u << 20;  // lines read and tokenized together
 template <class... Args>
 void check_sys(bool ok, const Args&... what) {
   if (!ok) throw RuntimeError(str(what..., ": ", errno_text()));
-}
-
-// The first line start at or after `at` (0 stays 0): the byte after the first
-// newline at or after at - 1.
-uint64_t line_start_from(std::ifstream& in, uint64_t at, uint64_t size) {
-  if (at == 0) return 0;
-  in.clear();
-  in.seekg(static_cast<std::streamoff>(at - 1));
-  std::string buf(1 << 16, '\0');
-  uint64_t pos = at - 1;
-  while (pos < size) {
-    in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
-    const auto got = static_cast<size_t>(in.gcount());
-    if (got == 0) break;
-    const void* nl = std::memchr(buf.data(), '\n', got);
-    if (nl) return pos + static_cast<uint64_t>(static_cast<const char*>(nl) - buf.data()) + 1;
-    pos += got;
-  }
-  return size;
 }
 
 // "FILE:LINE (byte B)" for a record starting at byte `offset`; the line counted
@@ -232,9 +214,7 @@ void tokenize_corpus(const TokenizeOptions& o, MPI_Comm comm) {
   std::ifstream in(o.corpus, std::ios::binary);
   SMOE_CHECK_INPUT(in.good(), o.corpus, ": cannot open corpus: ", errno_text());
   const uint64_t size = std::filesystem::file_size(o.corpus);
-  const uint64_t begin = line_start_from(in, size * static_cast<uint64_t>(rank) / static_cast<uint64_t>(ranks), size);
-  const uint64_t end =
-      line_start_from(in, size * static_cast<uint64_t>(rank + 1) / static_cast<uint64_t>(ranks), size);
+  const auto [begin, end] = jsonl_range(o.corpus, size, rank, ranks);
   log_info(str("tokenize: ", tok->name(), ", ", o.corpus, " (", size, " bytes), ", ranks, " rank(s) x ", threads,
                " threads", o.decode ? ", decoding ids" : o.add_special_tokens ? "" : ", no special tokens"));
 

@@ -2,13 +2,18 @@
 // with 1 to 4 ranks.
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
+#include <mpi.h>
 #include <unistd.h>
+
+#include <fstream>
 
 #include "smoe/core/error.h"
 #include "smoe/dist/comm.h"
 #include "smoe/dist/ep-executor.h"
 #include "smoe/dist/placement.h"
 #include "smoe/io/checkpoint.h"
+#include "smoe/io/corpus.h"
+#include "smoe/text/tokenizer.h"
 #include "smoe/model/decoder.h"
 #include "smoe/model/router.h"
 #include "../unit/tiny-model.h"
@@ -69,6 +74,48 @@ TEST(MpiCommunicator, VariableAllToAllWithEmptyParts) {
       EXPECT_EQ(got[row][0].item<float>(), p * 100.f + w.rank * 10.f + i);
   }
   EXPECT_EQ(row, got.size(0));
+}
+
+// Every rank reads its own part; together they read every record once, numbered
+// as in the file, and the token cap falls where it falls for one rank.
+TEST(ShareCorpus, PartsCoverTheCorpusOnceWithFileNumbers) {
+  World w;
+  const std::string path = "/tmp/smoe-test-dist-corpus-" + std::to_string(::getppid()) + ".jsonl";
+  const int64_t records = 23;
+  if (w.rank == 0) {
+    std::ofstream out(path);
+    for (int64_t i = 0; i < records; ++i) {
+      if (i % 5 == 2) out << "\n";  // blank lines count as lines, not records
+      out << "{\"input_ids\": [" << i;
+      for (int64_t k = 0; k < i % 4; ++k) out << ", 7";
+      out << "]}\n";
+    }
+  }
+  ASSERT_EQ(MPI_Barrier(MPI_COMM_WORLD), MPI_SUCCESS);
+  auto tok = make_tokenizer("byte");
+  for (const int64_t cap : {int64_t{0}, int64_t{19}}) {
+    const CorpusPart part = share_corpus(path, *tok, 300, cap, *w.comm);
+    CorpusReader reader(path, *tok, 300, part);
+    std::vector<int64_t> mine;  // (index, line, first token, length) per record
+    Document d;
+    while (reader.next(&d))
+      mine.insert(mine.end(), {d.index, d.line, d.tokens[0], static_cast<int64_t>(d.tokens.size())});
+    at::Tensor all = w.comm->gather_rows(at::tensor(mine, at::kLong).view({-1, 4}), 0);
+    if (w.rank != 0) continue;
+    int64_t line = 0, tokens = 0, i = 0;
+    for (; i < all.size(0); ++i) {
+      line += 1 + (i % 5 == 2);
+      EXPECT_EQ(all[i][0].item<int64_t>(), i);
+      EXPECT_EQ(all[i][1].item<int64_t>(), line);
+      EXPECT_EQ(all[i][2].item<int64_t>(), i);
+      const int64_t length = all[i][3].item<int64_t>();
+      EXPECT_EQ(length, cap > 0 ? std::min(1 + i % 4, cap - tokens) : 1 + i % 4);
+      tokens += length;
+    }
+    EXPECT_EQ(i, cap > 0 ? 8 : records);  // lengths 1, 2, 3, 4, 1, 2, 3, 4: the cap cuts record 7 to 3
+    if (cap > 0) EXPECT_EQ(tokens, cap);
+  }
+  if (w.rank == 0) std::remove(path.c_str());
 }
 
 TEST(Placement, ContiguousBlocksWhenExpertsDoNotDivide) {

@@ -35,6 +35,8 @@ def datasets(path):
             failures.append(f"{path}: complete flag not set")
         f.visititems(lambda n, o: out.__setitem__(n, o[()]) if isinstance(o, h5py.Dataset) else None)
         for name, g in f["tasks"].items():
+            for key in ("tokens", "sequences"):
+                out[f"tasks/{name}/@{key}"] = np.array(g.attrs[key])
             for l, lg in g["layers"].items():
                 out[f"tasks/{name}/layers/{l}/@tokens"] = np.array(lg.attrs["tokens"])
     return out
@@ -96,9 +98,9 @@ def main():
                 f.write(json.dumps({"input_ids": rng.integers(0, cfg["vocab_size"], n).tolist()}) + "\n")
         corpora[name] = path
 
-    def cmd(ranks, out, *extra):
+    def cmd(ranks, out, *extra, progress="0.5"):
         c = [a.smoe, "collect", "--model", model, "--out", out, "--context", "32", "--batch", "4", "--threads", "1",
-             "--sample", "16", "--out-mean", "--seed", "7", "--progress-seconds", "0.5"]
+             "--sample", "16", "--out-mean", "--seed", "7", "--progress-seconds", progress]
         for name, path in corpora.items():
             c += ["--task", f"{name}={path}"]
         return [a.mpirun, "--oversubscribe", "--bind-to", "none", "-n", str(ranks)] + c + list(extra)
@@ -182,21 +184,26 @@ def main():
             compare("one rank killed, then resumed vs uninterrupted", uninterrupted, run(2, out, "--resume"),
                     exact=True)
 
-    # SIGUSR1 (Slurm's warning signal): checkpoint and exit 3; resume.
+    # SIGUSR1 (Slurm's warning signal) in the second task: checkpoint and exit 3;
+    # resume, the first task's totals kept from the working file.
     out = os.path.join(w, "signalled.h5")
     for f in (out, out + ".work.h5"):
         if os.path.exists(f):
             os.remove(f)
-    p = subprocess.Popen(cmd(2, out, "--checkpoint-minutes", "0"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                         text=True, start_new_session=True)
+    p = subprocess.Popen(cmd(2, out, "--checkpoint-minutes", "0", progress="0"), stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True, start_new_session=True)
     buf = ""
-    while "tokens/s" not in buf and p.poll() is None:
+    while "collect prose:" not in buf and p.poll() is None:
         buf += p.stderr.readline()
     os.killpg(p.pid, signal.SIGUSR1)
     err = p.stderr.read()
     code = p.wait()
     ok = code == 3 and os.path.exists(out + ".work.h5") and not os.path.exists(out)
-    print(f"{'ok  ' if ok else 'FAIL'} SIGUSR1: exit {code}, working file kept, no final file")
+    if ok:
+        with h5py.File(out + ".work.h5", "r") as f:
+            ok = f.attrs["task"] == 1
+            print(f"     checkpointed at task {f.attrs['task']}, step {f.attrs['phase']}")
+    print(f"{'ok  ' if ok else 'FAIL'} SIGUSR1 in the second task: exit {code}, working file kept, no final file")
     if not ok:
         print(err[-2000:])
         failures.append("SIGUSR1")

@@ -3,10 +3,13 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
+#include <tuple>
 
 #include "smoe/core/error.h"
 #include "smoe/io/corpus.h"
+#include "smoe/io/indexed-dataset.h"
 #include "smoe/text/tokenizer.h"
 
 namespace smoe {
@@ -42,42 +45,118 @@ TEST(Corpus, TextAndIdsRecords) {
   EXPECT_EQ(docs[1].line, 3);
 }
 
-TEST(Corpus, ShardsTakeEveryPthRecord) {
-  std::string path = write_corpus("shard.jsonl", "{\"input_ids\": [0]}\n{\"input_ids\": [1]}\n\n"
-                                                 "{\"input_ids\": [2]}\n{\"input_ids\": [3]}\n{\"input_ids\": [4]}\n");
+// Every record of every part, read part by part as the ranks would.
+std::vector<Document> read_parts(const std::string& path, int parts, uint64_t extent, const CorpusPart& cap = {}) {
   auto tok = make_tokenizer("byte");
-  auto docs = read_corpus(path, *tok, 300, 1, 2);
-  ASSERT_EQ(docs.size(), 2u);
-  EXPECT_EQ(docs[0].index, 1);
-  EXPECT_EQ(docs[0].tokens[0], 1);
-  EXPECT_EQ(docs[1].index, 3);
-  EXPECT_EQ(docs[1].line, 5);  // the blank line counts as a line, not a record
-  // A shard with no records of its own is no error while the corpus has records.
-  EXPECT_TRUE(read_corpus(write_corpus("one.jsonl", "{\"text\": \"ab\"}\n"), *tok, 300, 1, 2).empty());
+  std::vector<Document> docs;
+  CorpusPart part = cap;
+  for (int p = 0; p < parts; ++p) {
+    std::tie(part.begin, part.end) = corpus_range(path, extent, p, parts);
+    CorpusReader reader(path, *tok, 300, part);
+    Document d;
+    while (reader.next(&d)) docs.push_back(d);
+    EXPECT_EQ(reader.position(), part.end);
+    const RecordCount n = count_records(path, part.begin, part.end);
+    part.first_line += n.newlines;
+    part.first_record += n.records;
+  }
+  return docs;
 }
 
-TEST(Corpus, TokenCapIsTheSameForEveryShardCount) {
+TEST(Corpus, PartsKeepTheFilesNumbering) {
+  std::string path = write_corpus("parts.jsonl", "{\"input_ids\": [0]}\n{\"input_ids\": [1]}\n\n \r\n"
+                                                 "{\"input_ids\": [2, 2]}\n{\"input_ids\": [3]}\n{\"input_ids\": [4]}");
+  const uint64_t extent = corpus_extent(path);
+  EXPECT_EQ(count_records(path, 0, extent).records, 5);
+  EXPECT_EQ(count_records(path, 0, extent).newlines, 6);
+  for (int parts = 1; parts <= 7; ++parts) {
+    auto docs = read_parts(path, parts, extent);
+    ASSERT_EQ(docs.size(), 5u) << parts << " parts";
+    for (int64_t i = 0; i < 5; ++i) {
+      EXPECT_EQ(docs[i].index, i) << parts << " parts";
+      EXPECT_EQ(docs[i].tokens[0], i);
+      EXPECT_EQ(docs[i].line, i < 2 ? i + 1 : i + 3);  // two blank lines count as lines, not records
+    }
+  }
+  // A part may be empty (more parts than lines): no error while the corpus has records.
+  EXPECT_EQ(corpus_range(path, extent, 0, 200).first, corpus_range(path, extent, 0, 200).second);
+}
+
+TEST(Corpus, TokenCapIsTheSameForEveryPartCount) {
   std::string path = write_corpus("cap.jsonl", "{\"input_ids\": [1, 2, 3]}\n{\"input_ids\": [4, 5, 6]}\n"
                                                "{\"input_ids\": [7, 8, 9]}\n{\"input_ids\": [10]}\n");
   auto tok = make_tokenizer("byte");
-  auto all = read_corpus(path, *tok, 300, 0, 1, 5);
-  ASSERT_EQ(all.size(), 2u);
-  EXPECT_EQ(all[1].tokens, (std::vector<int64_t>{4, 5}));
-  auto odd = read_corpus(path, *tok, 300, 1, 2, 5);
-  ASSERT_EQ(odd.size(), 1u);
-  EXPECT_EQ(odd[0].tokens, (std::vector<int64_t>{4, 5}));
-  EXPECT_TRUE(read_corpus(path, *tok, 300, 1, 3, 5).size() == 1u);
+  const CorpusPart cap = corpus_cap(path, *tok, 300, 5);
+  EXPECT_EQ(cap.cut_keep, 2);
+  EXPECT_EQ(cap.end, 50u);  // right after the second line
+  for (int parts = 1; parts <= 4; ++parts) {
+    auto docs = read_parts(path, parts, cap.end, cap);
+    ASSERT_EQ(docs.size(), 2u);
+    EXPECT_EQ(docs[1].tokens, (std::vector<int64_t>{4, 5}));
+  }
+  // A cap beyond the corpus reads all of it; a cap on a record boundary cuts nothing.
+  EXPECT_EQ(corpus_cap(path, *tok, 300, 100).end, UINT64_MAX);
+  EXPECT_EQ(corpus_cap(path, *tok, 300, 6).cut_keep, 3);
 }
 
 TEST(Corpus, SplitsLongDocumentsAndDropsSingletons) {
   Document a;
+  a.index = 4;
   a.tokens = {1, 2, 3, 4, 5, 6, 7};
-  Document b;
-  b.tokens = {9};
-  auto seqs = split_sequences({a, b}, 3);
-  ASSERT_EQ(seqs.size(), 2u);  // [1 2 3] [4 5 6]; [7] and [9] have nothing to predict
+  auto seqs = split_sequences(a, 3);
+  ASSERT_EQ(seqs.size(), 2u);  // [1 2 3] [4 5 6]; [7] has nothing to predict
   EXPECT_EQ(seqs[1].tokens, (std::vector<int64_t>{4, 5, 6}));
   EXPECT_EQ(seqs[1].piece, 1);
+  EXPECT_EQ(seqs[1].document, 4);
+}
+
+TEST(Corpus, BatchesHoldEqualPiecesOfOneDocument) {
+  // Document 0: 7 tokens -> pieces of 3, 3 (and 1, dropped); document 1: 2 tokens; 2: 1 token; 3: 9 -> 3, 3, 3.
+  std::string path = write_corpus("batches.jsonl", "{\"input_ids\": [1,2,3,4,5,6,7]}\n{\"input_ids\": [1,2]}\n"
+                                                   "{\"input_ids\": [1]}\n{\"input_ids\": [1,2,3,4,5,6,7,8,9]}\n");
+  auto tok = make_tokenizer("byte");
+  CorpusReader reader(path, *tok, 300);
+  BatchReader batches(reader, 3, 2);
+  std::vector<std::vector<int64_t>> got;  // (document, pieces, length) per batch
+  std::vector<Sequence> b;
+  while (batches.next(&b)) got.push_back({b[0].document, static_cast<int64_t>(b.size()), static_cast<int64_t>(b[0].tokens.size())});
+  EXPECT_EQ(got, (std::vector<std::vector<int64_t>>{{0, 2, 3}, {1, 1, 2}, {3, 2, 3}, {3, 1, 3}}));
+  EXPECT_EQ(batches.sequences(), 6);
+  EXPECT_EQ(batches.tokens(), 17);
+}
+
+TEST(Corpus, IndexedDatasetPartsAreBalancedByTokens) {
+  // Four sequences of 1, 1, 1 and 9 tokens: the halves start with the sequences holding tokens 0 and 6.
+  const std::string dir = testing::TempDir() + "smoe-corpus-idx-" + std::to_string(::getpid());
+  std::filesystem::create_directories(dir);
+  std::vector<std::vector<int32_t>> seqs = {{1}, {2}, {3}, {1, 2, 3, 4, 5, 6, 7, 8, 9}};
+  {
+    std::ofstream bin(dir + "/tokens.bin", std::ios::binary), idx(dir + "/tokens.idx", std::ios::binary);
+    idx << indexed_header(IndexedDtype::Int32, seqs.size());
+    int64_t pointer = 0;
+    for (const auto& q : seqs) {
+      const auto n = static_cast<int32_t>(q.size());
+      idx.write(reinterpret_cast<const char*>(&n), 4);
+    }
+    for (const auto& q : seqs) {
+      idx.write(reinterpret_cast<const char*>(&pointer), 8);
+      bin.write(reinterpret_cast<const char*>(q.data()), static_cast<std::streamsize>(4 * q.size()));
+      pointer += static_cast<int64_t>(4 * q.size());
+    }
+    for (int64_t d = 0; d <= static_cast<int64_t>(seqs.size()); ++d) idx.write(reinterpret_cast<const char*>(&d), 8);
+  }
+  EXPECT_EQ(corpus_extent(dir), 4u);
+  EXPECT_EQ(corpus_range(dir, 4, 0, 2), (std::pair<uint64_t, uint64_t>{0, 3}));
+  EXPECT_EQ(corpus_range(dir, 4, 1, 2), (std::pair<uint64_t, uint64_t>{3, 4}));
+  auto docs = read_parts(dir, 3, 4);
+  ASSERT_EQ(docs.size(), 4u);
+  for (int64_t i = 0; i < 4; ++i) EXPECT_EQ(docs[i].index, i);
+  auto tok = make_tokenizer("byte");
+  const CorpusPart cap = corpus_cap(dir, *tok, 300, 5);
+  EXPECT_EQ(cap.end, 4u);
+  EXPECT_EQ(cap.cut_at, 3u);
+  EXPECT_EQ(cap.cut_keep, 2);
+  std::filesystem::remove_all(dir);
 }
 
 TEST(CorpusMalformed, EachFaultNamedWithLine) {

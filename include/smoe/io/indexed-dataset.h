@@ -39,8 +39,9 @@ class IndexedDataset {
   IndexedDataset(const IndexedDataset&) = delete;
   IndexedDataset& operator=(const IndexedDataset&) = delete;
   uint64_t size() const { return count_; }
-  // Token ids of sequence i.
+  // Token ids of sequence i, and their count.
   std::vector<int64_t> sequence(uint64_t i) const;
+  uint64_t length(uint64_t i) const;
   const std::string& prefix() const { return prefix_; }
 
  private:
