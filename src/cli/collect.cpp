@@ -90,7 +90,7 @@ int run_collect(int argc, char** argv) {
   po::options_description opts("smoe collect options");
   opts.add_options()("model", po::value<std::string>()->required(), "checkpoint folder (HF layout)")(
       "task", po::value<std::vector<std::string>>()->required()->composing(),
-      "NAME=FILE: a task and its JSONL corpus (repeatable)")(
+      "NAME=FILE: a task and its corpus, JSONL or a Megatron indexed dataset (PREFIX or folder) (repeatable)")(
       "out", po::value<std::string>()->required(), "statistics file to write (HDF5)")(
       "dtype", po::value<std::string>()->default_value("f32"), "compute dtype: f32 or bf16")(
       "device", po::value<std::string>()->default_value("cpu"), "cpu, or cuda (one GPU per rank, NCCL)")(
@@ -153,7 +153,9 @@ int run_collect(int argc, char** argv) {
   if (rank == 0) {
     OutputSpec spec = hdf5_output(out, "collect", "smoe-stats");
     spec.overwrite = vm["overwrite"].as<bool>();
-    spec.inputs = option_inputs(vm, {"model", "placement", "tokenizer"}, task_specs, "corpus");
+    spec.inputs = option_inputs(vm, {"model", "placement", "tokenizer"});
+    for (const auto& task : task_specs)
+      for (const std::string& file : corpus_files(task.second)) spec.inputs.push_back(file);
     output = std::make_unique<Output>(spec);
     // The working file beside it is replaced and removed by this run: only ever one of collect's.
     struct stat st {};
@@ -191,7 +193,7 @@ int run_collect(int argc, char** argv) {
                        {"sample", sample},            {"seed", vm["seed"].as<uint64_t>()},
                        {"schedule", schedule},        {"tokenizer", tokenizer->name()}};
   for (size_t t = 0; t < task_specs.size(); ++t) {
-    if (rank == 0) corpus_sha[t] = sha256_file(task_specs[t].second);
+    if (rank == 0) corpus_sha[t] = corpus_sha256(task_specs[t].second);
     broadcast_string(corpus_sha[t], 0, MPI_COMM_WORLD);
     fp["tasks"].push_back({task_specs[t].first, corpus_sha[t]});
   }

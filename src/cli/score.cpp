@@ -86,7 +86,7 @@ at::Tensor corpus_order(const at::Tensor& meta, const at::Tensor& rows) {
 int run_score(int argc, char** argv) {
   po::options_description opts("smoe score options");
   opts.add_options()("model", po::value<std::string>()->required(), "checkpoint folder (HF layout)")(
-      "corpus", po::value<std::string>()->required(), "JSONL corpus: {\"text\": ...} or {\"input_ids\": [...]}")(
+      "corpus", po::value<std::string>()->required(), "JSONL corpus ({\"text\": ...} or {\"input_ids\": [...]}), or a Megatron indexed dataset (PREFIX or folder)")(
       "dtype", po::value<std::string>()->default_value("f32"), "compute dtype: f32 or bf16")(
       "device", po::value<std::string>()->default_value("cpu"),
       "cpu (MPI between ranks) or cuda (one GPU per rank, NCCL between ranks)")(
@@ -156,7 +156,8 @@ int run_score(int argc, char** argv) {
     OutputSpec spec = safetensors_output(vm["logits"].as<std::string>(), "score");
     spec.option = "--logits";
     spec.overwrite = vm["overwrite"].as<bool>();
-    spec.inputs = option_inputs(vm, {"model", "corpus", "placement", "tokenizer"});
+    spec.inputs = option_inputs(vm, {"model", "placement", "tokenizer"});
+    for (const std::string& file : corpus_files(corpus_path)) spec.inputs.push_back(file);
     logits_out = std::make_unique<Output>(spec);
   }
   if (vm.count("logits")) share_output_temporary(logits_out.get(), MPI_COMM_WORLD);

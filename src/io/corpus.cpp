@@ -9,6 +9,7 @@
 
 #include "smoe/core/error.h"
 #include "smoe/core/file.h"
+#include "smoe/core/hash.h"
 #include "smoe/dist/comm.h"
 #include "smoe/io/indexed-dataset.h"
 #include "smoe/io/json.h"
@@ -136,6 +137,24 @@ bool CorpusReader::next(Document* doc) {
   if (doc->offset == part_.cut_at && static_cast<int64_t>(doc->tokens.size()) > part_.cut_keep)
     doc->tokens.resize(static_cast<size_t>(part_.cut_keep));
   return true;
+}
+
+std::vector<std::string> corpus_files(const std::string& path) {
+  const std::string prefix = indexed_dataset_prefix(path);
+  if (!prefix.empty()) {
+    for (const char* ext : {".bin", ".idx"}) check_input_file(prefix + ext, "indexed dataset");
+    return {prefix + ".bin", prefix + ".idx"};
+  }
+  check_input_file(path, "corpus");
+  return {path};
+}
+
+std::string corpus_sha256(const std::string& path) {
+  const std::vector<std::string> files = corpus_files(path);
+  if (files.size() == 1) return sha256_file(files[0]);
+  std::string hashes;
+  for (const auto& f : files) hashes += sha256_file(f);
+  return sha256_hex(hashes);
 }
 
 uint64_t corpus_extent(const std::string& path) {

@@ -18,6 +18,7 @@ import time
 
 import h5py
 import numpy as np
+import struct
 
 here = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(here, "..", "reference"))
@@ -65,6 +66,19 @@ def compare(label, a, b, exact=False):
         failures.append(label)
 
 
+def write_indexed(prefix, docs):
+    """A Megatron-LM indexed dataset (indexed_dataset.py's layout): PREFIX.bin holds
+    the ids back to back (int32 here), PREFIX.idx the header, lengths, byte pointers
+    and document indices."""
+    lengths = np.array([len(d) for d in docs], dtype=np.int32)
+    pointers = np.concatenate([[0], np.cumsum(lengths[:-1], dtype=np.int64) * 4]).astype(np.int64)
+    with open(prefix + ".bin", "wb") as f:
+        f.write(np.concatenate([np.asarray(d, dtype=np.int32) for d in docs]).tobytes())
+    with open(prefix + ".idx", "wb") as f:
+        f.write(b"MMIDIDX\x00\x00" + struct.pack("<QBQQ", 1, 4, len(docs), len(docs) + 1))
+        f.write(lengths.tobytes() + pointers.tobytes() + np.arange(len(docs) + 1, dtype=np.int64).tobytes())
+
+
 def rank_pids(out):
     """{MPI rank: pid} of the running `smoe collect` processes writing `out`."""
     found = {}
@@ -89,24 +103,29 @@ def main():
     model = os.path.join(w, "model")
     ref.save_checkpoint(model, cfg, ref.random_weights(cfg, seed=8), shards=2)
     rng = np.random.default_rng(0)
-    corpora = {}
+    corpora, indexed = {}, {}
     for name, n_docs in (("code", 60), ("prose", 45)):
         path = os.path.join(w, f"{name}.jsonl")
+        docs = [rng.integers(0, cfg["vocab_size"], int(rng.integers(5, 90))).tolist() for _ in range(n_docs)]
         with open(path, "w") as f:
-            for i in range(n_docs):
-                n = int(rng.integers(5, 90))
-                f.write(json.dumps({"input_ids": rng.integers(0, cfg["vocab_size"], n).tolist()}) + "\n")
+            for d in docs:
+                f.write(json.dumps({"input_ids": d}) + "\n")
         corpora[name] = path
+        # The same records as a Megatron indexed dataset: "code" as a folder, "prose" as a prefix.
+        folder = os.path.join(w, f"{name}-indexed")
+        os.makedirs(folder, exist_ok=True)
+        write_indexed(os.path.join(folder, "tokens"), docs)
+        indexed[name] = folder if name == "code" else os.path.join(folder, "tokens")
 
-    def cmd(ranks, out, *extra, progress="0.5"):
+    def cmd(ranks, out, *extra, progress="0.5", tasks=corpora):
         c = [a.smoe, "collect", "--model", model, "--out", out, "--context", "32", "--batch", "4", "--threads", "1",
              "--sample", "16", "--out-mean", "--seed", "7", "--progress-seconds", progress]
-        for name, path in corpora.items():
+        for name, path in tasks.items():
             c += ["--task", f"{name}={path}"]
         return [a.mpirun, "--oversubscribe", "--bind-to", "none", "-n", str(ranks)] + c + list(extra)
 
-    def run(ranks, out, *extra):
-        p = subprocess.run(cmd(ranks, out, *extra), capture_output=True, text=True, timeout=300)
+    def run(ranks, out, *extra, tasks=corpora):
+        p = subprocess.run(cmd(ranks, out, *extra, tasks=tasks), capture_output=True, text=True, timeout=300)
         if p.returncode != 0:
             sys.exit(f"FAIL: collect with {ranks} ranks exited {p.returncode}\n{p.stderr[-3000:]}")
         return datasets(out)
@@ -117,8 +136,14 @@ def main():
     for ranks in (1, 2):
         compare(f"{ranks} rank(s), layerwise schedule vs default", base,
                 run(ranks, os.path.join(w, f"lw{ranks}.h5"), "--schedule", "layerwise"))
-    compare("--max-tokens 1000 on 2 ranks vs 1 rank", run(1, os.path.join(w, "cap1.h5"), "--max-tokens", "1000"),
-            run(2, os.path.join(w, "cap2.h5"), "--max-tokens", "1000"))
+    cap1 = run(1, os.path.join(w, "cap1.h5"), "--max-tokens", "1000")
+    compare("--max-tokens 1000 on 2 ranks vs 1 rank", cap1, run(2, os.path.join(w, "cap2.h5"), "--max-tokens", "1000"))
+    # The same records as Megatron indexed datasets (a folder, a prefix): the same statistics.
+    for ranks in (1, 3):
+        compare(f"indexed datasets vs JSONL, {ranks} rank(s)", base,
+                run(ranks, os.path.join(w, f"idx{ranks}.h5"), tasks=indexed))
+    compare("--max-tokens 1000, indexed datasets on 3 ranks vs JSONL on 1", cap1,
+            run(3, os.path.join(w, "idxcap.h5"), "--max-tokens", "1000", tasks=indexed))
 
     # Kill -9 after the first checkpoint, then resume.
     uninterrupted = run(2, os.path.join(w, "whole.h5"))

@@ -67,6 +67,13 @@ def main():
     from_ini = run(smoe, ["score", "--config", ini, "--dtype", "f32"])
     # The figures, not the speed (tokens_per_second differs from run to run).
     figures = lambda out: [x for x in out.split() if not x.startswith("tokens_per_second=")]  # noqa: E731
+    # The corpus as a Megatron indexed dataset written by `smoe tokenize`: the same figures.
+    indexed = os.path.join(w, "corpus-indexed")
+    p = run(smoe, ["tokenize", "--tokenizer", os.path.join(model, "tokenizer.json"), "--corpus", corpus, "--out", indexed,
+                   "--format", "megatron", "--overwrite"])
+    from_indexed = run(smoe, ["score", "--model", model, "--corpus", indexed])
+    expect(p.returncode == 0 and from_indexed.returncode == 0 and figures(from_indexed.stdout) == figures(base.stdout),
+           f"score on the indexed dataset equals score on the JSONL: {from_indexed.stdout.split()[:3]} {from_indexed.stderr[-300:]}")
     expect(from_ini.returncode == 0 and figures(from_ini.stdout) == figures(base.stdout),
            "options from --config, command line wins (dtype f32 over the file's bf16)")
     bf16 = run(smoe, ["score", "--config", ini])

@@ -72,6 +72,12 @@ class CorpusReader {
   int64_t records_ = 0;
 };
 
+// The files a corpus is made of: the JSONL file, or PREFIX.bin and PREFIX.idx;
+// InputError when `path` is neither.
+std::vector<std::string> corpus_files(const std::string& path);
+// SHA-256 of a JSONL corpus; of an indexed dataset, SHA-256 over its two files' hashes.
+std::string corpus_sha256(const std::string& path);
+
 // The corpus's extent: JSONL bytes, or the indexed dataset's sequence count.
 uint64_t corpus_extent(const std::string& path);
 

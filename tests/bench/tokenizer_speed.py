@@ -4,7 +4,7 @@ and all cores, in one run. Figures are tokens per second; the library's time
 covers encodeBatch only (the file already in memory), smoe's the whole job
 (reading, JSON, tokenizing, writing): a comparison that favours the library.
 
-    python3 tests/bench/tokenize.py --smoe build/smoe --workdir DIR [--mb 50]
+    python3 tests/bench/tokenizer_speed.py --smoe build/smoe --workdir DIR [--mb 50]
 """
 import argparse
 import json
