@@ -8,6 +8,7 @@
 #include <tuple>
 
 #include "smoe/core/error.h"
+#include "smoe/eval/evaluator.h"
 #include "smoe/io/corpus.h"
 #include "smoe/io/indexed-dataset.h"
 #include "smoe/text/tokenizer.h"
@@ -176,6 +177,31 @@ TEST(CorpusMalformed, EachFaultNamedWithLine) {
             std::string::npos);
   auto tok = make_tokenizer("byte");
   EXPECT_THROW(read_corpus("/nonexistent.jsonl", *tok, 300), InputError);
+}
+
+// Multiple choice as lm-evaluation-harness encodes it (HFLM._encode_pair): trailing
+// whitespace of the context moves to the choice; context and choice are encoded as
+// one string and cut after as many tokens as the context alone has, so a merge
+// across the boundary stays in the context. A BPE without pre-tokenizer, whose one
+// merge "a b" can cross the boundary, shows each rule.
+TEST(EvalRecords, MultipleChoiceIsSplitAsTheHarnessSplitsIt) {
+  const std::string tok_path = write_corpus("bpe-tokenizer.json", R"({"version": "1.0", "added_tokens": [],
+    "normalizer": null, "pre_tokenizer": null, "post_processor": null, "decoder": null,
+    "model": {"type": "BPE", "vocab": {"a": 0, "b": 1, " ": 2, "ab": 3, "Q": 4, ":": 5},
+              "merges": [["a", "b"]]}})");
+  auto tok = make_tokenizer(tok_path);
+  const std::string path = write_corpus("mc.jsonl",
+      "{\"context\": \"Q: a\", \"choices\": [\"ba\", \"bb\"], \"label\": 0}\n"
+      "{\"context\": \"Q: \", \"choices\": [\"ab\", \"a\"], \"label\": 0}\n");
+  auto records = read_eval_records(path, *tok, 6, 64, 0, 1);
+  ASSERT_EQ(records.size(), 2u);
+  // "Q: a" + "ba" is Q : ' ' ab a: the context's four tokens take the merged "ab".
+  EXPECT_EQ(records[0].context, (std::vector<int64_t>{4, 5, 2, 3}));
+  EXPECT_EQ(records[0].choices[0], (std::vector<int64_t>{0}));
+  EXPECT_EQ(records[0].choices[1], (std::vector<int64_t>{1}));
+  // "Q: " + "ab": the space moves to the choice, " ab" -> ' ' ab.
+  EXPECT_EQ(records[1].context, (std::vector<int64_t>{4, 5}));
+  EXPECT_EQ(records[1].choices[0], (std::vector<int64_t>{2, 3}));
 }
 
 TEST(Tokenizer, BadSentencePieceModelIsAnInputError) {
