@@ -162,11 +162,7 @@ int run_cluster(int argc, char** argv) {
     decoder = std::make_unique<Decoder>(*checkpoint, d);
   }
   Plan plan = make_plan(stats, o, decoder.get(), comm.get());
-  std::time_t now = std::time(nullptr);
-  std::tm tm{};
-  ::gmtime_r(&now, &tm);
-  char created[32];
-  std::strftime(created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  const std::string created = utc_now();
   plan.attrs = {{"method", method},
                 {"task", task},
                 {"stats", stats_path},

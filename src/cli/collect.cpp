@@ -69,14 +69,6 @@ Batch make_batch(const std::vector<Sequence>& seqs, int64_t context) {
   return out;
 }
 
-std::string utc_now() {
-  std::time_t now = std::time(nullptr);
-  std::tm tm{};
-  ::gmtime_r(&now, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
 
 std::string env(const char* name) {
   const char* v = std::getenv(name);
@@ -92,7 +84,7 @@ int run_collect(int argc, char** argv) {
       "task", po::value<std::vector<std::string>>()->required()->composing(),
       "NAME=FILE: a task and its corpus, JSONL or a Megatron indexed dataset (PREFIX or folder) (repeatable)")(
       "out", po::value<std::string>()->required(), "statistics file to write (HDF5)")(
-      "dtype", po::value<std::string>()->default_value("f32"), "compute dtype: f32 or bf16")(
+      "dtype", po::value<std::string>()->default_value("f32"), ("compute dtype: " + choice_list(dtype_names())).c_str())(
       "device", po::value<std::string>()->default_value("cpu"), "cpu, or cuda (one GPU per rank, NCCL)")(
       "threads", po::value<int>()->default_value(0), "LibTorch threads per rank (0: every core the rank may use)")(
       "context", po::value<int64_t>()->default_value(2048), "longest sequence; longer documents are cut")(
@@ -122,15 +114,11 @@ int run_collect(int argc, char** argv) {
     return 0;
 
   const std::string dtype_name = vm["dtype"].as<std::string>();
-  SMOE_CHECK_INPUT(dtype_name == "f32" || dtype_name == "bf16", "--dtype must be f32 or bf16, found '", dtype_name,
-                   "'");
-  const at::ScalarType dtype = dtype_name == "f32" ? at::kFloat : at::kBFloat16;
+  const at::ScalarType dtype = scalar_type(parse_choice(dtype_names(), "--dtype", dtype_name));
   const std::string device_name = vm["device"].as<std::string>();
-  SMOE_CHECK_INPUT(device_name == "cpu" || device_name == "cuda", "--device must be cpu or cuda, found '",
-                   device_name, "'");
+  const bool cuda = parse_choice(device_names(), "--device", device_name) == DeviceKind::Cuda;
   const std::string schedule = vm["schedule"].as<std::string>();
-  SMOE_CHECK_INPUT(schedule == "default" || schedule == "layerwise", "--schedule must be default or layerwise, found '",
-                   schedule, "'");
+  const bool layerwise = parse_choice(schedule_names(), "--schedule", schedule) == Schedule::Layerwise;
   const int64_t context = vm["context"].as<int64_t>(), batch = vm["batch"].as<int64_t>();
   const int64_t max_tokens = vm["max-tokens"].as<int64_t>(), sample = vm["sample"].as<int64_t>();
   const int64_t checkpoint_tokens = vm["checkpoint-tokens"].as<int64_t>();
@@ -165,7 +153,6 @@ int run_collect(int argc, char** argv) {
   }
   const std::string tmp = share_output_temporary(output.get(), MPI_COMM_WORLD);
   track_output_temporary(tmp + ".work.h5");  // a checkpoint being written when the job fails
-  const bool cuda = device_name == "cuda";
   const int gpu = local_rank();
   std::unique_ptr<Communicator> nccl;
   if (cuda) nccl = make_nccl_communicator(MPI_COMM_WORLD, gpu);
@@ -177,7 +164,6 @@ int run_collect(int argc, char** argv) {
   const ExpertPlacement placement = vm.count("placement")
                                         ? ExpertPlacement::from_file(vm["placement"].as<std::string>(), config, ranks)
                                         : ExpertPlacement::contiguous(config, ranks);
-  const bool layerwise = schedule == "layerwise";
   DecoderOptions dopts{dtype, device, [&](int64_t l, int64_t e) { return placement.owner(l, e) == rank; }};
   dopts.load_layers = !layerwise;
   dopts.load_head = false;

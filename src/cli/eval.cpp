@@ -82,7 +82,7 @@ int run_eval(int argc, char** argv) {
       "out", po::value<std::string>()->required(), "results file to write (JSON)")(
       "label", po::value<std::vector<std::string>>()->composing(),
       "KEY=VALUE recorded under 'smoe.labels' (e.g. experts=8, method=uncurl, factor=2); repeatable")(
-      "dtype", po::value<std::string>()->default_value("f32"), "compute dtype: f32 or bf16")(
+      "dtype", po::value<std::string>()->default_value("f32"), ("compute dtype: " + choice_list(dtype_names())).c_str())(
       "threads", po::value<int>()->default_value(0), "LibTorch threads per rank")(
       "context", po::value<int64_t>()->default_value(2048), "longest sequence the model sees")(
       "tokenizer", po::value<std::string>(),
@@ -97,19 +97,16 @@ int run_eval(int argc, char** argv) {
                          opts, vm))
     return 0;
   const std::string dtype_name = vm["dtype"].as<std::string>();
-  SMOE_CHECK_INPUT(dtype_name == "f32" || dtype_name == "bf16", "--dtype must be f32 or bf16, found '", dtype_name, "'");
+  const ComputeDtype dtype = parse_choice(dtype_names(), "--dtype", dtype_name);
   const int64_t context = vm["context"].as<int64_t>();
   SMOE_CHECK_INPUT(context >= 2, "--context must be at least 2");
   SMOE_CHECK_INPUT(vm["threads"].as<int>() >= 0, "--threads must not be negative");
   const auto tasks = parse_named_files(vm["task"].as<std::vector<std::string>>(), "--task");
   nlohmann::json labels = nlohmann::json::object();
   if (vm.count("label"))
-    for (const auto& l : vm["label"].as<std::vector<std::string>>()) {
-      const size_t eq = l.find('=');
-      SMOE_CHECK_INPUT(eq != std::string::npos && eq > 0, "--label must be KEY=VALUE, found '", clip(l), "'");
-      SMOE_CHECK_INPUT(!labels.contains(l.substr(0, eq)), "--label '", clip(l.substr(0, eq)), "' given twice");
-      labels[l.substr(0, eq)] = l.substr(eq + 1);
-    }
+    for (const auto& [key, value] : parse_named_values(vm["label"].as<std::vector<std::string>>(), "--label",
+                                                        "KEY=VALUE", false))
+      labels[key] = value;
   at::set_num_threads(resolve_threads(vm["threads"].as<int>()));
 
   std::unique_ptr<Communicator> host = make_mpi_communicator();
@@ -127,7 +124,7 @@ int run_eval(int argc, char** argv) {
   const ExpertPlacement placement = vm.count("placement")
                                         ? ExpertPlacement::from_file(vm["placement"].as<std::string>(), config, ranks)
                                         : ExpertPlacement::contiguous(config, ranks);
-  Decoder decoder(checkpoint, {dtype_name == "f32" ? at::kFloat : at::kBFloat16, at::kCPU,
+  Decoder decoder(checkpoint, {scalar_type(dtype), at::kCPU,
                                [&](int64_t l, int64_t e) { return placement.owner(l, e) == rank; }});
   ExpertParallelExecutor executor(*host, placement);
   auto tokenizer = make_tokenizer(vm.count("tokenizer") ? vm["tokenizer"].as<std::string>() : "", checkpoint.dir());
@@ -146,11 +143,7 @@ int run_eval(int argc, char** argv) {
     log_info(str("eval ", name, ": ", results[name].dump()));
   }
 
-  std::time_t now = std::time(nullptr);
-  std::tm tm{};
-  ::gmtime_r(&now, &tm);
-  char created[32];
-  std::strftime(created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  const std::string created = utc_now();
   nlohmann::json plan = nlohmann::json::object();
   for (const auto& [k, v] : checkpoint.metadata())
     if (k.rfind("smoe_", 0) == 0) plan[k] = v;

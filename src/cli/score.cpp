@@ -48,12 +48,6 @@ class RoutingRecorder : public RoutingObserver {
   std::map<int64_t, std::vector<at::Tensor>> choices_;
 };
 
-at::ScalarType parse_compute_dtype(const std::string& name) {
-  if (name == "f32") return at::kFloat;
-  if (name == "bf16") return at::kBFloat16;
-  throw InputError(str("--dtype must be f32 or bf16, found '", name, "'"));
-}
-
 // Sequences gathered on rank 0 come in rank order; `meta` holds (document,
 // piece, length) per sequence. Returns the sequences' indices in corpus order.
 std::vector<int64_t> sequence_order(const at::Tensor& meta) {
@@ -87,7 +81,7 @@ int run_score(int argc, char** argv) {
   po::options_description opts("smoe score options");
   opts.add_options()("model", po::value<std::string>()->required(), "checkpoint folder (HF layout)")(
       "corpus", po::value<std::string>()->required(), "JSONL corpus ({\"text\": ...} or {\"input_ids\": [...]}), or a Megatron indexed dataset (PREFIX or folder)")(
-      "dtype", po::value<std::string>()->default_value("f32"), "compute dtype: f32 or bf16")(
+      "dtype", po::value<std::string>()->default_value("f32"), ("compute dtype: " + choice_list(dtype_names())).c_str())(
       "device", po::value<std::string>()->default_value("cpu"),
       "cpu (MPI between ranks) or cuda (one GPU per rank, NCCL between ranks)")(
       "threads", po::value<int>()->default_value(0), "LibTorch threads (0: every core this process may use)")(
@@ -110,13 +104,10 @@ int run_score(int argc, char** argv) {
                          opts, vm))
     return 0;
 
-  const at::ScalarType dtype = parse_compute_dtype(vm["dtype"].as<std::string>());
+  const at::ScalarType dtype = scalar_type(parse_choice(dtype_names(), "--dtype", vm["dtype"].as<std::string>()));
   const std::string device_name = vm["device"].as<std::string>();
-  SMOE_CHECK_INPUT(device_name == "cpu" || device_name == "cuda", "--device must be cpu or cuda, found '",
-                   device_name, "'");
-  const std::string executor_name = vm["executor"].as<std::string>();
-  SMOE_CHECK_INPUT(executor_name == "auto" || executor_name == "local" || executor_name == "expert-parallel",
-                   "--executor must be auto, local or expert-parallel, found '", executor_name, "'");
+  const bool cuda = parse_choice(device_names(), "--device", device_name) == DeviceKind::Cuda;
+  const ExecutorKind executor_kind = parse_choice(executor_names(), "--executor", vm["executor"].as<std::string>());
   const int64_t context = vm["context"].as<int64_t>();
   const int64_t batch = vm["batch"].as<int64_t>();
   const double capacity_factor = vm["capacity-factor"].as<double>();
@@ -130,13 +121,12 @@ int run_score(int argc, char** argv) {
   // Host data (counts, sums, logits for the output) always moves over MPI.
   std::unique_ptr<Communicator> host = make_mpi_communicator();
   const int rank = host->rank(), ranks = host->size();
-  const bool cuda = device_name == "cuda";
   const at::Device device = cuda ? at::Device(at::kCUDA, local_rank()) : at::Device(at::kCPU);
   std::unique_ptr<Communicator> nccl;
   if (cuda) nccl = make_nccl_communicator(MPI_COMM_WORLD, local_rank());
   Communicator& comm = cuda ? *nccl : *host;
-  const bool parallel = executor_name == "expert-parallel" ||
-                        (executor_name == "auto" && (ranks > 1 || capacity_factor > 0));
+  const bool parallel = executor_kind == ExecutorKind::ExpertParallel ||
+                        (executor_kind == ExecutorKind::Auto && (ranks > 1 || capacity_factor > 0));
   SMOE_CHECK_INPUT(parallel || ranks == 1, "--executor local runs every expert in one process; with ", ranks,
                    " ranks use expert-parallel");
 

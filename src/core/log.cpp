@@ -21,6 +21,15 @@ void emit(const char* level, const std::string& message) {
 
 void set_log_rank(int rank) { g_rank = rank; }
 
+std::string utc_now() {
+  std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  ::gmtime_r(&now, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
 void log_info(const std::string& message) {
   if (g_rank == 0) emit("", message);
 }

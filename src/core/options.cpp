@@ -68,11 +68,17 @@ std::vector<std::string> option_inputs(const po::variables_map& vm, const std::v
 
 std::vector<std::pair<std::string, std::string>> parse_named_files(const std::vector<std::string>& specs,
                                                                    const std::string& option) {
+  return parse_named_values(specs, option, "NAME=FILE", true);
+}
+
+std::vector<std::pair<std::string, std::string>> parse_named_values(const std::vector<std::string>& specs,
+                                                                    const std::string& option, const std::string& form,
+                                                                    bool value_required) {
   std::vector<std::pair<std::string, std::string>> out;
   for (const auto& spec : specs) {
     const size_t eq = spec.find('=');
-    SMOE_CHECK_INPUT(eq != std::string::npos && eq > 0 && eq + 1 < spec.size(), option, " must be NAME=FILE, found '",
-                     clip(spec), "'");
+    SMOE_CHECK_INPUT(eq != std::string::npos && eq > 0 && (!value_required || eq + 1 < spec.size()), option,
+                     " must be ", form, ", found '", clip(spec), "'");
     const std::string name = spec.substr(0, eq);
     const bool plain = name.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-") ==
                            std::string::npos && name != "." && name != ".." && name.size() <= 128;

@@ -36,8 +36,13 @@ std::vector<std::string> option_inputs(const po::variables_map& vm, const std::v
 constexpr const char* kOverwriteHelp =
     "replace an existing output that is not an earlier output of this job (never an input)";
 
-// NAME=FILE options (--task): InputError naming `option` for a missing part, a
-// name that is not plain (letters, digits, _ - .) or a name given twice.
+// NAME=VALUE options, in order: InputError naming `option` for a missing '=', a
+// name that is not plain (letters, digits, _ - .; at most 128), a name given twice,
+// or an empty value where `value_required`. `form` names the shape in messages.
+std::vector<std::pair<std::string, std::string>> parse_named_values(const std::vector<std::string>& specs,
+                                                                    const std::string& option, const std::string& form,
+                                                                    bool value_required);
+// NAME=FILE options (--task): parse_named_values with a value required.
 std::vector<std::pair<std::string, std::string>> parse_named_files(const std::vector<std::string>& specs,
                                                                    const std::string& option);
 

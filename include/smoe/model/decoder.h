@@ -11,6 +11,7 @@
 #include <optional>
 #include <vector>
 
+#include "smoe/core/choices.h"
 #include "smoe/model/config.h"
 #include "smoe/model/layers.h"
 #include "smoe/model/moe.h"
@@ -18,6 +19,9 @@
 namespace smoe {
 
 class Checkpoint;
+
+// The ATen dtype of a --dtype choice.
+inline at::ScalarType scalar_type(ComputeDtype d) { return d == ComputeDtype::F32 ? at::kFloat : at::kBFloat16; }
 
 struct DecoderOptions {
   at::ScalarType dtype;  // compute dtype: float32 or bfloat16
