@@ -158,9 +158,9 @@ Row base_row(const nlohmann::json& j, const std::string& path) {
   }
   Row base;
   base.file = path;
-  base.method = label(labels, "method", plan.value("smoe_plan_method", std::string("full")), path);
+  base.method = label(labels, "method", json_string(plan, "smoe_plan_method", "full", path + ": smoe.plan"), path);
   base.date = label(labels, "date", "", path);
-  base.factor = parse_number(label(labels, "factor", plan.value("smoe_plan_factor", std::string("1")), path),
+  base.factor = parse_number(label(labels, "factor", json_string(plan, "smoe_plan_factor", "1", path + ": smoe.plan"), path),
                              path + ": label 'factor'");
   SMOE_CHECK_INPUT(base.factor >= 1 && base.factor <= 1e6, path, ": label 'factor' ", base.factor,
                    " outside [1, 1e6]");

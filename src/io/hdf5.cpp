@@ -130,6 +130,23 @@ Handle open_group(hid_t parent, const std::string& name, const std::string& file
   return Handle(SMOE_H5(H5Gopen2(parent, name.c_str(), H5P_DEFAULT)), H5Gclose);
 }
 
+std::vector<std::string> child_names(hid_t group, const std::string& file) {
+  H5G_info_t info{};
+  SMOE_CHECK_INPUT(H5Gget_info(group, &info) >= 0, file, ": cannot list the members of a group");
+  std::vector<std::string> names;
+  for (hsize_t i = 0; i < info.nlinks; ++i) {
+    const ssize_t n = H5Lget_name_by_idx(group, ".", H5_INDEX_NAME, H5_ITER_INC, i, nullptr, 0, H5P_DEFAULT);
+    SMOE_CHECK_INPUT(n >= 0 && n < 4096, file, ": cannot read the name of group member ", i);
+    std::string name(static_cast<size_t>(n) + 1, '\0');
+    SMOE_CHECK_INPUT(H5Lget_name_by_idx(group, ".", H5_INDEX_NAME, H5_ITER_INC, i, name.data(), name.size(),
+                                        H5P_DEFAULT) == n,
+                     file, ": cannot read the name of group member ", i);
+    name.resize(static_cast<size_t>(n));
+    names.push_back(std::move(name));
+  }
+  return names;
+}
+
 bool exists(hid_t parent, const std::string& name) { return H5Lexists(parent, name.c_str(), H5P_DEFAULT) > 0; }
 
 void write_attr(hid_t obj, const std::string& name, int64_t value) {

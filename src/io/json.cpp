@@ -213,4 +213,9 @@ std::string json_string(const nlohmann::json& obj, const std::string& key, const
   return v->get<std::string>();
 }
 
+std::string json_string(const nlohmann::json& obj, const std::string& key, const std::string& fallback,
+                        const std::string& path) {
+  return field(obj, key, path) ? json_string(obj, key, path) : fallback;
+}
+
 }  // namespace smoe

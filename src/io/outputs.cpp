@@ -34,7 +34,8 @@ OutputSpec hdf5_output(const std::string& path, const std::string& job, const st
 OutputSpec json_output(const std::string& path, const std::string& job) {
   return file_output(path, job, [job](const std::string& p) {
     const nlohmann::json j = read_json_file(p);
-    return j.is_object() && j.contains("smoe") && j["smoe"].is_object() && j["smoe"].value("job", "") == job;
+    return j.is_object() && j.contains("smoe") && j["smoe"].is_object() && j["smoe"].contains("job") &&
+           j["smoe"]["job"] == job;
   });
 }
 

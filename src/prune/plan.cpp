@@ -101,12 +101,8 @@ Plan read_plan(const std::string& path) {
                           "model", "model_type", "model_config_sha256", "created", "software"})
     if (h5::has_attr(file.get(), key)) plan.attrs[key] = h5::read_attr_string(file.get(), key, path);
   h5::Handle layers = h5::open_group(file.get(), "layers", path);
-  hsize_t n = 0;
-  H5Gget_num_objs(layers.get(), &n);
   std::set<int64_t> seen;
-  for (hsize_t i = 0; i < n; ++i) {
-    char name[64] = {0};
-    H5Gget_objname_by_idx(layers.get(), i, name, sizeof name);
+  for (const std::string& name : h5::child_names(layers.get(), path)) {
     LayerPlan lp;
     lp.layer = parse_int(name, path + ": '/layers/" + clip(name) + "'");
     h5::Handle g = h5::open_group(layers.get(), name, path);

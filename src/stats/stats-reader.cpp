@@ -12,18 +12,6 @@ namespace smoe {
 
 namespace {
 
-std::vector<std::string> children(hid_t group) {
-  hsize_t n = 0;
-  H5Gget_num_objs(group, &n);
-  std::vector<std::string> names;
-  for (hsize_t i = 0; i < n; ++i) {
-    char name[256] = {0};
-    H5Gget_objname_by_idx(group, i, name, sizeof name);
-    names.emplace_back(name);
-  }
-  return names;
-}
-
 }  // namespace
 
 TaskStatsData read_task_stats(const std::string& path, const std::string& task) {
@@ -43,12 +31,12 @@ TaskStatsData read_task_stats(const std::string& path, const std::string& task) 
   h5::Handle tasks = h5::open_group(root, "tasks", path);
   if (!h5::exists(tasks.get(), task)) {
     std::string present;
-    for (const auto& n : children(tasks.get())) present += (present.empty() ? "" : ", ") + n;
+    for (const auto& n : h5::child_names(tasks.get(), path)) present += (present.empty() ? "" : ", ") + n;
     throw InputError(str(path, ": no task '", task, "' (present: ", present, ")"));
   }
   h5::Handle tg = h5::open_group(tasks.get(), task, path);
   h5::Handle layers = h5::open_group(tg.get(), "layers", path);
-  for (const auto& name : children(layers.get())) {
+  for (const auto& name : h5::child_names(layers.get(), path)) {
     h5::Handle g = h5::open_group(layers.get(), name, path);
     LayerStatsData s;
     s.layer = h5::read_attr_int(g.get(), "layer", path);

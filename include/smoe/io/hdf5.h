@@ -44,6 +44,9 @@ Handle create_group(hid_t parent, const std::string& name);
 // InputError naming `file` when the group is missing.
 Handle open_group(hid_t parent, const std::string& name, const std::string& file);
 bool exists(hid_t parent, const std::string& name);
+// The names of a group's members, in index order; InputError naming the file when
+// they cannot be listed.
+std::vector<std::string> child_names(hid_t group, const std::string& file);
 
 void write_attr(hid_t obj, const std::string& name, int64_t value);
 void write_attr(hid_t obj, const std::string& name, double value);

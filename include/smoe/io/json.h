@@ -35,6 +35,8 @@ double json_double(const nlohmann::json& obj, const std::string& key, double fal
 double json_double(const nlohmann::json& obj, const std::string& key, const std::string& path);
 bool json_bool(const nlohmann::json& obj, const std::string& key, bool fallback, const std::string& path);
 std::string json_string(const nlohmann::json& obj, const std::string& key, const std::string& path);
+std::string json_string(const nlohmann::json& obj, const std::string& key, const std::string& fallback,
+                        const std::string& path);
 
 // A JSON value in a message: at most ~80 characters.
 std::string json_quote(const nlohmann::json& v);
