@@ -3,8 +3,8 @@
 # Idempotent: a second run changes nothing. Needs root (or sudo).
 set -euo pipefail
 
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+SUDO=()
+if [ "$(id -u)" -ne 0 ]; then SUDO=(sudo); fi
 
 packages=(
   build-essential cmake ninja-build ccache pkg-config git
@@ -32,8 +32,9 @@ for p in "${packages[@]}"; do
 done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "env/install.sh: installing ${missing[*]}"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  "${SUDO[@]}" apt-get update -qq
+  # env sets the variable for apt-get itself: sudo would drop it from the environment.
+  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
 # LibTorch links the generic libblas.so.3; point it at OpenBLAS (OpenMP build), else
@@ -44,7 +45,7 @@ for alt in libblas.so.3-x86_64-linux-gnu liblapack.so.3-x86_64-linux-gnu; do
   target="$ob/$lib"
   if [ -e "$target" ]; then
     current=$(update-alternatives --query "$alt" 2>/dev/null | awk '/^Value:/{print $2}')
-    [ "$current" = "$target" ] || $SUDO update-alternatives --set "$alt" "$target" >/dev/null
+    [ "$current" = "$target" ] || "${SUDO[@]}" update-alternatives --set "$alt" "$target" >/dev/null
   fi
 done
 echo "env/install.sh: dependencies ready"

@@ -122,10 +122,12 @@ def main():
                               "--mem-per-cpu=1G", f"--output={work}/logs/requeue-%j.out", f"{root}/slurm/collect.sbatch"],
                              capture_output=True, text=True, check=True,
                              env=dict(env, SMOE_ROOT=root, STUDY=study, WORK=work, EXPERTS="4")).stdout.strip()
+        # The signal goes to the job once smoe collect itself runs (its first log line).
         deadline = time.monotonic() + 300
-        while job_state(env, job)[0] != "RUNNING" and time.monotonic() < deadline:
-            time.sleep(0.5)
-        time.sleep(4)
+        log_path = f"{work}/logs/requeue-{job}.out"
+        while time.monotonic() < deadline and not (
+                os.path.exists(log_path) and "collect: " in open(log_path, errors="replace").read()):
+            time.sleep(0.2)
         subprocess.run(["scancel", "--batch", "--signal=USR1", job], check=True, env=env)
         state = wait_for(env, job, 600)
         _, restarts = job_state(env, job)

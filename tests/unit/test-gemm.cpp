@@ -122,11 +122,15 @@ TEST_F(Gemm, DenseTakesTheKernelOutsideAutogradOnly) {
   at::Tensor qa = at::randn({2, 3, 17, 8}), kb = at::randn({2, 3, 8, 21});
   EXPECT_TRUE(at::allclose(batch_matmul(qa, kb), at::matmul(qa, kb), 1e-5, 1e-5));
   EXPECT_TRUE(same_bits(batch_matmul(qa, kb)[1][2], kernel(qa[1][2], kb[1][2].t().contiguous())));
-  // BF16 keeps LibTorch's path; weights being trained too, which records the graph.
+  // BF16 keeps LibTorch's path: its native BF16 GEMM where the CPU has one
+  // (SMOE_BF16_GEMM=native), else the product widened to F32 and rounded once.
   at::Tensor xb = x.to(at::kBFloat16), wb = w.to(at::kBFloat16);
-  EXPECT_TRUE(same_bits(dense(xb, wb).to(at::kFloat),
-                        at::linear(xb.to(at::kFloat), wb.to(at::kFloat)).to(at::kBFloat16).to(at::kFloat)) ||
-              cpu_bf16_gemm_native());
+  const at::Tensor bf16_expected = cpu_bf16_gemm_native()
+                                       ? at::linear(xb, wb)
+                                       : at::linear(xb.to(at::kFloat), wb.to(at::kFloat)).to(at::kBFloat16);
+  EXPECT_TRUE(same_bits(dense(xb, wb).to(at::kFloat), bf16_expected.to(at::kFloat)))
+      << (cpu_bf16_gemm_native() ? "native" : "widened") << " BF16 GEMM";
+  // Weights being trained go through autograd, which records the graph.
   at::Tensor wg = w.clone().requires_grad_(true);
   at::Tensor yg = dense(x, wg);
   ASSERT_TRUE(yg.requires_grad());
