@@ -21,9 +21,8 @@ std::vector<int64_t> LayerPlan::members(int64_t g) const {
 }
 
 void write_plan(const std::string& path, const Plan& plan) {
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
   {
-    h5::Handle file = h5::create_file(tmp, MPI_COMM_SELF);
+    h5::Handle file = h5::create_file(path, MPI_COMM_SELF);
     h5::write_attr(file.get(), "format", std::string("smoe-plan"));
     h5::write_attr(file.get(), "schema_version", kPlanSchemaVersion);
     h5::write_attr(file.get(), "router_policy", plan.router_policy);
@@ -37,10 +36,6 @@ void write_plan(const std::string& path, const Plan& plan) {
       h5::write_tensor(g.get(), "weight", at::tensor(lp.weight, at::kDouble), 0, 0);
       h5::write_tensor(g.get(), "reference", at::tensor(lp.reference, at::kLong), 0, 0);
     }
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    throw RuntimeError(str("cannot rename ", tmp, " to ", path, ": ", errno_text()));
   }
 }
 

@@ -31,6 +31,8 @@ struct Plan {
   std::vector<LayerPlan> layers;
 };
 
+// Writes the plan to `path`, which should be an Output's temporary: Output makes
+// it final (fsync, rename) and removes it on failure.
 void write_plan(const std::string& path, const Plan& plan);
 // Reads and checks a plan's own consistency; InputError naming the file.
 Plan read_plan(const std::string& path);
