@@ -34,13 +34,6 @@ std::string random_suffix() {
   return buf;
 }
 
-void fsync_path(const std::string& path, bool directory) {
-  const int fd = ::open(path.c_str(), (directory ? O_DIRECTORY : 0) | O_RDONLY | O_CLOEXEC);
-  SMOE_CHECK_SYS(fd, path, ": cannot open to sync");
-  const int rc = ::fsync(fd);
-  ::close(fd);
-  SMOE_CHECK_SYS(rc, path, ": fsync failed");
-}
 
 void fsync_tree(const std::string& path, bool directory) {
   if (directory)
@@ -107,6 +100,14 @@ void replace_folder(const std::string& from, const std::string& to, const std::s
 }
 
 }  // namespace
+
+void fsync_path(const std::string& path, bool directory) {
+  const int fd = ::open(path.c_str(), (directory ? O_DIRECTORY : 0) | O_RDONLY | O_CLOEXEC);
+  SMOE_CHECK_SYS(fd, path, ": cannot open to sync");
+  const int rc = ::fsync(fd);
+  ::close(fd);
+  SMOE_CHECK_SYS(rc, path, ": fsync failed");
+}
 
 void remove_output_temporaries() {
   std::lock_guard<std::mutex> lock(g_live_mutex);

@@ -5,8 +5,10 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <filesystem>
 
 #include "smoe/core/error.h"
+#include "smoe/core/output.h"
 #include "smoe/dist/mpi.h"
 #include "smoe/io/hdf5.h"
 
@@ -105,8 +107,14 @@ void write_checkpoint(const std::string& path, const std::string& tmp, MPI_Comm 
     }
   }
   SMOE_MPI_CHECK(MPI_Barrier(comm));
-  if (rank == 0 && std::rename(tmp.c_str(), path.c_str()) != 0)
-    throw RuntimeError(str("cannot rename ", tmp, " to ", path, ": ", errno_text()));
+  if (rank == 0) {
+    // On disk before it replaces the previous checkpoint, and the rename on disk before the run goes on.
+    fsync_path(tmp, false);
+    if (std::rename(tmp.c_str(), path.c_str()) != 0)
+      throw RuntimeError(str("cannot rename ", tmp, " to ", path, ": ", errno_text()));
+    const std::string parent = std::filesystem::path(path).parent_path().string();
+    fsync_path(parent.empty() ? "." : parent, true);
+  }
   SMOE_MPI_CHECK(MPI_Barrier(comm));
 }
 

@@ -64,6 +64,9 @@ class Output {
 // those registered with track_output_temporary (the signal thread calls it before
 // ending a stopped job; a failing rank before it ends the others).
 void remove_output_temporaries();
+
+// fsync of a file or folder; RuntimeError naming it on failure.
+void fsync_path(const std::string& path, bool directory);
 // Registers another rank's temporary (one writer's output that every rank knows
 // of), so that this rank removes it when it fails or is stopped.
 void track_output_temporary(const std::string& temp);
