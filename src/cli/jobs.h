@@ -2,7 +2,16 @@
 // and returns the process exit status.
 #pragma once
 
+#include <string>
+
+#include "smoe/core/options.h"
+#include "smoe/parallel/job.h"
+
 namespace smoe {
+
+// The context's set-up from a job's parsed options (--device and --threads where
+// the job has them) and its arguments, for the provenance.
+JobSetup job_setup(const std::string& job, int argc, char** argv, const po::variables_map& vm);
 
 int run_score(int argc, char** argv);
 int run_collect(int argc, char** argv);

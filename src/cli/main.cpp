@@ -12,8 +12,21 @@
 #include "smoe/core/log.h"
 #include "smoe/core/output.h"
 #include "smoe/core/signals.h"
-#include "smoe/dist/mpi.h"
+#include "smoe/parallel/mpi.h"
 #include "smoe/text/unicode.h"
+
+namespace smoe {
+
+JobSetup job_setup(const std::string& job, int argc, char** argv, const po::variables_map& vm) {
+  JobSetup s;
+  s.job = job;
+  s.args.assign(argv + 1, argv + argc);
+  if (vm.count("device")) s.device = parse_choice(device_names(), "--device", vm["device"].as<std::string>());
+  if (vm.count("threads")) s.threads = vm["threads"].as<int>();
+  return s;
+}
+
+}  // namespace smoe
 
 namespace {
 

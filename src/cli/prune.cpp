@@ -6,7 +6,7 @@
 #include "smoe/core/log.h"
 #include "smoe/core/options.h"
 #include "smoe/core/output.h"
-#include "smoe/io/checkpoint.h"
+#include "smoe/model/checkpoint.h"
 #include "smoe/io/outputs.h"
 #include "smoe/prune/plan.h"
 #include "smoe/prune/prune.h"

@@ -1,10 +1,8 @@
 // smoe tokenize: text corpora to token ids (or back).
-#include <mpi.h>
-
 #include "jobs.h"
 #include "smoe/core/error.h"
 #include "smoe/core/options.h"
-#include "smoe/text/tokenize.h"
+#include "smoe/data/tokenize.h"
 
 namespace smoe {
 
@@ -40,7 +38,8 @@ int run_tokenize(int argc, char** argv) {
   SMOE_CHECK_INPUT(o.threads >= 0, "--threads must not be negative");
   SMOE_CHECK_INPUT(o.progress_seconds > 0, "--progress must be positive");
   SMOE_CHECK_INPUT(!o.skip_special_tokens || o.decode, "--skip-special-tokens goes with --decode");
-  tokenize_corpus(o, MPI_COMM_WORLD);
+  JobContext context(job_setup("tokenize", argc, argv, vm));
+  tokenize_corpus(o, context);
   return 0;
 }
 

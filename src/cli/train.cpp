@@ -10,7 +10,7 @@
 #include "smoe/core/options.h"
 #include "smoe/core/output.h"
 #include "smoe/core/signals.h"
-#include "smoe/dist/comm.h"
+#include "smoe/parallel/comm.h"
 #include "smoe/train/trainer.h"
 
 namespace smoe {

@@ -10,7 +10,7 @@
 #include "smoe/core/error.h"
 #include "smoe/core/file.h"
 #include "smoe/io/json.h"
-#include "smoe/dist/comm.h"
+#include "smoe/parallel/comm.h"
 #include "smoe/text/tokenizer.h"
 #include "smoe/text/unicode.h"
 #include "smoe/model/decoder.h"

@@ -46,9 +46,12 @@ at::ScalarType scalar_type(hid_t type) {
   return at::kFloat;  // converted by HDF5 on read
 }
 
-Handle collective_transfer() {
+// Collective transfers for a file shared over MPI-IO; the default for one opened alone.
+Handle transfer_for(hid_t obj) {
   Handle dxpl(SMOE_H5(H5Pcreate(H5P_DATASET_XFER)), H5Pclose);
-  SMOE_H5(H5Pset_dxpl_mpio(dxpl.get(), H5FD_MPIO_COLLECTIVE));
+  Handle file(SMOE_H5(H5Iget_file_id(obj)), H5Fclose);
+  Handle access(SMOE_H5(H5Fget_access_plist(file.get())), H5Pclose);
+  if (SMOE_H5(H5Pget_driver(access.get())) == H5FD_MPIO) SMOE_H5(H5Pset_dxpl_mpio(dxpl.get(), H5FD_MPIO_COLLECTIVE));
   return dxpl;
 }
 
@@ -93,19 +96,15 @@ void Handle::reset() {
   id_ = -1;
 }
 
-Handle create_file(const std::string& path, MPI_Comm comm) {
-  Handle fapl(SMOE_H5(H5Pcreate(H5P_FILE_ACCESS)), H5Pclose);
-  SMOE_H5(H5Pset_fapl_mpio(fapl.get(), comm, MPI_INFO_NULL));
-  hid_t f = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get());
+Handle create_file(const std::string& path, hid_t access) {
+  hid_t f = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, access);
   if (f < 0) throw RuntimeError(str(path, ": cannot create HDF5 file"));
   return Handle(f, H5Fclose);
 }
 
-Handle open_file(const std::string& path, MPI_Comm comm, bool writable) {
-  Handle fapl(SMOE_H5(H5Pcreate(H5P_FILE_ACCESS)), H5Pclose);
-  SMOE_H5(H5Pset_fapl_mpio(fapl.get(), comm, MPI_INFO_NULL));
+Handle open_file(const std::string& path, bool writable, hid_t access) {
   SMOE_CHECK_INPUT(H5Fis_hdf5(path.c_str()) > 0, path, ": missing or not an HDF5 file");
-  hid_t f = H5Fopen(path.c_str(), writable ? H5F_ACC_RDWR : H5F_ACC_RDONLY, fapl.get());
+  hid_t f = H5Fopen(path.c_str(), writable ? H5F_ACC_RDWR : H5F_ACC_RDONLY, access);
   SMOE_CHECK_INPUT(f >= 0, path, ": cannot open HDF5 file");
   return Handle(f, H5Fclose);
 }
@@ -223,7 +222,7 @@ void write_tensor(hid_t parent, const std::string& name, const at::Tensor& t, in
     SMOE_H5(H5Sselect_none(mem.get()));
     SMOE_H5(H5Sselect_none(file.get()));
   }
-  Handle dxpl = collective_transfer();
+  Handle dxpl = transfer_for(d.get());
   SMOE_H5(H5Dwrite(d.get(), h5_type(c.scalar_type()), mem.get(), file.get(), dxpl.get(), c.data_ptr()));
 }
 
@@ -241,7 +240,7 @@ void write_rank_slabs(hid_t parent, const std::string& name, const at::Tensor& t
   Handle file(SMOE_H5(H5Scopy(space.get())), H5Sclose);
   SMOE_H5(H5Sselect_hyperslab(file.get(), H5S_SELECT_SET, start.data(), nullptr, count.data(), nullptr));
   Handle mem(SMOE_H5(H5Screate_simple(static_cast<int>(count.size()), count.data(), nullptr)), H5Sclose);
-  Handle dxpl = collective_transfer();
+  Handle dxpl = transfer_for(d.get());
   SMOE_H5(H5Dwrite(d.get(), h5_type(c.scalar_type()), mem.get(), file.get(), dxpl.get(), c.data_ptr()));
 }
 

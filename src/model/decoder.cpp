@@ -5,7 +5,7 @@
 #include <map>
 
 #include "smoe/core/error.h"
-#include "smoe/io/checkpoint.h"
+#include "smoe/model/checkpoint.h"
 
 namespace smoe {
 

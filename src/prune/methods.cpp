@@ -8,7 +8,7 @@
 #include <numeric>
 
 #include "smoe/core/error.h"
-#include "smoe/dist/comm.h"
+#include "smoe/parallel/comm.h"
 #include "smoe/model/decoder.h"
 #include "smoe/prune/clustering.h"
 
@@ -63,7 +63,7 @@ LayerPlan merge_clusters(const LayerStatsData& s, const std::vector<int64_t>& la
   lp.group = labels;
   lp.weight.assign(labels.size(), 0.0);
   const std::vector<double> count = doubles(s.count);
-  const std::vector<double> freq = o.merge_weight == "count" ? count : doubles(s.gate_sum);
+  const std::vector<double> freq = o.merge_weight == MergeWeight::Count ? count : doubles(s.gate_sum);
   const int64_t G = *std::max_element(labels.begin(), labels.end()) + 1;
   for (int64_t g = 0; g < G; ++g) {
     std::vector<int64_t> members = lp.members(g);
@@ -195,14 +195,9 @@ std::vector<int64_t> naee_subset(const NaeeSearch& search, int64_t E, int64_t G,
 
 }  // namespace
 
-const std::vector<std::string>& method_names() {
-  static const std::vector<std::string> names = {"frequency", "uncurl", "mc-smoe", "hc-smoe", "reap", "naee"};
-  return names;
-}
-
 std::vector<int64_t> layer_budgets(const TaskStatsData& stats, const ClusterOptions& o) {
   std::vector<int64_t> budget;
-  if (o.budget == "uniform") {
+  if (o.budget == Budget::Uniform) {
     for (const auto& s : stats.layers) {
       int64_t g = o.experts > 0 ? o.experts : static_cast<int64_t>(std::floor(static_cast<double>(s.num_experts) / o.factor));
       SMOE_CHECK_INPUT(!(o.experts > s.num_experts), "--experts ", o.experts, " exceeds the ", s.num_experts,
@@ -235,11 +230,6 @@ std::vector<int64_t> layer_budgets(const TaskStatsData& stats, const ClusterOpti
 }
 
 Plan make_plan(const TaskStatsData& stats, const ClusterOptions& o, Decoder* decoder, Communicator* comm) {
-  SMOE_CHECK_INPUT(std::find(method_names().begin(), method_names().end(), o.method) != method_names().end(),
-                   "--method '", o.method, "' is not one of frequency, uncurl, mc-smoe, hc-smoe, reap, naee");
-  SMOE_CHECK_INPUT(o.merge_weight == "gate_sum" || o.merge_weight == "count", "--merge-weight must be gate_sum or count");
-  SMOE_CHECK_INPUT(o.router_policy == "most-used" || o.router_policy == "weighted",
-                   "--router must be most-used or weighted");
   const std::vector<int64_t> budget = layer_budgets(stats, o);
   Plan plan;
   plan.router_policy = o.router_policy;
@@ -247,16 +237,16 @@ Plan make_plan(const TaskStatsData& stats, const ClusterOptions& o, Decoder* dec
     const LayerStatsData& s = stats.layers[i];
     const int64_t E = s.num_experts, G = std::min(budget[i], E);
     const std::vector<double> count = doubles(s.count);
-    if (o.method == "frequency") {
+    if (o.method == Method::Frequency) {
       plan.layers.push_back(keep_only(s, top_n(count, G)));
-    } else if (o.method == "reap") {
+    } else if (o.method == Method::Reap) {
       std::vector<double> score = doubles(s.reap_sum);
       for (size_t e = 0; e < score.size(); ++e) score[e] = count[e] > 0 ? score[e] / count[e] : 0.0;
       plan.layers.push_back(keep_only(s, top_n(score, G)));
-    } else if (o.method == "uncurl") {
+    } else if (o.method == Method::Uncurl) {
       at::Tensor affinity = (logit_cosine(s) + 1.0) / 2.0;
       plan.layers.push_back(merge_clusters(s, spectral_clustering(affinity, G, o.seed, o.restarts), o));
-    } else if (o.method == "mc-smoe") {
+    } else if (o.method == Method::McSmoe) {
       const std::vector<int64_t> centres = top_n(count, G);
       at::Tensor cos = logit_cosine(s);
       std::vector<int64_t> labels(static_cast<size_t>(E));
@@ -273,7 +263,7 @@ Plan make_plan(const TaskStatsData& stats, const ClusterOptions& o, Decoder* dec
         labels[static_cast<size_t>(e)] = best;
       }
       plan.layers.push_back(merge_clusters(s, canonical_labels(labels), o));
-    } else if (o.method == "hc-smoe") {
+    } else if (o.method == Method::HcSmoe) {
       SMOE_CHECK_INPUT(s.out_mean.defined(), stats.path, ": hc-smoe needs out_mean; collect with --out-mean");
       plan.layers.push_back(merge_clusters(s, average_linkage(at::cdist(s.out_mean, s.out_mean), G), o));
     } else {  // naee

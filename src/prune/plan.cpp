@@ -22,10 +22,10 @@ std::vector<int64_t> LayerPlan::members(int64_t g) const {
 
 void write_plan(const std::string& path, const Plan& plan) {
   {
-    h5::Handle file = h5::create_file(path, MPI_COMM_SELF);
+    h5::Handle file = h5::create_file(path);
     h5::write_attr(file.get(), "format", std::string("smoe-plan"));
     h5::write_attr(file.get(), "schema_version", kPlanSchemaVersion);
-    h5::write_attr(file.get(), "router_policy", plan.router_policy);
+    h5::write_attr(file.get(), "router_policy", std::string(choice_name(router_policy_names(), plan.router_policy)));
     for (const auto& [k, v] : plan.attrs) h5::write_attr(file.get(), k, v);
     h5::Handle layers = h5::create_group(file.get(), "layers");
     for (const auto& lp : plan.layers) {
@@ -82,16 +82,15 @@ void check_layer(const LayerPlan& lp, const std::string& path) {
 }  // namespace
 
 Plan read_plan(const std::string& path) {
-  h5::Handle file = h5::open_file(path, MPI_COMM_SELF);
+  h5::Handle file = h5::open_file(path);
   SMOE_CHECK_INPUT(h5::has_attr(file.get(), "format") && h5::read_attr_string(file.get(), "format", path) == "smoe-plan",
                    path, ": not a smoe plan (format attribute missing or not 'smoe-plan')");
   const int64_t version = h5::read_attr_int(file.get(), "schema_version", path);
   SMOE_CHECK_INPUT(version == kPlanSchemaVersion, path, ": plan schema version ", version, ", this smoe reads ",
                    kPlanSchemaVersion);
   Plan plan;
-  plan.router_policy = h5::read_attr_string(file.get(), "router_policy", path);
-  SMOE_CHECK_INPUT(plan.router_policy == "most-used" || plan.router_policy == "weighted", path,
-                   ": unknown router_policy '", plan.router_policy, "'");
+  plan.router_policy =
+      parse_choice(router_policy_names(), path + ": router_policy", h5::read_attr_string(file.get(), "router_policy", path));
   for (const char* key : {"method", "task", "stats", "stats_sha256", "budget", "factor", "experts", "seed", "merge_weight",
                           "model", "model_type", "model_config_sha256", "created", "software"})
     if (h5::has_attr(file.get(), key)) plan.attrs[key] = h5::read_attr_string(file.get(), key, path);

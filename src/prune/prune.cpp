@@ -13,7 +13,7 @@
 #include "smoe/core/error.h"
 #include "smoe/core/hash.h"
 #include "smoe/core/numbers.h"
-#include "smoe/io/checkpoint.h"
+#include "smoe/model/checkpoint.h"
 #include "smoe/io/fp8.h"
 #include "smoe/io/json.h"
 #include "smoe/io/tensor-io.h"
@@ -166,7 +166,7 @@ PruneSummary prune_checkpoint(const Checkpoint& ck, const Plan& plan, const std:
       if (s.kind == Source::Router) {
         const at::ScalarType stored = to_scalar_type(info.dtype, s.name);
         at::Tensor rows = ck.load(s.name, stored);
-        if (plan.router_policy == "most-used") {
+        if (plan.router_policy == RouterPolicy::MostUsed) {
           t = rows.index_select(0, at::tensor(lp->reference, at::kLong));
         } else {
           std::vector<int64_t> shape = rows.sizes().vec();

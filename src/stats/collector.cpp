@@ -5,7 +5,7 @@
 #include <limits>
 
 #include "smoe/core/error.h"
-#include "smoe/dist/comm.h"
+#include "smoe/parallel/comm.h"
 
 namespace smoe {
 

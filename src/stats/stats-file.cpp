@@ -9,24 +9,12 @@
 
 #include "smoe/core/error.h"
 #include "smoe/core/output.h"
-#include "smoe/dist/mpi.h"
 #include "smoe/io/hdf5.h"
+#include "smoe/parallel/shared-file.h"
 
 namespace smoe {
 
 namespace {
-
-int comm_rank(MPI_Comm comm) {
-  int r = 0;
-  SMOE_MPI_CHECK(MPI_Comm_rank(comm, &r));
-  return r;
-}
-
-int comm_size(MPI_Comm comm) {
-  int n = 1;
-  SMOE_MPI_CHECK(MPI_Comm_size(comm, &n));
-  return n;
-}
 
 bool file_exists(const std::string& path) {
   struct stat st {};
@@ -35,15 +23,15 @@ bool file_exists(const std::string& path) {
 
 }  // namespace
 
-void write_stats_file(const std::string& path, MPI_Comm comm, const Provenance& provenance, int64_t top_k,
+void write_stats_file(const std::string& path, Communicator& comm, const Provenance& provenance, int64_t top_k,
                       const std::vector<TaskStats>& tasks) {
-  const int rank = comm_rank(comm);
-  h5::Handle file = h5::create_file(path, comm);
+  const int rank = comm.rank();
+  h5::Handle file = create_shared_file(path, comm);
   const hid_t root = file.get();
   h5::write_attr(root, "format", std::string("smoe-stats"));
   h5::write_attr(root, "schema_version", kStatsSchemaVersion);
   for (const auto& [key, value] : provenance) h5::write_attr(root, key, value);
-  h5::write_attr(root, "ranks", static_cast<int64_t>(comm_size(comm)));
+  h5::write_attr(root, "ranks", static_cast<int64_t>(comm.size()));
   h5::write_attr(root, "complete", static_cast<int64_t>(0));
 
   h5::Handle task_root = h5::create_group(root, "tasks");
@@ -84,11 +72,11 @@ void write_stats_file(const std::string& path, MPI_Comm comm, const Provenance& 
     throw RuntimeError(str(path, ": cannot set the complete flag"));
 }
 
-void write_checkpoint(const std::string& path, const std::string& tmp, MPI_Comm comm, const std::string& fingerprint,
+void write_checkpoint(const std::string& path, const std::string& tmp, Communicator& comm, const std::string& fingerprint,
                       int64_t task, int64_t phase, const std::vector<TaskStats>& tasks) {
-  const int rank = comm_rank(comm), ranks = comm_size(comm);
+  const int rank = comm.rank(), ranks = comm.size();
   {
-    h5::Handle file = h5::create_file(tmp, comm);
+    h5::Handle file = create_shared_file(tmp, comm);
     h5::write_attr(file.get(), "format", std::string("smoe-collect-checkpoint"));
     h5::write_attr(file.get(), "fingerprint", fingerprint);
     h5::write_attr(file.get(), "ranks", static_cast<int64_t>(ranks));
@@ -106,7 +94,7 @@ void write_checkpoint(const std::string& path, const std::string& tmp, MPI_Comm 
       }
     }
   }
-  SMOE_MPI_CHECK(MPI_Barrier(comm));
+  comm.barrier();
   if (rank == 0) {
     // On disk before it replaces the previous checkpoint, and the rename on disk before the run goes on.
     fsync_path(tmp, false);
@@ -115,14 +103,14 @@ void write_checkpoint(const std::string& path, const std::string& tmp, MPI_Comm 
     const std::string parent = std::filesystem::path(path).parent_path().string();
     fsync_path(parent.empty() ? "." : parent, true);
   }
-  SMOE_MPI_CHECK(MPI_Barrier(comm));
+  comm.barrier();
 }
 
-bool read_checkpoint(const std::string& path, MPI_Comm comm, const std::string& fingerprint, int64_t* task,
+bool read_checkpoint(const std::string& path, Communicator& comm, const std::string& fingerprint, int64_t* task,
                      int64_t* phase, std::vector<TaskStats>& tasks) {
   if (!file_exists(path)) return false;
-  const int rank = comm_rank(comm), ranks = comm_size(comm);
-  h5::Handle file = h5::open_file(path, comm);
+  const int rank = comm.rank(), ranks = comm.size();
+  h5::Handle file = open_shared_file(path, comm);
   SMOE_CHECK_INPUT(h5::read_attr_string(file.get(), "format", path) == "smoe-collect-checkpoint", path,
                    ": not a working file of smoe collect");
   const int64_t saved_ranks = h5::read_attr_int(file.get(), "ranks", path);

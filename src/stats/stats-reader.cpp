@@ -15,7 +15,7 @@ namespace {
 }  // namespace
 
 TaskStatsData read_task_stats(const std::string& path, const std::string& task) {
-  h5::Handle file = h5::open_file(path, MPI_COMM_SELF);
+  h5::Handle file = h5::open_file(path);
   const hid_t root = file.get();
   SMOE_CHECK_INPUT(h5::has_attr(root, "format") && h5::read_attr_string(root, "format", path) == "smoe-stats", path,
                    ": not a smoe statistics file");

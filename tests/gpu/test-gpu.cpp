@@ -9,11 +9,11 @@
 #include <cstdio>
 
 #include "smoe/core/error.h"
-#include "smoe/dist/comm.h"
-#include "smoe/dist/ep-executor.h"
-#include "smoe/dist/mpi.h"
-#include "smoe/dist/placement.h"
-#include "smoe/io/checkpoint.h"
+#include "smoe/parallel/comm.h"
+#include "smoe/parallel/ep-executor.h"
+#include "smoe/parallel/mpi.h"
+#include "smoe/parallel/placement.h"
+#include "smoe/model/checkpoint.h"
 #include "smoe/model/decoder.h"
 
 namespace {

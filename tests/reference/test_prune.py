@@ -182,7 +182,7 @@ def main():
               f"cluster {name}: exit {p.returncode}: {p.stderr.strip().splitlines()[-1][-140:] if p.stderr else ''}")
 
     bad_cluster("unknown task", ["--task", "nope", "--method", "uncurl", "--factor", "2"], "no task 'nope' (present: t)")
-    bad_cluster("unknown method", ["--task", "t", "--method", "kmeans", "--factor", "2"], "'kmeans' is not one of")
+    bad_cluster("unknown method", ["--task", "t", "--method", "kmeans", "--factor", "2"], "--method must be frequency, uncurl, mc-smoe, hc-smoe, reap or naee, found 'kmeans'")
     bad_cluster("factor and experts", ["--task", "t", "--method", "uncurl", "--factor", "2", "--experts", "3"],
                 "either --factor")
     bad_cluster("hc-smoe without out_mean", ["--task", "t", "--method", "hc-smoe", "--factor", "2"], "needs out_mean",

@@ -8,7 +8,7 @@
 #include <fstream>
 
 #include "smoe/core/error.h"
-#include "smoe/io/checkpoint.h"
+#include "smoe/model/checkpoint.h"
 #include "smoe/model/decoder.h"
 #include "tiny-model.h"
 

@@ -9,7 +9,7 @@
 
 #include "smoe/core/error.h"
 #include "smoe/eval/evaluator.h"
-#include "smoe/io/corpus.h"
+#include "smoe/text/corpus.h"
 #include "smoe/io/indexed-dataset.h"
 #include "smoe/text/tokenizer.h"
 

@@ -4,7 +4,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
-#include "smoe/io/checkpoint.h"
+#include "smoe/model/checkpoint.h"
 #include "smoe/model/decoder.h"
 #include "smoe/model/moe.h"
 #include "smoe/model/router.h"

@@ -32,6 +32,11 @@ std::vector<std::string> option_inputs(const po::variables_map& vm, const std::v
                                        const std::vector<std::pair<std::string, std::string>>& named,
                                        const std::string& what);
 
+// The help of every job's --tokenizer.
+constexpr const char* kTokenizerHelp =
+    "a tokenizer.json, a tiktoken.model, a SentencePiece .model, or byte; default: the model folder's own "
+    "(tokenizer.json, tiktoken.model, tokenizer.model; byte for models smoe trained)";
+
 // The help of every job's --overwrite.
 constexpr const char* kOverwriteHelp =
     "replace an existing output that is not an earlier output of this job (never an input)";

@@ -1,5 +1,6 @@
-// A thin RAII layer over the HDF5 C API, for files written by all MPI ranks
-// together (parallel HDF5, MPI-IO driver) and read by any reader (h5py).
+// A thin RAII layer over the HDF5 C API, for files written by one process or by
+// all MPI ranks together (parallel HDF5, MPI-IO driver: parallel/shared-file.h)
+// and read by any reader (h5py).
 //
 // Collective rules (parallel HDF5): every rank creates the same groups, datasets
 // and attributes with the same values; dataset writes are collective, each rank
@@ -8,7 +9,6 @@
 
 #include <ATen/core/Tensor.h>
 #include <hdf5.h>
-#include <mpi.h>
 
 #include <cstdint>
 #include <string>
@@ -34,9 +34,10 @@ class Handle {
   herr_t (*close_)(hid_t) = nullptr;
 };
 
-// Creates (truncating) or opens a file through MPI-IO on `comm`; all ranks of comm call.
-Handle create_file(const std::string& path, MPI_Comm comm);
-Handle open_file(const std::string& path, MPI_Comm comm, bool writable = false);
+// Creates (truncating) or opens a file with file-access properties `access`
+// (H5P_DEFAULT: this process alone).
+Handle create_file(const std::string& path, hid_t access = H5P_DEFAULT);
+Handle open_file(const std::string& path, bool writable = false, hid_t access = H5P_DEFAULT);
 // The 'format' attribute of an HDF5 file ("smoe-stats", "smoe-plan"); "" for a
 // file that is not HDF5 or has none. Recognises smoe's earlier outputs.
 std::string file_format(const std::string& path);

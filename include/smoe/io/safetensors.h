@@ -1,6 +1,6 @@
 // safetensors files: header parsing and validation, read-only mapping, and a
 // streaming writer. Free of LibTorch so that the parser can be fuzzed alone;
-// io/checkpoint.h turns the mapped bytes into tensors.
+// model/checkpoint.h turns the mapped bytes into tensors.
 //
 // Format: 8-byte little-endian header length N, N bytes of JSON
 // {"name": {"dtype": "F32", "shape": [..], "data_offsets": [begin, end]}, ...,

@@ -1,5 +1,5 @@
 // An MoE layer's weights, and the two interfaces the decoder calls for it:
-//  - MoeExecutor runs the routed experts (here locally; expert-parallel in dist/);
+//  - MoeExecutor runs the routed experts (here locally; expert-parallel in parallel/);
 //  - RoutingObserver sees the layer's routing and expert outputs (stats/ uses it).
 #pragma once
 

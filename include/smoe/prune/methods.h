@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "smoe/core/choices.h"
 #include "smoe/prune/plan.h"
 #include "smoe/stats/stats-reader.h"
 
@@ -14,19 +15,40 @@ namespace smoe {
 class Communicator;
 class Decoder;
 
+enum class Method { Frequency, Uncurl, McSmoe, HcSmoe, Reap, Naee };
+inline const ChoiceNames<Method>& method_names() {
+  static const ChoiceNames<Method> names{{Method::Frequency, "frequency"}, {Method::Uncurl, "uncurl"},
+                                        {Method::McSmoe, "mc-smoe"},       {Method::HcSmoe, "hc-smoe"},
+                                        {Method::Reap, "reap"},            {Method::Naee, "naee"}};
+  return names;
+}
+
+// How many experts each layer keeps: the same share everywhere, or by one
+// frequency threshold over all layers.
+enum class Budget { Uniform, Adaptive };
+inline const ChoiceNames<Budget>& budget_names() {
+  static const ChoiceNames<Budget> names{{Budget::Uniform, "uniform"}, {Budget::Adaptive, "adaptive"}};
+  return names;
+}
+
+// Each member's weight in its group's merge: its summed gates, or its selection count.
+enum class MergeWeight { GateSum, Count };
+inline const ChoiceNames<MergeWeight>& merge_weight_names() {
+  static const ChoiceNames<MergeWeight> names{{MergeWeight::GateSum, "gate_sum"}, {MergeWeight::Count, "count"}};
+  return names;
+}
+
 struct ClusterOptions {
-  std::string method;                    // frequency, uncurl, mc-smoe, hc-smoe, reap, naee
-  std::string budget = "uniform";        // uniform or adaptive
+  Method method = Method::Frequency;
+  Budget budget = Budget::Uniform;
   double factor = 0;                     // E / factor experts kept (uniform) or in total (adaptive)
   int64_t experts = 0;                   // or this many per layer (uniform)
   uint64_t seed = 0;
   int restarts = 10;                     // k-means restarts (uncurl)
-  std::string merge_weight = "gate_sum"; // gate_sum or count
-  std::string router_policy = "most-used";
+  MergeWeight merge_weight = MergeWeight::GateSum;
+  RouterPolicy router_policy = RouterPolicy::MostUsed;
   int64_t naee_limit = 20000;            // exhaustive search while C(E, k) is at most this
 };
-
-const std::vector<std::string>& method_names();
 
 // Groups per layer. Uniform: E / factor (at least 1) or `experts`. Adaptive: one
 // threshold on normalised frequency (count / (tokens * top_k)) over all layers,

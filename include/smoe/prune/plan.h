@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "smoe/core/choices.h"
 #include "smoe/model/config.h"
 
 namespace smoe {
@@ -25,9 +26,17 @@ struct LayerPlan {
   std::vector<int64_t> members(int64_t g) const;
 };
 
+// The router row of a merged group: its reference member's, or the group's
+// merge-weighted mean row.
+enum class RouterPolicy { MostUsed, Weighted };
+inline const ChoiceNames<RouterPolicy>& router_policy_names() {
+  static const ChoiceNames<RouterPolicy> names{{RouterPolicy::MostUsed, "most-used"}, {RouterPolicy::Weighted, "weighted"}};
+  return names;
+}
+
 struct Plan {
   std::map<std::string, std::string> attrs;  // method, task, provenance (strings)
-  std::string router_policy = "most-used";   // or "weighted": the group's weighted mean row
+  RouterPolicy router_policy = RouterPolicy::MostUsed;
   std::vector<LayerPlan> layers;
 };
 

@@ -2,8 +2,6 @@
 // and the collect job's working file, from which a killed run resumes.
 #pragma once
 
-#include <mpi.h>
-
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -13,6 +11,8 @@
 #include "smoe/stats/collector.h"
 
 namespace smoe {
+
+class Communicator;
 
 constexpr int64_t kStatsSchemaVersion = 1;
 
@@ -30,20 +30,20 @@ using Provenance = std::map<std::string, std::string>;
 
 // Writes the reduced statistics (every rank calls; collective). `path` should be a
 // temporary name, renamed by the caller once every rank has returned.
-void write_stats_file(const std::string& path, MPI_Comm comm, const Provenance& provenance, int64_t top_k,
+void write_stats_file(const std::string& path, Communicator& comm, const Provenance& provenance, int64_t top_k,
                       const std::vector<TaskStats>& tasks);
 
 // The working file: every rank's own accumulators as of `phase` of task `task`
 // (steps for the default schedule, layers for layerwise). Written under a
 // temporary name `tmp` (unique to the run) and renamed, so a kill during a
 // checkpoint keeps the last one.
-void write_checkpoint(const std::string& path, const std::string& tmp, MPI_Comm comm, const std::string& fingerprint,
+void write_checkpoint(const std::string& path, const std::string& tmp, Communicator& comm, const std::string& fingerprint,
                       int64_t task,
                       int64_t phase, const std::vector<TaskStats>& tasks);
 
 // Restores this rank's accumulators; returns false when there is no working file.
 // InputError when it belongs to another run (fingerprint or rank count differ).
-bool read_checkpoint(const std::string& path, MPI_Comm comm, const std::string& fingerprint, int64_t* task,
+bool read_checkpoint(const std::string& path, Communicator& comm, const std::string& fingerprint, int64_t* task,
                      int64_t* phase, std::vector<TaskStats>& tasks);
 
 }  // namespace smoe

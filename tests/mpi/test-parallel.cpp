@@ -8,11 +8,12 @@
 #include <fstream>
 
 #include "smoe/core/error.h"
-#include "smoe/dist/comm.h"
-#include "smoe/dist/ep-executor.h"
-#include "smoe/dist/placement.h"
-#include "smoe/io/checkpoint.h"
-#include "smoe/io/corpus.h"
+#include "smoe/parallel/comm.h"
+#include "smoe/parallel/ep-executor.h"
+#include "smoe/parallel/placement.h"
+#include "smoe/model/checkpoint.h"
+#include "smoe/parallel/share-corpus.h"
+#include "smoe/text/corpus.h"
 #include "smoe/text/tokenizer.h"
 #include "smoe/model/decoder.h"
 #include "smoe/model/router.h"
@@ -80,7 +81,7 @@ TEST(MpiCommunicator, VariableAllToAllWithEmptyParts) {
 // as in the file, and the token cap falls where it falls for one rank.
 TEST(ShareCorpus, PartsCoverTheCorpusOnceWithFileNumbers) {
   World w;
-  const std::string path = "/tmp/smoe-test-dist-corpus-" + std::to_string(::getppid()) + ".jsonl";
+  const std::string path = "/tmp/smoe-test-parallel-corpus-" + std::to_string(::getppid()) + ".jsonl";
   const int64_t records = 23;
   if (w.rank == 0) {
     std::ofstream out(path);

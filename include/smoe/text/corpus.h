@@ -18,7 +18,6 @@
 
 namespace smoe {
 
-class Communicator;
 class Tokenizer;
 class IndexedDataset;
 
@@ -97,12 +96,6 @@ RecordCount count_records(const std::string& path, uint64_t begin, uint64_t end)
 // The first `max_tokens` tokens of a corpus, read from its start: the part of
 // one reader that takes all of them (end, cut_at, cut_keep set).
 CorpusPart corpus_cap(const std::string& path, const Tokenizer& tokenizer, int64_t vocab_size, int64_t max_tokens);
-
-// This rank's part of a corpus, over `host`: the token cap found by rank 0, the
-// capped extent split into ranks' parts, and their numbering from every rank's
-// counts. InputError on every rank when the corpus holds no records.
-CorpusPart share_corpus(const std::string& path, const Tokenizer& tokenizer, int64_t vocab_size, int64_t max_tokens,
-                        Communicator& host);
 
 // Every record of a corpus, for small corpora (training); InputError naming the
 // file when it holds none.

@@ -8,8 +8,8 @@
 
 #include <cstdint>
 
-#include "smoe/dist/comm.h"
-#include "smoe/dist/placement.h"
+#include "smoe/parallel/comm.h"
+#include "smoe/parallel/placement.h"
 #include "smoe/model/moe.h"
 
 namespace smoe {

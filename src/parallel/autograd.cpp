@@ -1,8 +1,8 @@
-#include "smoe/dist/autograd.h"
+#include "smoe/parallel/autograd.h"
 
 #include <torch/autograd.h>
 
-#include "smoe/dist/comm.h"
+#include "smoe/parallel/comm.h"
 
 namespace smoe {
 

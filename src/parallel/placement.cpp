@@ -1,4 +1,4 @@
-#include "smoe/dist/placement.h"
+#include "smoe/parallel/placement.h"
 
 #include <nlohmann/json.hpp>
 

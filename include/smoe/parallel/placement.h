@@ -19,6 +19,11 @@ class ExpertPlacement {
   // Layers given in neither get contiguous blocks. InputError naming the file.
   static ExpertPlacement from_file(const std::string& path, const ModelConfig& config, int ranks);
 
+  // from_file when `path` is given, else contiguous: a job's --placement option.
+  static ExpertPlacement from_option(const std::string& path, const ModelConfig& config, int ranks) {
+    return path.empty() ? contiguous(config, ranks) : from_file(path, config, ranks);
+  }
+
   int ranks() const { return ranks_; }
   int owner(int64_t layer, int64_t expert) const;
   // Owners of every expert of a layer (empty for a dense layer).

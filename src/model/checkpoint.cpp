@@ -1,4 +1,4 @@
-#include "smoe/io/checkpoint.h"
+#include "smoe/model/checkpoint.h"
 
 #include <ATen/ATen.h>
 #include <sys/stat.h>

@@ -1,10 +1,11 @@
-#include "smoe/dist/mpi.h"
+#include "smoe/parallel/mpi.h"
 
 #include <cstdlib>
 
 #include "smoe/core/error.h"
 #include "smoe/core/numbers.h"
 #include "smoe/core/log.h"
+#include "smoe/core/output.h"
 
 namespace smoe {
 
@@ -40,13 +41,6 @@ int local_rank() {
   return 0;
 }
 
-void broadcast_string(std::string& s, int root, MPI_Comm comm) {
-  long long n = static_cast<long long>(s.size());
-  SMOE_MPI_CHECK(MPI_Bcast(&n, 1, MPI_LONG_LONG, root, comm));
-  s.resize(static_cast<size_t>(n));
-  if (n > 0) SMOE_MPI_CHECK(MPI_Bcast(s.data(), static_cast<int>(n), MPI_CHAR, root, comm));
-}
-
 void abort_job_if_parallel(int status) {
   int initialized = 0, finalized = 0;
   MPI_Initialized(&initialized);
@@ -58,13 +52,6 @@ void abort_job_if_parallel(int status) {
     remove_output_temporaries();  // MPI_Abort kills the other ranks before their cleanup
     MPI_Abort(MPI_COMM_WORLD, status);
   }
-}
-
-std::string share_output_temporary(const Output* output, MPI_Comm comm) {
-  std::string temp = output ? output->temp() : "";
-  broadcast_string(temp, 0, comm);
-  if (!output) track_output_temporary(temp);
-  return temp;
 }
 
 }  // namespace smoe

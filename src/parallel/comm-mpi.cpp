@@ -3,8 +3,8 @@
 #include <climits>
 
 #include "smoe/core/error.h"
-#include "smoe/dist/comm.h"
-#include "smoe/dist/mpi.h"
+#include "smoe/parallel/comm.h"
+#include "smoe/parallel/mpi.h"
 
 namespace smoe {
 
@@ -51,6 +51,7 @@ class MpiCommunicator : public Communicator {
   int rank() const override { return rank_; }
   int size() const override { return size_; }
   bool is_cuda() const override { return false; }
+  MPI_Comm mpi_comm() const override { return comm_; }
 
   void all_reduce_sum(at::Tensor& t) override { all_reduce(t, MPI_SUM); }
   void all_reduce_max(at::Tensor& t) override { all_reduce(t, MPI_MAX); }
@@ -141,6 +142,15 @@ class MpiCommunicator : public Communicator {
 };
 
 }  // namespace
+
+void Communicator::barrier() { SMOE_MPI_CHECK(MPI_Barrier(mpi_comm())); }
+
+void Communicator::broadcast(std::string& s, int root) {
+  long long n = static_cast<long long>(s.size());
+  SMOE_MPI_CHECK(MPI_Bcast(&n, 1, MPI_LONG_LONG, root, mpi_comm()));
+  s.resize(static_cast<size_t>(n));
+  if (n > 0) SMOE_MPI_CHECK(MPI_Bcast(s.data(), as_int(n, "bytes"), MPI_CHAR, root, mpi_comm()));
+}
 
 std::vector<int64_t> exchange_counts_over_mpi(MPI_Comm comm, const std::vector<int64_t>& send_counts) {
   int size = 0;

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 namespace smoe {
@@ -18,6 +19,14 @@ class Communicator {
   virtual int size() const = 0;
   // The device of the tensors this communicator moves.
   virtual bool is_cuda() const = 0;
+  // The MPI communicator underneath (NCCL's: the one it was bootstrapped over):
+  // host collectives and HDF5's shared files go over it.
+  virtual MPI_Comm mpi_comm() const = 0;
+
+  // Returns once every rank has called it.
+  void barrier();
+  // In place: every rank ends with root's string (over MPI, whatever the device).
+  void broadcast(std::string& s, int root);
 
   // In place: every rank ends with the element-wise sum over ranks.
   virtual void all_reduce_sum(at::Tensor& t) = 0;

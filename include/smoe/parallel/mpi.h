@@ -6,7 +6,7 @@
 
 #include <string>
 
-#include "smoe/core/output.h"
+#include "smoe/core/error.h"
 
 namespace smoe {
 
@@ -42,16 +42,10 @@ class MpiSession {
 // variables); 0 when none is set. It picks the GPU of a rank.
 int local_rank();
 
-// Rank root's string, on every rank of comm.
-void broadcast_string(std::string& s, int root, MPI_Comm comm);
-
 // Ends every rank of the job with `status` (MPI_Abort) when MPI runs with more than
 // one rank; otherwise returns. For a failure on one rank: its peers may be waiting
 // in a collective and would otherwise hang.
 void abort_job_if_parallel(int status);
 
-// Rank 0's output temporary (`output` on rank 0, null elsewhere) on every rank of
-// `comm`, registered there so that a rank that fails removes it before the job ends.
-std::string share_output_temporary(const Output* output, MPI_Comm comm);
 
 }  // namespace smoe

@@ -1,4 +1,6 @@
-#include "smoe/text/tokenize.h"
+#include "smoe/data/tokenize.h"
+
+#include <ATen/ATen.h>
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -16,8 +18,8 @@
 #include "smoe/core/options.h"
 #include "smoe/core/output.h"
 #include "smoe/core/progress.h"
-#include "smoe/dist/mpi.h"
-#include "smoe/io/corpus.h"
+#include "smoe/parallel/job.h"
+#include "smoe/text/corpus.h"
 #include "smoe/io/indexed-dataset.h"
 #include "smoe/io/json.h"
 #include "smoe/io/outputs.h"
@@ -183,10 +185,8 @@ void convert(const TokenizeOptions& o, const Tokenizer& tok, IndexedDtype dtype,
 
 }  // namespace
 
-void tokenize_corpus(const TokenizeOptions& o, MPI_Comm comm) {
-  int rank = 0, ranks = 1;
-  SMOE_MPI_CHECK(MPI_Comm_rank(comm, &rank));
-  SMOE_MPI_CHECK(MPI_Comm_size(comm, &ranks));
+void tokenize_corpus(const TokenizeOptions& o, JobContext& ctx) {
+  const int rank = ctx.rank(), ranks = ctx.ranks();
   const bool megatron = o.format == TokenizeOptions::Format::Megatron;
   SMOE_CHECK_INPUT(!(megatron && o.decode), "--decode writes JSONL text, not --format megatron");
   const int threads = resolve_threads(o.threads);
@@ -194,20 +194,16 @@ void tokenize_corpus(const TokenizeOptions& o, MPI_Comm comm) {
   check_input_file(o.corpus, "corpus");
   const IndexedDtype dtype = indexed_dtype_for(tok->vocab_size());
 
-  std::unique_ptr<Output> output;
-  if (rank == 0) {
-    OutputSpec spec = megatron ? folder_output(o.out, "tokenize") : OutputSpec{};
-    if (!megatron) {
-      spec.path = o.out;
-      spec.job = "tokenize";
-      spec.is_own = [](const std::string&) { return false; };  // a JSONL file carries no mark
-    }
-    spec.overwrite = o.overwrite;
-    spec.inputs = {o.corpus};
-    if (o.tokenizer != "byte") spec.inputs.push_back(o.tokenizer);
-    output = std::make_unique<Output>(spec);
+  OutputSpec spec = megatron ? folder_output(o.out, "tokenize") : OutputSpec{};
+  if (!megatron) {
+    spec.path = o.out;
+    spec.job = "tokenize";
+    spec.is_own = [](const std::string&) { return false; };  // a JSONL file carries no mark
   }
-  const std::string temp = share_output_temporary(output.get(), comm);
+  spec.overwrite = o.overwrite;
+  spec.inputs = {o.corpus};
+  if (o.tokenizer != "byte") spec.inputs.push_back(o.tokenizer);
+  const std::string temp = ctx.add_output(spec);
   const std::string data_target = megatron ? temp + "/tokens.bin" : temp;
 
   // This rank's byte range, from one line start to the next rank's.
@@ -309,10 +305,16 @@ void tokenize_corpus(const TokenizeOptions& o, MPI_Comm comm) {
   mine.bytes = part.size();
 
   // Where this rank's part goes: prefix sums over ranks.
-  uint64_t local[3] = {mine.records, mine.bytes, mine.tokens}, before[3] = {0, 0, 0}, total[3] = {0, 0, 0};
-  SMOE_MPI_CHECK(MPI_Exscan(local, before, 3, MPI_UINT64_T, MPI_SUM, comm));
-  if (rank == 0) before[0] = before[1] = before[2] = 0;
-  SMOE_MPI_CHECK(MPI_Allreduce(local, total, 3, MPI_UINT64_T, MPI_SUM, comm));
+  uint64_t before[3] = {0, 0, 0}, total[3] = {0, 0, 0};
+  const at::Tensor counts = ctx.host().all_gather(at::tensor(
+      {static_cast<int64_t>(mine.records), static_cast<int64_t>(mine.bytes), static_cast<int64_t>(mine.tokens)},
+      at::kLong));  // [ranks, 3]
+  for (int r = 0; r < ranks; ++r)
+    for (int i = 0; i < 3; ++i) {
+      const auto n = static_cast<uint64_t>(counts[r][i].item<int64_t>());
+      total[i] += n;
+      if (r < rank) before[i] += n;
+    }
   const int fd = ::open(data_target.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
   check_sys(fd >= 0, "cannot open ", data_target);
   part.copy_to(fd, before[1], data_target);
@@ -345,10 +347,8 @@ void tokenize_corpus(const TokenizeOptions& o, MPI_Comm comm) {
   }
   check_sys(::close(fd) == 0, "cannot close ", data_target);
   SMOE_CHECK_INPUT(total[0] > 0, o.corpus, ": the corpus holds no records");
-  if (rank != 0) untrack_output_temporary(temp);
-  SMOE_MPI_CHECK(MPI_Barrier(comm));
+  ctx.commit_outputs();
   if (rank == 0) {
-    output->commit();
     log_info(str("tokenize: ", total[0], " records, ", total[2], " tokens -> ", o.out,
                  megatron ? " (tokens.bin, tokens.idx)" : ""));
   }

@@ -7,8 +7,8 @@
 #include <ATen/ATen.h>
 
 #include "smoe/core/error.h"
-#include "smoe/dist/comm.h"
-#include "smoe/dist/mpi.h"
+#include "smoe/parallel/comm.h"
+#include "smoe/parallel/mpi.h"
 
 #ifdef SMOE_HAVE_NCCL
 #include <cuda_runtime.h>
@@ -67,6 +67,7 @@ class NcclCommunicator : public Communicator {
   int rank() const override { return rank_; }
   int size() const override { return size_; }
   bool is_cuda() const override { return true; }
+  MPI_Comm mpi_comm() const override { return bootstrap_; }
 
   void all_reduce_sum(at::Tensor& t) override { all_reduce(t, ncclSum); }
   void all_reduce_max(at::Tensor& t) override { all_reduce(t, ncclMax); }

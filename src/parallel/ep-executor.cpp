@@ -1,4 +1,4 @@
-#include "smoe/dist/ep-executor.h"
+#include "smoe/parallel/ep-executor.h"
 
 #include <ATen/ATen.h>
 
@@ -6,7 +6,7 @@
 #include <cmath>
 
 #include "smoe/core/error.h"
-#include "smoe/dist/autograd.h"
+#include "smoe/parallel/autograd.h"
 
 namespace smoe {
 

@@ -6,11 +6,11 @@
 // at offsets from a prefix sum, so the result is the same for any rank count.
 #pragma once
 
-#include <mpi.h>
-
 #include <string>
 
 namespace smoe {
+
+class JobContext;
 
 struct TokenizeOptions {
   std::string tokenizer;  // make_tokenizer's spec (a file, or "byte")
@@ -27,6 +27,6 @@ struct TokenizeOptions {
 
 // Rank 0 reports the totals in the log; InputError naming the file, the byte
 // offset (and line) and the fault for a bad record.
-void tokenize_corpus(const TokenizeOptions& options, MPI_Comm comm);
+void tokenize_corpus(const TokenizeOptions& options, JobContext& context);
 
 }  // namespace smoe

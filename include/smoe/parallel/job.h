@@ -1,0 +1,79 @@
+// What every job is given: its communicators, its device, its provenance and its
+// outputs. A job is a library call `part::job(const XOptions&, JobContext&)`;
+// src/cli/ parses the options, makes the context and makes the call.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "smoe/core/choices.h"
+#include "smoe/core/output.h"
+#include "smoe/parallel/comm.h"
+
+namespace c10 {
+struct Device;
+}
+
+namespace smoe {
+
+// File-level provenance: names to strings, the same on every rank.
+using Provenance = std::map<std::string, std::string>;
+
+struct JobSetup {
+  std::string job;                  // "collect"
+  std::vector<std::string> args;    // the job's arguments as given (after the job's name)
+  DeviceKind device = DeviceKind::Cpu;
+  int threads = 0;                  // LibTorch threads per rank; 0: every core the rank may use
+};
+
+class JobContext {
+ public:
+  // Sets the thread count, joins the MPI job, and on cuda picks the rank's GPU
+  // (its local rank) and bootstraps NCCL.
+  explicit JobContext(const JobSetup& setup);
+  ~JobContext();
+  JobContext(const JobContext&) = delete;
+  JobContext& operator=(const JobContext&) = delete;
+
+  // CPU tensors over MPI: counts, sums, flags and gathers for output.
+  Communicator& host() { return *host_; }
+  // The device's tensors: NCCL on cuda, else the host communicator.
+  Communicator& comm() { return nccl_ ? *nccl_ : *host_; }
+  int rank() const { return host_->rank(); }
+  int ranks() const { return host_->size(); }
+  bool cuda() const { return nccl_ != nullptr; }
+  // The device tensors live on (c10::Device, as at::Device).
+  c10::Device device() const;
+  const char* device_name() const { return cuda() ? "cuda" : "cpu"; }
+  int threads() const { return threads_; }
+  // Returns once every rank has called it.
+  void barrier() { host_->barrier(); }
+
+  // software, created (UTC), command, slurm_job_id, slurm_array_job_id,
+  // slurm_array_task_id: rank 0's values on every rank.
+  const Provenance& provenance() const { return provenance_; }
+  // The command as run ("smoe collect --model ..."), rank 0's.
+  const std::string& command() const { return provenance_.at("command"); }
+
+  // An output of the job (every rank calls, in the same order): rank 0 checks
+  // the target and makes its temporary; returns the temporary's name on every
+  // rank. A rank that fails removes it before the job ends.
+  std::string add_output(const OutputSpec& spec);
+  // Commits every output (every rank calls, once all have written): renamed by
+  // rank 0 once every rank is here; returns once they are in place.
+  void commit_outputs();
+  // The final path of output `i` (in add_output order).
+  const std::string& output_path(size_t i) const { return paths_.at(i); }
+
+ private:
+  int threads_ = 1;
+  std::unique_ptr<Communicator> host_, nccl_;
+  int gpu_ = 0;
+  Provenance provenance_;
+  std::vector<std::unique_ptr<Output>> outputs_;  // rank 0's
+  std::vector<std::string> temps_, paths_;
+};
+
+}  // namespace smoe
