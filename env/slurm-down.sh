@@ -3,7 +3,8 @@
 # a pid is signalled only when it is a plain number (never -1, 0 or a group) and
 # names a running process of the daemon's name (not a pid reused since).
 set -uo pipefail
-dir=${1:-/tmp/smoe-slurm}
+[ $# -eq 1 ] || { echo "usage: bash env/slurm-down.sh DIR   (as given to env/slurm-up.sh)" >&2; exit 2; }
+dir=$1
 for d in slurmd slurmctld munged; do
   f="$dir/run/$d.pid"
   [ -f "$f" ] || continue

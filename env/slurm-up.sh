@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Starts a real one-node Slurm on this machine for the end-to-end test and the
 # demo: munge, slurmctld and slurmd, with every state, spool, log and pid file
-# under DIR (default /tmp/smoe-slurm). Needs root (no systemd, no cgroups: the
-# daemons are started by hand). Prints the line to export SLURM_CONF.
-#   eval "$(bash env/slurm-up.sh /tmp/smoe-slurm)"      # then sbatch, squeue, ...
-#   bash env/slurm-down.sh /tmp/smoe-slurm              # stops only these daemons
+# under DIR, listening on the first free pair of ports from 6817 on (so that it
+# runs beside another Slurm). Needs root (no systemd, no cgroups: the daemons are
+# started by hand). Prints the line to export SLURM_CONF.
+#   eval "$(bash env/slurm-up.sh DIR)"      # then sbatch, squeue, ...
+#   bash env/slurm-down.sh DIR              # stops only these daemons
 set -euo pipefail
 unset CDPATH
-dir=${1:-/tmp/smoe-slurm}
+[ $# -eq 1 ] || { echo "usage: bash env/slurm-up.sh DIR   (a folder for the daemons' state, logs and slurm.conf)" >&2; exit 2; }
+dir=$1
 [[ $dir == /* ]] || dir=$PWD/$dir   # the daemons do not run from here: absolute paths in slurm.conf
 # DIR is written into slurm.conf, one value per line: only a plain path (no blank,
 # newline, quote, comma, % or other character the config or a shell would read) is taken.
@@ -47,6 +49,20 @@ fi
 host=$(hostname -s)
 cpus=$(nproc)
 mem=$(( $(awk '/MemTotal/{print $2}' /proc/meminfo) / 1024 - 1024 ))
+# Ports: those of this DIR's Slurm when it runs already, else the first pair from
+# 6817 on that nothing listens on.
+listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+ctld_port=""
+if alive "$dir/run/slurmctld.pid" slurmctld && [ -f "$dir/slurm.conf" ]; then
+  ctld_port=$(sed -n 's/^SlurmctldPort=\([0-9]\{4,5\}\)$/\1/p' "$dir/slurm.conf")
+fi
+if [ -z "$ctld_port" ]; then
+  ctld_port=6817
+  while listening "$ctld_port" || listening $((ctld_port + 1)); do
+    ctld_port=$((ctld_port + 2))
+    [ "$ctld_port" -lt 7817 ] || { echo "slurm-up: no free pair of ports in 6817-7817" >&2; exit 1; }
+  done
+fi
 cat > "$dir/slurm.conf" <<CONF
 ClusterName=smoe
 SlurmctldHost=${host}(127.0.0.1)
@@ -71,8 +87,8 @@ SlurmctldPidFile=$dir/run/slurmctld.pid
 SlurmdPidFile=$dir/run/slurmd.pid
 SlurmctldLogFile=$dir/log/slurmctld.log
 SlurmdLogFile=$dir/log/slurmd.log
-SlurmctldPort=6817
-SlurmdPort=6818
+SlurmctldPort=$ctld_port
+SlurmdPort=$((ctld_port + 1))
 NodeName=${host} NodeAddr=127.0.0.1 CPUs=${cpus} RealMemory=${mem} State=UNKNOWN
 PartitionName=main Nodes=${host} Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
 CONF

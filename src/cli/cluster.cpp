@@ -17,16 +17,16 @@ int run_cluster(int argc, char** argv) {
       "method", po::value(&method), choice_list(method_names()).c_str())(
       "factor", po::value(&c.factor), "pruning factor: keep E / factor experts per layer (or in total, adaptive)")(
       "experts", po::value(&c.experts), "or keep this many experts per layer")(
-      "budget", po::value(&budget)->default_value("uniform"), choice_list(budget_names()).c_str())(
+      "budget", po::value(&budget)->default_value(choice_name(budget_names(), c.budget)), choice_list(budget_names()).c_str())(
       "out", po::value(&o.out)->required(), "plan file to write; {task}, {method} and {factor} are replaced (for grids)")(
-      "seed", po::value(&c.seed)->default_value(0), "seed for clustering")(
-      "restarts", po::value(&c.restarts)->default_value(10), "k-means restarts (uncurl)")(
-      "merge-weight", po::value(&merge_weight)->default_value("gate_sum"),
+      "seed", po::value(&c.seed)->default_value(c.seed), "seed for clustering")(
+      "restarts", po::value(&c.restarts)->default_value(c.restarts), "k-means restarts (uncurl)")(
+      "merge-weight", po::value(&merge_weight)->default_value(choice_name(merge_weight_names(), c.merge_weight)),
       ("merge weights: " + choice_list(merge_weight_names())).c_str())(
-      "router", po::value(&router)->default_value("most-used"),
+      "router", po::value(&router)->default_value(choice_name(router_policy_names(), c.router_policy)),
       "router row of a merged group: most-used (the reference member's) or weighted (the merge-weighted mean)")(
       "model", po::value(&o.model), "checkpoint folder (naee only: it runs the experts)")(
-      "naee-limit", po::value(&c.naee_limit)->default_value(20000),
+      "naee-limit", po::value(&c.naee_limit)->default_value(c.naee_limit),
       "naee: search every kept subset while there are at most this many, greedy beyond")(
       "grid", po::value(&o.grid), "INI file with [grid] tasks, methods, factors: run entry --index of it")(
       "index", po::value(&index), "entry of the grid (default: $SLURM_ARRAY_TASK_ID)")(

@@ -16,25 +16,25 @@ int run_collect(int argc, char** argv) {
       "task", po::value(&tasks)->required()->composing(),
       "NAME=FILE: a task and its corpus, JSONL or a Megatron indexed dataset (PREFIX or folder) (repeatable)")(
       "out", po::value(&o.out)->required(), "statistics file to write (HDF5)")(
-      "dtype", po::value(&dtype)->default_value("f32"), ("compute dtype: " + choice_list(dtype_names())).c_str())(
+      "dtype", po::value(&dtype)->default_value(choice_name(dtype_names(), o.dtype)), ("compute dtype: " + choice_list(dtype_names())).c_str())(
       "device", po::value(&device)->default_value("cpu"), "cpu, or cuda (one GPU per rank, NCCL)")(
       "threads", po::value<int>()->default_value(0), "LibTorch threads per rank (0: every core the rank may use)")(
-      "context", po::value(&o.context)->default_value(2048), "longest sequence; longer documents are cut")(
-      "batch", po::value(&o.batch)->default_value(8), "pieces of one document of equal length run together")(
+      "context", po::value(&o.context)->default_value(o.context), "longest sequence; longer documents are cut")(
+      "batch", po::value(&o.batch)->default_value(o.batch), "pieces of one document of equal length run together")(
       "tokenizer", po::value(&o.tokenizer), kTokenizerHelp)(
-      "schedule", po::value(&schedule)->default_value("default"),
+      "schedule", po::value(&schedule)->default_value(choice_name(schedule_names(), o.schedule)),
       "default (whole model loaded) or layerwise (one layer's experts at a time, hidden states held)")(
-      "max-tokens", po::value(&o.max_tokens)->default_value(0), "use at most this many tokens of each corpus (0: all)")(
+      "max-tokens", po::value(&o.max_tokens)->default_value(o.max_tokens), "use at most this many tokens of each corpus (0: all)")(
       "out-mean", po::bool_switch(&o.out_mean), "also record out_mean: every expert's mean output over all tokens (costly)")(
-      "sample", po::value(&o.sample)->default_value(0), "rows of hidden_sample per layer (0: none)")(
-      "seed", po::value(&o.seed)->default_value(0), "seed of the hidden_sample")(
-      "checkpoint-tokens", po::value(&o.checkpoint_tokens)->default_value(0),
+      "sample", po::value(&o.sample)->default_value(o.sample), "rows of hidden_sample per layer (0: none)")(
+      "seed", po::value(&o.seed)->default_value(o.seed), "seed of the hidden_sample")(
+      "checkpoint-tokens", po::value(&o.checkpoint_tokens)->default_value(o.checkpoint_tokens),
       "checkpoint into OUT.work.h5 every this many tokens (0: off)")(
-      "checkpoint-minutes", po::value(&o.checkpoint_minutes)->default_value(10.0), "and every this many minutes (0: off)")(
+      "checkpoint-minutes", po::value(&o.checkpoint_minutes)->default_value(o.checkpoint_minutes), "and every this many minutes (0: off)")(
       "resume", po::bool_switch(&o.resume), "continue from OUT.work.h5 if it exists")(
-      "progress-seconds", po::value(&o.progress_seconds)->default_value(30.0), "seconds between progress lines")(
+      "progress-seconds", po::value(&o.progress_seconds)->default_value(o.progress_seconds), "seconds between progress lines")(
       "placement", po::value(&o.placement), "expert placement map (JSON); default: contiguous blocks")(
-      "capacity-factor", po::value(&o.capacity_factor)->default_value(0.0), "drop routed slots beyond this capacity (0: none)")(
+      "capacity-factor", po::value(&o.capacity_factor)->default_value(o.capacity_factor), "drop routed slots beyond this capacity (0: none)")(
       "overwrite", po::bool_switch(&o.overwrite), kOverwriteHelp);
   po::variables_map vm;
   if (!parse_job_options(argc, argv, {"collect", "--model DIR --task NAME=FILE [--task ...] --out stats.h5 [options]",

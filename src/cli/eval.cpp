@@ -16,9 +16,9 @@ int run_eval(int argc, char** argv) {
       "out", po::value(&o.out)->required(), "results file to write (JSON)")(
       "label", po::value(&labels)->composing(),
       "KEY=VALUE recorded under 'smoe.labels' (e.g. experts=8, method=uncurl, factor=2); repeatable")(
-      "dtype", po::value(&dtype)->default_value("f32"), ("compute dtype: " + choice_list(dtype_names())).c_str())(
+      "dtype", po::value(&dtype)->default_value(choice_name(dtype_names(), o.dtype)), ("compute dtype: " + choice_list(dtype_names())).c_str())(
       "threads", po::value<int>()->default_value(0), "LibTorch threads per rank")(
-      "context", po::value(&o.context)->default_value(2048), "longest sequence the model sees")(
+      "context", po::value(&o.context)->default_value(o.context), "longest sequence the model sees")(
       "tokenizer", po::value(&o.tokenizer), kTokenizerHelp)(
       "placement", po::value(&o.placement), "expert placement map (JSON)")(
       "overwrite", po::bool_switch(&o.overwrite), kOverwriteHelp);

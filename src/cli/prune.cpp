@@ -30,7 +30,7 @@ int run_prune(int argc, char** argv) {
   OutputSpec spec = folder_output(vm["out"].as<std::string>(), "prune");
   spec.overwrite = vm["overwrite"].as<bool>();
   spec.inputs = option_inputs(vm, {"model", "plan"});
-  Output output(spec);
+  AtomicOutput output(spec);
   Checkpoint checkpoint(vm["model"].as<std::string>());
   Plan plan = read_plan(plan_path);
   PruneSummary s = prune_checkpoint(checkpoint, plan, plan_path, output.temp(), {!vm["no-align"].as<bool>()});

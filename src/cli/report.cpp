@@ -1,10 +1,6 @@
 // smoe report: the study's table and plot from many results.json files.
 #include "jobs.h"
-#include "smoe/core/error.h"
-#include "smoe/core/log.h"
 #include "smoe/core/options.h"
-#include "smoe/core/output.h"
-#include "smoe/io/outputs.h"
 #include "smoe/eval/report.h"
 
 namespace smoe {
@@ -15,11 +11,11 @@ int run_report(int argc, char** argv) {
   opts.add_options()("results", po::value<std::vector<std::string>>(&o.results)->required()->multitoken(),
                      "results.json files, or folders searched for *result*.json")(
       "out", po::value<std::string>(&o.out)->required(), "folder for report.md, report.csv and the plot")(
-      "metric", po::value<std::string>(&o.metric)->default_value("perplexity,none"),
+      "metric", po::value(&o.metric)->default_value(o.metric),
       "the primary metric: of the figures, the comparisons and the thresholds")(
-      "bootstrap", po::value<int64_t>(&o.bootstrap)->default_value(2000), "paired bootstrap replicates per comparison")(
-      "seed", po::value<uint64_t>(&o.seed)->default_value(0), "seed of the bootstrap")(
-      "overwrite", po::bool_switch(), kOverwriteHelp);
+      "bootstrap", po::value(&o.bootstrap)->default_value(o.bootstrap), "paired bootstrap replicates per comparison")(
+      "seed", po::value(&o.seed)->default_value(o.seed), "seed of the bootstrap")(
+      "overwrite", po::bool_switch(&o.overwrite), kOverwriteHelp);
   po::variables_map vm;
   if (!parse_job_options(argc, argv, {"report", "--results DIR... --out DIR",
                                       "Turns results files into the study's tables (report.md, report.csv: every "
@@ -30,18 +26,8 @@ int run_report(int argc, char** argv) {
                                       "trained from scratch)."},
                          opts, vm))
     return 0;
-  check_report_options(o);
-  o.results = find_results(o.results);
-  OutputSpec spec = folder_output(o.out, "report");
-  spec.overwrite = vm["overwrite"].as<bool>();
-  spec.inputs = o.results;
-  for (const auto& config : option_inputs(vm, {})) spec.inputs.push_back(config);
-  Output output(spec);
-  o.out = output.temp();
-  const size_t rows = write_report(o);
-  output.commit();
-  log_info(str("report: ", rows, " rows; wrote ", output.path(), "/report.md, report.csv, thresholds.csv and the "
-                   "figures quality, thresholds and pareto (.png, .svg)"));
+  o.inputs = option_inputs(vm, {});
+  report(o);
   return 0;
 }
 

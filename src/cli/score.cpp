@@ -16,17 +16,17 @@ int run_score(int argc, char** argv) {
   opts.add_options()("model", po::value(&o.model)->required(), "checkpoint folder (HF layout)")(
       "corpus", po::value(&o.corpus)->required(),
       "JSONL corpus ({\"text\": ...} or {\"input_ids\": [...]}), or a Megatron indexed dataset (PREFIX or folder)")(
-      "dtype", po::value(&dtype)->default_value("f32"), ("compute dtype: " + choice_list(dtype_names())).c_str())(
+      "dtype", po::value(&dtype)->default_value(choice_name(dtype_names(), o.dtype)), ("compute dtype: " + choice_list(dtype_names())).c_str())(
       "device", po::value(&device)->default_value("cpu"),
       "cpu (MPI between ranks) or cuda (one GPU per rank, NCCL between ranks)")(
       "threads", po::value<int>()->default_value(0), "LibTorch threads (0: every core this process may use)")(
-      "context", po::value(&o.context)->default_value(2048), "longest sequence; longer documents are cut")(
-      "batch", po::value(&o.batch)->default_value(8), "pieces of one document of equal length run together, up to this many")(
+      "context", po::value(&o.context)->default_value(o.context), "longest sequence; longer documents are cut")(
+      "batch", po::value(&o.batch)->default_value(o.batch), "pieces of one document of equal length run together, up to this many")(
       "tokenizer", po::value(&o.tokenizer), kTokenizerHelp)(
-      "executor", po::value(&executor)->default_value("auto"),
+      "executor", po::value(&executor)->default_value(choice_name(executor_names(), o.executor)),
       "MoE execution: local, expert-parallel, or auto (expert-parallel under MPI with more than one rank)")(
       "placement", po::value(&o.placement), "expert placement map (JSON); default: contiguous blocks of experts")(
-      "capacity-factor", po::value(&o.capacity_factor)->default_value(0.0),
+      "capacity-factor", po::value(&o.capacity_factor)->default_value(o.capacity_factor),
       "if > 0, each expert takes at most factor * T * k / E of a rank's T tokens; the lowest gates are dropped")(
       "logits", po::value(&o.logits), "write logits, tokens and routing choices to this .safetensors file")(
       "overwrite", po::bool_switch(&o.overwrite), kOverwriteHelp);

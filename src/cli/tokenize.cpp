@@ -21,8 +21,8 @@ int run_tokenize(int argc, char** argv) {
       "ids as encode(text, add_special_tokens=False): no BOS/EOS from the post-processor")(
       "decode", po::bool_switch(&o.decode), "the other way: {\"input_ids\"} records to {\"text\"}")(
       "skip-special-tokens", po::bool_switch(&o.skip_special_tokens), "with --decode: leave special tokens out")(
-      "threads", po::value<int>(&o.threads)->default_value(0), "threads per rank (0: every core this process may use)")(
-      "progress", po::value<double>(&o.progress_seconds)->default_value(30), "seconds between progress lines")(
+      "threads", po::value(&o.threads)->default_value(o.threads), "threads per rank (0: every core this process may use)")(
+      "progress", po::value(&o.progress_seconds)->default_value(o.progress_seconds), "seconds between progress lines")(
       "overwrite", po::bool_switch(&o.overwrite), kOverwriteHelp);
   po::variables_map vm;
   if (!parse_job_options(argc, argv, {"tokenize", "--tokenizer FILE --corpus IN.jsonl --out OUT [options]",

@@ -136,7 +136,7 @@ bool path_within(const std::string& inner, const std::string& outer) {
   return std::mismatch(b.begin(), end, a.begin(), a.end()).first == end;
 }
 
-Output::Output(OutputSpec spec) : spec_(std::move(spec)) {
+AtomicOutput::AtomicOutput(OutputSpec spec) : spec_(std::move(spec)) {
   const std::string& opt = spec_.option;
   path_ = normalise_output_path(spec_.path, opt);
   for (const auto& input : spec_.inputs) {
@@ -185,19 +185,19 @@ Output::Output(OutputSpec spec) : spec_(std::move(spec)) {
   }
 }
 
-bool Output::is_own(const struct stat& st) const {
+bool AtomicOutput::is_own(const struct stat& st) const {
   return spec_.directory ? S_ISDIR(st.st_mode) && marker_says(path_, spec_.job)
                          : S_ISREG(st.st_mode) && spec_.is_own && spec_.is_own(path_);
 }
 
-Output::~Output() {
+AtomicOutput::~AtomicOutput() {
   if (committed_ || kept_) return;
   std::error_code ec;
   fs::remove_all(temp_, ec);
   track(temp_, false);
 }
 
-void Output::commit() {
+void AtomicOutput::commit() {
   SMOE_ASSERT(!committed_ && !kept_, "output ", path_, " committed twice");
   track(temp_, false);  // from here a stop signal leaves the commit to finish or not
   fsync_tree(temp_, spec_.directory);

@@ -183,43 +183,95 @@ void convert(const TokenizeOptions& o, const Tokenizer& tok, IndexedDtype dtype,
     append_binary(out, ids, dtype);
 }
 
-}  // namespace
-
-void tokenize_corpus(const TokenizeOptions& o, JobContext& ctx) {
-  const int rank = ctx.rank(), ranks = ctx.ranks();
-  const bool megatron = o.format == TokenizeOptions::Format::Megatron;
-  SMOE_CHECK_INPUT(!(megatron && o.decode), "--decode writes JSONL text, not --format megatron");
-  const int threads = resolve_threads(o.threads);
-  const std::unique_ptr<Tokenizer> tok = make_tokenizer(o.tokenizer);
-  check_input_file(o.corpus, "corpus");
-  const IndexedDtype dtype = indexed_dtype_for(tok->vocab_size());
-
-  OutputSpec spec = megatron ? folder_output(o.out, "tokenize") : OutputSpec{};
-  if (!megatron) {
-    spec.path = o.out;
-    spec.job = "tokenize";
-    spec.is_own = [](const std::string&) { return false; };  // a JSONL file carries no mark
+// Lines of a block, [start, length), blank ones skipped; `cut` ends the last.
+std::vector<std::pair<size_t, size_t>> block_lines(const std::string& data, size_t cut) {
+  std::vector<std::pair<size_t, size_t>> lines;
+  for (size_t s = 0; s < cut;) {
+    const char* nl = static_cast<const char*>(std::memchr(data.data() + s, '\n', cut - s));
+    const size_t e = nl ? static_cast<size_t>(nl - data.data()) : cut;
+    size_t len = e - s;
+    if (len > 0 && data[s + len - 1] == '\r') --len;
+    if (data.find_first_not_of(" \t\r", s) < s + len) lines.emplace_back(s, len);
+    s = e + 1;
   }
-  spec.overwrite = o.overwrite;
-  spec.inputs = {o.corpus};
-  if (o.tokenizer != "byte") spec.inputs.push_back(o.tokenizer);
-  const std::string temp = ctx.add_output(spec);
-  const std::string data_target = megatron ? temp + "/tokens.bin" : temp;
+  return lines;
+}
 
-  // This rank's byte range, from one line start to the next rank's.
+// What one rank's part of the corpus turns into.
+struct Part {
+  const TokenizeOptions& o;
+  const Tokenizer& tok;
+  IndexedDtype dtype;
+  int threads;
+  Counts counts;
+  std::vector<int32_t> lengths;  // --format megatron: each record's tokens
+
+  void add_block(const std::string& data, const std::vector<std::pair<size_t, size_t>>& lines, uint64_t pos,
+                 PartFile& file);
+};
+
+// Converts a block's lines on `threads` threads and appends them to the file;
+// the first failing record (in file order) is thrown, naming its place.
+void Part::add_block(const std::string& data, const std::vector<std::pair<size_t, size_t>>& lines, uint64_t pos,
+                     PartFile& file) {
+  std::vector<std::string> outs(lines.size()), errors(lines.size());
+  std::vector<int64_t> tokens(lines.size());
+  std::vector<char> input_error(lines.size(), 0);
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    for (size_t i = next++; i < lines.size(); i = next++) {
+      try {
+        convert(o, tok, dtype, data.data() + lines[i].first, lines[i].second,
+                str(o.corpus, ": record at byte ", pos + lines[i].first), outs[i], tokens[i]);
+      } catch (const InputError& e) {
+        errors[i] = e.what();
+        input_error[i] = 1;
+      } catch (const std::exception& e) {
+        errors[i] = e.what();
+      }
+    }
+  };
+  std::vector<std::thread> pool;
+  struct Join {  // the started threads, joined before the results are read (or on a failed start)
+    std::vector<std::thread>& pool;
+    void all() {
+      for (auto& t : pool)
+        if (t.joinable()) t.join();
+    }
+    ~Join() { all(); }
+  } join{pool};
+  for (int t = 1; t < threads; ++t) pool.emplace_back(work);
+  work();
+  join.all();
+  std::string joined;
+  for (size_t i = 0; i < lines.size(); ++i) {
+    const std::string place = record_place(o.corpus, pos + lines[i].first);
+    if (!errors[i].empty()) {
+      const std::string prefix = str(o.corpus, ": record at byte ", pos + lines[i].first);
+      std::string msg = errors[i];
+      if (msg.compare(0, prefix.size(), prefix) == 0) msg = place + msg.substr(prefix.size());
+      if (input_error[i]) throw InputError(msg);
+      throw RuntimeError(msg);
+    }
+    joined += outs[i];
+    counts.tokens += static_cast<uint64_t>(tokens[i]);
+    if (o.format == TokenizeOptions::Format::Megatron) {
+      SMOE_CHECK_INPUT(tokens[i] < (int64_t{1} << 31), place, ": a record of ", tokens[i],
+                       " tokens, beyond the indexed dataset's int32 lengths");
+      lengths.push_back(static_cast<int32_t>(tokens[i]));
+    }
+  }
+  counts.records += lines.size();
+  file.write(joined);
+}
+
+// Reads bytes [begin, end) of the corpus block by block, whole lines at a time.
+void tokenize_range(Part& part, uint64_t begin, uint64_t end, PartFile& file) {
+  const TokenizeOptions& o = part.o;
   std::ifstream in(o.corpus, std::ios::binary);
   SMOE_CHECK_INPUT(in.good(), o.corpus, ": cannot open corpus: ", errno_text());
-  const uint64_t size = std::filesystem::file_size(o.corpus);
-  const auto [begin, end] = jsonl_range(o.corpus, size, rank, ranks);
-  log_info(str("tokenize: ", tok->name(), ", ", o.corpus, " (", size, " bytes), ", ranks, " rank(s) x ", threads,
-               " threads", o.decode ? ", decoding ids" : o.add_special_tokens ? "" : ", no special tokens"));
-
-  PartFile part(str(megatron ? temp + "/tokens.bin" : temp, ".part", rank));
-  std::vector<int32_t> lengths;
-  Counts mine;
   Progress progress("tokenize", "bytes", static_cast<int64_t>(end - begin), o.progress_seconds);
   std::string carry, block(kBlockBytes, '\0');
-  in.clear();
   in.seekg(static_cast<std::streamoff>(begin));
   uint64_t pos = begin;  // file offset of carry's first byte
   while (pos < end) {
@@ -237,75 +289,79 @@ void tokenize_corpus(const TokenizeOptions& o, JobContext& ctx) {
       continue;
     }
     if (!last) ++cut;
-    // Lines of this block: [start, length), blank ones skipped.
-    std::vector<std::pair<size_t, size_t>> lines;
-    for (size_t s = 0; s < cut;) {
-      const char* nl = static_cast<const char*>(std::memchr(data.data() + s, '\n', cut - s));
-      const size_t e = nl ? static_cast<size_t>(nl - data.data()) : cut;
-      size_t len = e - s;
-      if (len > 0 && data[s + len - 1] == '\r') --len;
-      if (data.find_first_not_of(" \t\r", s) < s + len) lines.emplace_back(s, len);
-      s = e + 1;
-    }
-    std::vector<std::string> outs(lines.size());
-    std::vector<int64_t> counts(lines.size());
-    std::vector<std::string> errors(lines.size());
-    std::vector<char> input_error(lines.size(), 0);
-    std::atomic<size_t> next{0};
-    auto work = [&] {
-      for (size_t i = next++; i < lines.size(); i = next++) {
-        try {
-          convert(o, *tok, dtype, data.data() + lines[i].first, lines[i].second,
-                  str(o.corpus, ": record at byte ", pos + lines[i].first), outs[i], counts[i]);
-        } catch (const InputError& e) {
-          errors[i] = e.what();
-          input_error[i] = 1;
-        } catch (const std::exception& e) {
-          errors[i] = e.what();
-        }
-      }
-    };
-    std::vector<std::thread> pool;
-    struct Join {  // the started threads, joined before the results are read (or on a failed start)
-      std::vector<std::thread>& pool;
-      void all() {
-        for (auto& t : pool)
-          if (t.joinable()) t.join();
-      }
-      ~Join() { all(); }
-    } join{pool};
-    for (int t = 1; t < threads; ++t) pool.emplace_back(work);
-    work();
-    join.all();
-    for (size_t i = 0; i < lines.size(); ++i) {
-      if (errors[i].empty()) continue;
-      const std::string place = record_place(o.corpus, pos + lines[i].first);
-      const std::string prefix = str(o.corpus, ": record at byte ", pos + lines[i].first);
-      std::string msg = errors[i];
-      if (msg.compare(0, prefix.size(), prefix) == 0) msg = place + msg.substr(prefix.size());
-      if (input_error[i]) throw InputError(msg);
-      throw RuntimeError(msg);
-    }
-    std::string joined;
-    for (size_t i = 0; i < lines.size(); ++i) {
-      joined += outs[i];
-      mine.tokens += static_cast<uint64_t>(counts[i]);
-      if (megatron) {
-        SMOE_CHECK_INPUT(counts[i] < (int64_t{1} << 31), record_place(o.corpus, pos + lines[i].first),
-                         ": a record of ", counts[i], " tokens, beyond the indexed dataset's int32 lengths");
-        lengths.push_back(static_cast<int32_t>(counts[i]));
-      }
-    }
-    mine.records += lines.size();
-    part.write(joined);
+    part.add_block(data, block_lines(data, cut), pos, file);
     pos += cut;
     carry = data.substr(cut);
     progress.update(static_cast<int64_t>(pos - begin));
   }
-  mine.bytes = part.size();
+  part.counts.bytes = file.size();
+}
+
+// tokens.idx: rank 0 writes the header and the first document index; every rank
+// its records' lengths, pointers and document indices, at their place.
+void write_index(const std::string& idx, IndexedDtype dtype, const std::vector<int32_t>& lengths,
+                 const uint64_t before[3], uint64_t records, int rank) {
+  const int fd = ::open(idx.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+  check_sys(fd >= 0, "cannot open ", idx);
+  if (rank == 0) {
+    const std::string header = indexed_header(dtype, records);
+    PartFile::pwrite_all(fd, header.data(), header.size(), 0, idx);
+    const int64_t zero = 0;
+    PartFile::pwrite_all(fd, reinterpret_cast<const char*>(&zero), 8, indexed_document_at(records, 0), idx);
+  }
+  std::vector<int64_t> pointers(lengths.size()), documents(lengths.size());
+  uint64_t at = before[1];
+  for (size_t i = 0; i < lengths.size(); ++i) {
+    pointers[i] = static_cast<int64_t>(at);
+    at += static_cast<uint64_t>(lengths[i]) * indexed_dtype_bytes(dtype);
+    documents[i] = static_cast<int64_t>(before[0] + i + 1);
+  }
+  PartFile::pwrite_all(fd, reinterpret_cast<const char*>(lengths.data()), 4 * lengths.size(),
+                       indexed_length_at(records, before[0]), idx);
+  PartFile::pwrite_all(fd, reinterpret_cast<const char*>(pointers.data()), 8 * pointers.size(),
+                       indexed_pointer_at(records, before[0]), idx);
+  PartFile::pwrite_all(fd, reinterpret_cast<const char*>(documents.data()), 8 * documents.size(),
+                       indexed_document_at(records, before[0] + 1), idx);
+  check_sys(::close(fd) == 0, "cannot close ", idx);
+}
+
+std::string open_output(const TokenizeOptions& o, JobContext& ctx) {
+  const bool megatron = o.format == TokenizeOptions::Format::Megatron;
+  OutputSpec spec = megatron ? folder_output(o.out, "tokenize") : OutputSpec{};
+  if (!megatron) {
+    spec.path = o.out;
+    spec.job = "tokenize";
+    spec.is_own = [](const std::string&) { return false; };  // a JSONL file carries no mark
+  }
+  spec.overwrite = o.overwrite;
+  spec.inputs = {o.corpus};
+  if (o.tokenizer != "byte") spec.inputs.push_back(o.tokenizer);
+  return ctx.add_output(spec);
+}
+
+}  // namespace
+
+void tokenize_corpus(const TokenizeOptions& o, JobContext& ctx) {
+  const int rank = ctx.rank(), ranks = ctx.ranks();
+  const bool megatron = o.format == TokenizeOptions::Format::Megatron;
+  SMOE_CHECK_INPUT(!(megatron && o.decode), "--decode writes JSONL text, not --format megatron");
+  const std::unique_ptr<Tokenizer> tok = make_tokenizer(o.tokenizer);
+  check_input_file(o.corpus, "corpus");
+  Part part{o, *tok, indexed_dtype_for(tok->vocab_size()), resolve_threads(o.threads), {}, {}};
+  const std::string temp = open_output(o, ctx);
+  const std::string data_target = megatron ? temp + "/tokens.bin" : temp;
+
+  // This rank's byte range, from one line start to the next rank's, into a part file.
+  const uint64_t size = std::filesystem::file_size(o.corpus);
+  const auto [begin, end] = jsonl_range(o.corpus, size, rank, ranks);
+  log_info(str("tokenize: ", tok->name(), ", ", o.corpus, " (", size, " bytes), ", ranks, " rank(s) x ", part.threads,
+               " threads", o.decode ? ", decoding ids" : o.add_special_tokens ? "" : ", no special tokens"));
+  PartFile file(str(data_target, ".part", rank));
+  tokenize_range(part, begin, end, file);
 
   // Where this rank's part goes: prefix sums over ranks.
   uint64_t before[3] = {0, 0, 0}, total[3] = {0, 0, 0};
+  const Counts& mine = part.counts;
   const at::Tensor counts = ctx.host().all_gather(at::tensor(
       {static_cast<int64_t>(mine.records), static_cast<int64_t>(mine.bytes), static_cast<int64_t>(mine.tokens)},
       at::kLong));  // [ranks, 3]
@@ -317,41 +373,14 @@ void tokenize_corpus(const TokenizeOptions& o, JobContext& ctx) {
     }
   const int fd = ::open(data_target.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
   check_sys(fd >= 0, "cannot open ", data_target);
-  part.copy_to(fd, before[1], data_target);
-  part.remove();
-  if (megatron) {
-    const std::string idx = temp + "/tokens.idx";
-    const int ifd = ::open(idx.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
-    check_sys(ifd >= 0, "cannot open ", idx);
-    const uint64_t n = total[0];
-    if (rank == 0) {
-      const std::string header = indexed_header(dtype, n);
-      PartFile::pwrite_all(ifd, header.data(), header.size(), 0, idx);
-      const int64_t zero = 0;
-      PartFile::pwrite_all(ifd, reinterpret_cast<const char*>(&zero), 8, indexed_document_at(n, 0), idx);
-    }
-    std::vector<int64_t> pointers(lengths.size()), documents(lengths.size());
-    uint64_t at = before[1];
-    for (size_t i = 0; i < lengths.size(); ++i) {
-      pointers[i] = static_cast<int64_t>(at);
-      at += static_cast<uint64_t>(lengths[i]) * indexed_dtype_bytes(dtype);
-      documents[i] = static_cast<int64_t>(before[0] + i + 1);
-    }
-    PartFile::pwrite_all(ifd, reinterpret_cast<const char*>(lengths.data()), 4 * lengths.size(),
-                         indexed_length_at(n, before[0]), idx);
-    PartFile::pwrite_all(ifd, reinterpret_cast<const char*>(pointers.data()), 8 * pointers.size(),
-                         indexed_pointer_at(n, before[0]), idx);
-    PartFile::pwrite_all(ifd, reinterpret_cast<const char*>(documents.data()), 8 * documents.size(),
-                         indexed_document_at(n, before[0] + 1), idx);
-    check_sys(::close(ifd) == 0, "cannot close ", idx);
-  }
+  file.copy_to(fd, before[1], data_target);
+  file.remove();
+  if (megatron) write_index(temp + "/tokens.idx", part.dtype, part.lengths, before, total[0], rank);
   check_sys(::close(fd) == 0, "cannot close ", data_target);
   SMOE_CHECK_INPUT(total[0] > 0, o.corpus, ": the corpus holds no records");
   ctx.commit_outputs();
-  if (rank == 0) {
-    log_info(str("tokenize: ", total[0], " records, ", total[2], " tokens -> ", o.out,
-                 megatron ? " (tokens.bin, tokens.idx)" : ""));
-  }
+  log_info(str("tokenize: ", total[0], " records, ", total[2], " tokens -> ", o.out,
+               megatron ? " (tokens.bin, tokens.idx)" : ""));
 }
 
 }  // namespace smoe

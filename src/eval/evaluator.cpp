@@ -158,18 +158,116 @@ std::vector<EvalRecord> read_eval_records(const std::string& path, const Tokeniz
   return out;
 }
 
-TaskSamples evaluate(const Decoder& decoder, MoeExecutor& executor, Communicator& host, const Tokenizer& tokenizer,
-                     const std::vector<EvalRecord>& records, int64_t context) {
-  c10::NoGradGuard no_grad;
+namespace {
+
+// Scores records one at a time; every forward call is counted, so that ranks
+// can agree on how many each makes (the exchanges need every rank in each).
+class RecordScorer {
+ public:
+  RecordScorer(const Decoder& decoder, MoeExecutor& executor, const Tokenizer& tokenizer, int64_t context)
+      : decoder_(decoder), executor_(executor), tokenizer_(tokenizer), context_(context) {}
+
+  // Fills row [kind, line, scores...] of the record (see evaluate()).
+  void score(const EvalRecord& r, double* row);
+  // A forward call on an empty batch: one more call, no tokens.
+  void idle() { decoder_.forward(at::empty({0, 2}, at::kLong), executor_); }
+
+ private:
   // Log-probabilities [S, V] of one sequence (the last `context` tokens).
-  auto logprobs = [&](std::vector<int64_t> seq) {
-    if (static_cast<int64_t>(seq.size()) > context) seq.erase(seq.begin(), seq.end() - context);
+  at::Tensor logprobs(std::vector<int64_t> seq) {
+    if (static_cast<int64_t>(seq.size()) > context_) seq.erase(seq.begin(), seq.end() - context_);
     at::Tensor tokens = at::tensor(seq, at::kLong).unsqueeze(0);
-    return at::log_softmax(decoder.forward(tokens, executor), -1)[0].cpu();
-  };
-  // Every rank makes the same number of forward calls: count ours, agree on the most;
-  // and every rank learns how many records the file holds.
-  int64_t calls = 0, total = 0;
+    return at::log_softmax(decoder_.forward(tokens, executor_), -1)[0].cpu();
+  }
+  void text(const EvalRecord& r, double* row);
+  void choice(const EvalRecord& r, double* row);
+  void generate(const EvalRecord& r, double* row);
+
+  const Decoder& decoder_;
+  MoeExecutor& executor_;
+  const Tokenizer& tokenizer_;
+  int64_t context_;
+};
+
+void RecordScorer::score(const EvalRecord& r, double* row) {
+  row[1] = static_cast<double>(r.line);
+  if (r.kind == EvalRecord::Text) text(r, row);
+  else if (r.kind == EvalRecord::MultipleChoice) choice(r, row);
+  else generate(r, row);
+}
+
+// Perplexity: the text in pieces of `context` tokens.
+void RecordScorer::text(const EvalRecord& r, double* row) {
+  double nll = 0;
+  int64_t predicted = 0;
+  const auto step = static_cast<size_t>(context_);
+  for (size_t b = 0; b < r.tokens.size(); b += step) {
+    std::vector<int64_t> piece(r.tokens.begin() + static_cast<std::ptrdiff_t>(b),
+                               r.tokens.begin() + static_cast<std::ptrdiff_t>(std::min(r.tokens.size(), b + step)));
+    if (piece.size() < 2) {
+      idle();  // keeps the call count
+      continue;
+    }
+    at::Tensor lp = logprobs(piece);
+    auto a = lp.accessor<float, 2>();
+    for (size_t k = 1; k < piece.size(); ++k) nll -= a[static_cast<int64_t>(k) - 1][piece[k]];
+    predicted += static_cast<int64_t>(piece.size()) - 1;
+  }
+  row[0] = 1;
+  row[2] = nll;
+  row[3] = static_cast<double>(predicted);
+  row[4] = static_cast<double>(r.text_bytes);
+}
+
+// Multiple choice: the most likely continuation, by log-likelihood and by it per byte.
+void RecordScorer::choice(const EvalRecord& r, double* row) {
+  double best = -1e300, best_norm = -1e300;
+  int64_t pick = 0, pick_norm = 0;
+  for (size_t c = 0; c < r.choices.size(); ++c) {
+    std::vector<int64_t> seq = r.context;
+    seq.insert(seq.end(), r.choices[c].begin(), r.choices[c].end());
+    const int64_t keep = std::min<int64_t>(static_cast<int64_t>(seq.size()), context_);
+    at::Tensor lp = logprobs(seq);
+    auto a = lp.accessor<float, 2>();
+    double ll = 0;
+    for (size_t k = 0; k < r.choices[c].size(); ++k) {
+      const int64_t pos = keep - static_cast<int64_t>(r.choices[c].size()) + static_cast<int64_t>(k);
+      ll += a[pos - 1][r.choices[c][k]];
+    }
+    const double norm = ll / static_cast<double>(r.choice_bytes[c]);
+    if (ll > best) {
+      best = ll;
+      pick = static_cast<int64_t>(c);
+    }
+    if (norm > best_norm) {
+      best_norm = norm;
+      pick_norm = static_cast<int64_t>(c);
+    }
+  }
+  row[0] = 2;
+  row[2] = pick == r.label ? 1 : 0;
+  row[3] = pick_norm == r.label ? 1 : 0;
+}
+
+// Greedy generation, one token per call, as many calls as answer + "\n" has
+// tokens; a match when the decoded text is the answer, then a newline.
+void RecordScorer::generate(const EvalRecord& r, double* row) {
+  std::vector<int64_t> seq = r.prompt;
+  std::vector<int64_t> generated;
+  for (size_t k = 0; k < r.answer.size(); ++k) {
+    at::Tensor lp = logprobs(seq);
+    const int64_t next = lp[lp.size(0) - 1].argmax().item<int64_t>();
+    generated.push_back(next);
+    seq.push_back(next);
+  }
+  const std::string text = tokenizer_.decode(generated, true);
+  row[0] = 3;
+  row[2] = text.compare(0, r.answer_text.size() + 1, r.answer_text + "\n") == 0 ? 1 : 0;
+}
+
+// The forward calls the records take.
+int64_t forward_calls(const std::vector<EvalRecord>& records, int64_t context) {
+  int64_t calls = 0;
   for (const auto& r : records) {
     if (r.kind == EvalRecord::Text)
       calls += (static_cast<int64_t>(r.tokens.size()) + context - 1) / context;
@@ -177,85 +275,13 @@ TaskSamples evaluate(const Decoder& decoder, MoeExecutor& executor, Communicator
       calls += static_cast<int64_t>(r.choices.size());
     else
       calls += static_cast<int64_t>(r.answer.size());
-    total = std::max(total, r.index + 1);
   }
-  at::Tensor most = at::tensor({calls, total}, at::kLong);
-  host.all_reduce_max(most);
+  return calls;
+}
 
-  // One row per record of the file: kind (1 text, 2 multiple choice, 3 prompt),
-  // line, then the scores (text: nll, tokens, bytes; choice: acc, acc_norm;
-  // prompt: exact match). Each rank fills its rows; a sum gathers them.
-  at::Tensor table = at::zeros({most[1].item<int64_t>(), 5}, at::kDouble);
+// The gathered table's rows, column by column, by kind.
+TaskSamples samples_of(const at::Tensor& table) {
   auto row = table.accessor<double, 2>();
-  for (const auto& r : records) {
-    const int64_t i = r.index;
-    row[i][1] = static_cast<double>(r.line);
-    if (r.kind == EvalRecord::Text) {
-      double nll = 0;
-      int64_t predicted = 0;
-      for (size_t b = 0; b < r.tokens.size(); b += static_cast<size_t>(context)) {
-        std::vector<int64_t> piece(r.tokens.begin() + static_cast<std::ptrdiff_t>(b),
-                                   r.tokens.begin() + static_cast<std::ptrdiff_t>(std::min(r.tokens.size(), b + static_cast<size_t>(context))));
-        if (piece.size() < 2) {
-          at::Tensor empty = at::empty({0, 2}, at::kLong);
-          decoder.forward(empty, executor);  // keeps the call count
-          continue;
-        }
-        at::Tensor lp = logprobs(piece);
-        auto a = lp.accessor<float, 2>();
-        for (size_t k = 1; k < piece.size(); ++k) nll -= a[static_cast<int64_t>(k) - 1][piece[k]];
-        predicted += static_cast<int64_t>(piece.size()) - 1;
-      }
-      row[i][0] = 1;
-      row[i][2] = nll;
-      row[i][3] = static_cast<double>(predicted);
-      row[i][4] = static_cast<double>(r.text_bytes);
-    } else if (r.kind == EvalRecord::MultipleChoice) {
-      double best = -1e300, best_norm = -1e300;
-      int64_t pick = 0, pick_norm = 0;
-      for (size_t c = 0; c < r.choices.size(); ++c) {
-        std::vector<int64_t> seq = r.context;
-        seq.insert(seq.end(), r.choices[c].begin(), r.choices[c].end());
-        const int64_t keep = std::min<int64_t>(static_cast<int64_t>(seq.size()), context);
-        at::Tensor lp = logprobs(seq);
-        auto a = lp.accessor<float, 2>();
-        double ll = 0;
-        for (size_t k = 0; k < r.choices[c].size(); ++k) {
-          const int64_t pos = keep - static_cast<int64_t>(r.choices[c].size()) + static_cast<int64_t>(k);
-          ll += a[pos - 1][r.choices[c][k]];
-        }
-        const double norm = ll / static_cast<double>(r.choice_bytes[c]);
-        if (ll > best) {
-          best = ll;
-          pick = static_cast<int64_t>(c);
-        }
-        if (norm > best_norm) {
-          best_norm = norm;
-          pick_norm = static_cast<int64_t>(c);
-        }
-      }
-      row[i][0] = 2;
-      row[i][2] = pick == r.label ? 1 : 0;
-      row[i][3] = pick_norm == r.label ? 1 : 0;
-    } else {
-      // Greedy generation, one token per call, as many calls as answer + "\n" has
-      // tokens; a match when the decoded text is the answer, then a newline.
-      std::vector<int64_t> seq = r.prompt;
-      std::vector<int64_t> generated;
-      for (size_t k = 0; k < r.answer.size(); ++k) {
-        at::Tensor lp = logprobs(seq);
-        const int64_t next = lp[lp.size(0) - 1].argmax().item<int64_t>();
-        generated.push_back(next);
-        seq.push_back(next);
-      }
-      const std::string text = tokenizer.decode(generated, true);
-      row[i][0] = 3;
-      row[i][2] = text.compare(0, r.answer_text.size() + 1, r.answer_text + "\n") == 0 ? 1 : 0;
-    }
-  }
-  for (int64_t i = calls; i < most[0].item<int64_t>(); ++i) decoder.forward(at::empty({0, 2}, at::kLong), executor);
-  host.all_reduce_sum(table);
-
   TaskSamples s;
   for (int64_t i = 0; i < table.size(0); ++i) {
     const int kind = static_cast<int>(row[i][0]);
@@ -275,6 +301,30 @@ TaskSamples evaluate(const Decoder& decoder, MoeExecutor& executor, Communicator
     }
   }
   return s;
+}
+
+}  // namespace
+
+TaskSamples evaluate(const Decoder& decoder, MoeExecutor& executor, Communicator& host, const Tokenizer& tokenizer,
+                     const std::vector<EvalRecord>& records, int64_t context) {
+  c10::NoGradGuard no_grad;
+  // Every rank makes the same number of forward calls: count ours, agree on the most;
+  // and every rank learns how many records the file holds.
+  const int64_t calls = forward_calls(records, context);
+  int64_t total = 0;
+  for (const auto& r : records) total = std::max(total, r.index + 1);
+  at::Tensor most = at::tensor({calls, total}, at::kLong);
+  host.all_reduce_max(most);
+
+  // One row per record of the file: kind (1 text, 2 multiple choice, 3 prompt),
+  // line, then the scores (text: nll, tokens, bytes; choice: acc, acc_norm;
+  // prompt: exact match). Each rank fills its rows; a sum gathers them.
+  at::Tensor table = at::zeros({most[1].item<int64_t>(), 5}, at::kDouble);
+  RecordScorer scorer(decoder, executor, tokenizer, context);
+  for (const auto& r : records) scorer.score(r, table.data_ptr<double>() + r.index * 5);
+  for (int64_t i = calls; i < most[0].item<int64_t>(); ++i) scorer.idle();
+  host.all_reduce_sum(table);
+  return samples_of(table);
 }
 
 }  // namespace smoe

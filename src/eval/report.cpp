@@ -14,10 +14,13 @@
 
 #include "smoe/core/error.h"
 #include "smoe/core/file.h"
+#include "smoe/core/log.h"
+#include "smoe/core/output.h"
 #include "smoe/core/numbers.h"
 #include "smoe/core/process.h"
 #include "smoe/eval/statistics.h"
 #include "smoe/io/json.h"
+#include "smoe/io/outputs.h"
 
 namespace smoe {
 
@@ -723,11 +726,11 @@ std::string pareto_plot(const Study& st, Figure& fig) {
 // runs in the output folder on file names of its own.
 void draw(const std::string& dir, const std::string& name, const std::string& body, const Figure& fig, int width,
           int height) {
-  write_file_atomic(dir + "/" + name + ".dat", fig.data.str());
+  write_file(dir + "/" + name + ".dat", fig.data.str());
   std::ostringstream gp;
   gp << "set terminal pngcairo size " << width << "," << height << "\nset output '" << name << ".png'\n" << body
      << "reset\nset terminal svg size " << width << "," << height << "\nset output '" << name << ".svg'\n" << body;
-  write_file_atomic(dir + "/" + name + ".gp", gp.str());
+  write_file(dir + "/" + name + ".gp", gp.str());
   run_program({"gnuplot", name + ".gp"}, dir, dir + "/" + name + ".log");
 }
 
@@ -764,7 +767,7 @@ void check_report_options(const ReportOptions& o) {
                    o.bootstrap);
 }
 
-size_t write_report(const ReportOptions& o) {
+size_t write_report(const ReportOptions& o, const std::string& dir) {
   check_report_options(o);
   // Nightly runs label their results with a date: the tables show the latest
   // night, the trend section every night.
@@ -780,24 +783,38 @@ size_t write_report(const ReportOptions& o) {
     if (r.date == latest) rows[{r.task, r.experts, r.method, r.factor}] = r;
   const Study st(std::move(rows), o);
 
-  fs::create_directories(o.out);
-  size_t written = 0;
-  write_file_atomic(o.out + "/report.csv", report_csv(st, &written));
+    size_t written = 0;
+  write_file(dir + "/report.csv", report_csv(st, &written));
   std::string thresholds = "experts,method,threshold_factor\n";
   for (int64_t e : st.pretrained())
     for (const auto& m : st.methods())
       if (double f = st.threshold(e, m); !std::isnan(f)) thresholds += str(e, ",", m, ",", fmt(f), "\n");
-  write_file_atomic(o.out + "/thresholds.csv", thresholds);
-  write_file_atomic(o.out + "/report.md", report_md(st, all, latest));
+  write_file(dir + "/thresholds.csv", thresholds);
+  write_file(dir + "/report.md", report_md(st, all, latest));
 
   Figure quality, headline, pareto;
   const std::string q = quality_plot(st, quality);
-  draw(o.out, "quality", q, quality, 420 * static_cast<int>(std::max<size_t>(1, st.pretrained().size())), 480);
+  draw(dir, "quality", q, quality, 420 * static_cast<int>(std::max<size_t>(1, st.pretrained().size())), 480);
   const std::string h = thresholds_plot(st, headline);
-  draw(o.out, "thresholds", h, headline, 720, 520);
+  draw(dir, "thresholds", h, headline, 720, 520);
   const std::string p = pareto_plot(st, pareto);
-  draw(o.out, "pareto", p, pareto, 720, 520);
+  draw(dir, "pareto", p, pareto, 720, 520);
   return written;
+}
+
+void report(const ReportOptions& options) {
+  check_report_options(options);
+  ReportOptions o = options;
+  o.results = find_results(o.results);
+  OutputSpec spec = folder_output(o.out, "report");
+  spec.overwrite = o.overwrite;
+  spec.inputs = o.results;
+  spec.inputs.insert(spec.inputs.end(), o.inputs.begin(), o.inputs.end());
+  AtomicOutput output(spec);
+  const size_t rows = write_report(o, output.temp());
+  output.commit();
+  log_info(str("report: ", rows, " rows; wrote ", output.path(), "/report.md, report.csv, thresholds.csv and the "
+               "figures quality, thresholds and pareto (.png, .svg)"));
 }
 
 }  // namespace smoe

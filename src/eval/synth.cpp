@@ -9,7 +9,10 @@
 #include <set>
 
 #include "smoe/core/error.h"
+#include "smoe/core/log.h"
+#include "smoe/core/output.h"
 #include "smoe/io/json.h"
+#include "smoe/io/outputs.h"
 
 namespace smoe {
 
@@ -86,7 +89,7 @@ void write_synth_suite(const std::string& dir, const SynthOptions& o) {
     std::string train;
     for (int64_t i = 0; i < o.train; ++i)
       train += nlohmann::json({{"text", line(facts[any(rng)])}}).dump() + "\n";
-    write_file_atomic(folder + "/train.jsonl", train);
+    write_file(folder + "/train.jsonl", train);
     // A corpus for measuring speed (smoe score): documents of 16 facts each.
     std::string score;
     for (int64_t d = 0; d < 64; ++d) {
@@ -94,7 +97,7 @@ void write_synth_suite(const std::string& dir, const SynthOptions& o) {
       for (int64_t i = 0; i < 16; ++i) text += line(facts[any(rng)]);
       score += nlohmann::json({{"text", text}}).dump() + "\n";
     }
-    write_file_atomic(folder + "/score.jsonl", score);
+    write_file(folder + "/score.jsonl", score);
     // Eval: the first `eval` facts (distinct), each asked three ways: its line as
     // text (perplexity), its value among three other values of the task
     // (multiple choice), and its value generated after the key (exact match).
@@ -113,8 +116,20 @@ void write_synth_suite(const std::string& dir, const SynthOptions& o) {
       eval += nlohmann::json({{"context", prompt}, {"choices", choices}, {"label", label}}).dump() + "\n";
       eval += nlohmann::json({{"prompt", prompt}, {"answer", f.value}}).dump() + "\n";
     }
-    write_file_atomic(folder + "/eval.jsonl", eval);
+    write_file(folder + "/eval.jsonl", eval);
   }
+}
+
+void synth_suite(const SynthOptions& o) {
+  for (int64_t n : {o.facts, o.train, o.eval})
+    SMOE_CHECK_INPUT(n >= 1 && n <= 10000000, "--facts, --train and --eval must lie in [1, 1e7], found ", n);
+  OutputSpec spec = folder_output(o.out, "data");
+  spec.overwrite = o.overwrite;
+  spec.inputs = o.inputs;
+  AtomicOutput output(spec);
+  write_synth_suite(output.temp(), o);
+  output.commit();
+  log_info("data: wrote the synthetic suite to " + output.path());
 }
 
 }  // namespace smoe

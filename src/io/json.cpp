@@ -138,35 +138,23 @@ int64_t json_to_int(const nlohmann::json& v, const std::string& where, const std
   return v.get<int64_t>();
 }
 
-void write_file_atomic(const std::string& path, const std::string& bytes) {
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) throw RuntimeError(str(tmp, ": cannot create: ", errno_text()));
-  size_t done = 0;
-  while (done < bytes.size()) {
-    ssize_t w = ::write(fd, bytes.data() + done, bytes.size() - done);
+void write_file(const std::string& path, const std::string& bytes) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  SMOE_CHECK_SYS(fd, path, ": cannot create");
+  for (size_t done = 0; done < bytes.size();) {
+    const ssize_t w = ::write(fd, bytes.data() + done, bytes.size() - done);
     if (w < 0) {
-      std::string why = errno_text();
+      const std::string why = errno_text();
       ::close(fd);
-      ::unlink(tmp.c_str());
-      throw RuntimeError(str(tmp, ": write failed: ", why));
+      throw RuntimeError(str(path, ": write failed: ", why));
     }
     done += static_cast<size_t>(w);
   }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
-    std::string why = errno_text();
-    ::unlink(tmp.c_str());
-    throw RuntimeError(str(tmp, ": fsync/close failed: ", why));
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::string why = errno_text();
-    ::unlink(tmp.c_str());
-    throw RuntimeError(str("cannot rename ", tmp, " to ", path, ": ", why));
-  }
+  SMOE_CHECK_SYS(::close(fd), path, ": close failed");
 }
 
 void write_json_file(const std::string& path, const nlohmann::json& value, int indent) {
-  write_file_atomic(path, value.dump(indent) + "\n");
+  write_file(path, value.dump(indent) + "\n");
 }
 
 namespace {

@@ -76,6 +76,52 @@ const TensorInfo* SafetensorsHeader::find(const std::string& name) const {
   return nullptr;
 }
 
+namespace {
+
+// One tensor's header entry: dtype, shape and data offsets, each checked, and
+// its bytes against its dtype and shape; `data_size`: the bytes after the header.
+TensorInfo parse_tensor_entry(const std::string& name, const nlohmann::json& v, uint64_t data_size,
+                              const std::string& path) {
+  SMOE_CHECK_INPUT(v.is_object(), path, ": entry for tensor '", name, "' must be an object");
+  TensorInfo t;
+  t.name = name;
+
+  auto dt = v.find("dtype");
+  SMOE_CHECK_INPUT(dt != v.end() && dt->is_string(), path, ": tensor '", name, "' has no dtype string");
+  SMOE_CHECK_INPUT(parse_dtype(dt->get<std::string>(), &t.dtype), path, ": tensor '", name,
+                   "' has unknown dtype '", dt->get<std::string>(), "'");
+
+  auto sh = v.find("shape");
+  SMOE_CHECK_INPUT(sh != v.end() && sh->is_array(), path, ": tensor '", name, "' has no shape array");
+  uint64_t numel = 1;
+  for (const auto& d : *sh) {
+    const int64_t signed_n = json_to_int(d, path, "tensor '" + name + "' shape entry");
+    SMOE_CHECK_INPUT(signed_n >= 0, path, ": tensor '", name, "' has a negative shape entry ", signed_n);
+    const uint64_t n = static_cast<uint64_t>(signed_n);
+    SMOE_CHECK_INPUT(n == 0 || numel <= std::numeric_limits<uint64_t>::max() / 8 / n, path, ": tensor '", name,
+                     "' shape ", json_quote(*sh), " is too large");
+    numel *= n;
+    t.shape.push_back(static_cast<int64_t>(n));
+  }
+
+  auto off = v.find("data_offsets");
+  SMOE_CHECK_INPUT(off != v.end() && off->is_array() && off->size() == 2 && (*off)[0].is_number_unsigned() &&
+                       (*off)[1].is_number_unsigned(),
+                   path, ": tensor '", name, "' needs data_offsets [begin, end] of non-negative integers");
+  t.begin = (*off)[0].get<uint64_t>();
+  t.end = (*off)[1].get<uint64_t>();
+  SMOE_CHECK_INPUT(t.begin <= t.end, path, ": tensor '", name, "' has data_offsets [", t.begin, ", ", t.end,
+                   "] with begin after end");
+  SMOE_CHECK_INPUT(t.end <= data_size, path, ": tensor '", name, "' data_offsets [", t.begin, ", ", t.end,
+                   "] run past the end of the data (", data_size, " bytes): truncated or corrupt");
+  const uint64_t expected = numel * dtype_size(t.dtype);
+  SMOE_CHECK_INPUT(t.nbytes() == expected, path, ": tensor '", name, "' holds ", t.nbytes(), " bytes but dtype ",
+                   dtype_name(t.dtype), " with shape ", json_quote(*sh), " needs ", expected);
+  return t;
+}
+
+}  // namespace
+
 SafetensorsHeader parse_safetensors_header(const uint8_t* bytes, size_t size, const std::string& path) {
   SMOE_CHECK_INPUT(size >= 8, path, ": not a safetensors file: ", size,
                    " bytes, too short to hold the 8-byte header length");
@@ -105,42 +151,7 @@ SafetensorsHeader parse_safetensors_header(const uint8_t* bytes, size_t size, co
       }
       continue;
     }
-    SMOE_CHECK_INPUT(v.is_object(), path, ": entry for tensor '", name, "' must be an object");
-    TensorInfo t;
-    t.name = name;
-
-    auto dt = v.find("dtype");
-    SMOE_CHECK_INPUT(dt != v.end() && dt->is_string(), path, ": tensor '", name, "' has no dtype string");
-    SMOE_CHECK_INPUT(parse_dtype(dt->get<std::string>(), &t.dtype), path, ": tensor '", name,
-                     "' has unknown dtype '", dt->get<std::string>(), "'");
-
-    auto sh = v.find("shape");
-    SMOE_CHECK_INPUT(sh != v.end() && sh->is_array(), path, ": tensor '", name, "' has no shape array");
-    uint64_t numel = 1;
-    for (const auto& d : *sh) {
-      const int64_t signed_n = json_to_int(d, path, "tensor '" + name + "' shape entry");
-      SMOE_CHECK_INPUT(signed_n >= 0, path, ": tensor '", name, "' has a negative shape entry ", signed_n);
-      const uint64_t n = static_cast<uint64_t>(signed_n);
-      SMOE_CHECK_INPUT(n == 0 || numel <= std::numeric_limits<uint64_t>::max() / 8 / n, path, ": tensor '", name,
-                       "' shape ", json_quote(*sh), " is too large");
-      numel *= n;
-      t.shape.push_back(static_cast<int64_t>(n));
-    }
-
-    auto off = v.find("data_offsets");
-    SMOE_CHECK_INPUT(off != v.end() && off->is_array() && off->size() == 2 && (*off)[0].is_number_unsigned() &&
-                         (*off)[1].is_number_unsigned(),
-                     path, ": tensor '", name, "' needs data_offsets [begin, end] of non-negative integers");
-    t.begin = (*off)[0].get<uint64_t>();
-    t.end = (*off)[1].get<uint64_t>();
-    SMOE_CHECK_INPUT(t.begin <= t.end, path, ": tensor '", name, "' has data_offsets [", t.begin, ", ", t.end,
-                     "] with begin after end");
-    SMOE_CHECK_INPUT(t.end <= data_size, path, ": tensor '", name, "' data_offsets [", t.begin, ", ", t.end,
-                     "] run past the end of the data (", data_size, " bytes): truncated or corrupt");
-    const uint64_t expected = numel * dtype_size(t.dtype);
-    SMOE_CHECK_INPUT(t.nbytes() == expected, path, ": tensor '", name, "' holds ", t.nbytes(), " bytes but dtype ",
-                     dtype_name(t.dtype), " with shape ", json_quote(*sh), " needs ", expected);
-    h.tensors.push_back(std::move(t));
+    h.tensors.push_back(parse_tensor_entry(name, v, data_size, path));
   }
 
   std::sort(h.tensors.begin(), h.tensors.end(), [](const TensorInfo& a, const TensorInfo& b) {
@@ -242,7 +253,7 @@ std::map<std::string, std::string> read_safetensors_index(const std::string& pat
 
 SafetensorsWriter::SafetensorsWriter(const std::string& path, std::vector<TensorSpec> specs,
                                      const std::map<std::string, std::string>& metadata)
-    : path_(path), tmp_path_(path + ".tmp." + std::to_string(::getpid())), specs_(std::move(specs)) {
+    : path_(path), specs_(std::move(specs)) {
   nlohmann::json header = nlohmann::json::object();
   if (!metadata.empty()) header["__metadata__"] = metadata;
   uint64_t offset = 0;
@@ -260,8 +271,8 @@ SafetensorsWriter::SafetensorsWriter(const std::string& path, std::vector<Tensor
   // Pad so that the data buffer starts 8-byte aligned, as the reference writer does.
   while ((8 + text.size()) % 8 != 0) text.push_back(' ');
 
-  fd_ = ::open(tmp_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd_ < 0) throw RuntimeError(str(tmp_path_, ": cannot create: ", errno_text()));
+  fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd_ < 0) throw RuntimeError(str(path_, ": cannot create: ", errno_text()));
   uint8_t len[8];
   uint64_t l = text.size();
   for (int i = 0; i < 8; ++i) len[i] = static_cast<uint8_t>(l >> (8 * i));
@@ -270,14 +281,14 @@ SafetensorsWriter::SafetensorsWriter(const std::string& path, std::vector<Tensor
   size_t done = 0;
   while (done < head.size()) {
     ssize_t w = ::write(fd_, head.data() + done, head.size() - done);
-    SMOE_CHECK_SYS(w, tmp_path_, ": write failed");
+    SMOE_CHECK_SYS(w, path_, ": write failed");
     done += static_cast<size_t>(w);
   }
 }
 
 SafetensorsWriter::~SafetensorsWriter() {
   if (fd_ >= 0) ::close(fd_);
-  if (!committed_) ::unlink(tmp_path_.c_str());
+  if (!finished_) ::unlink(path_.c_str());
 }
 
 void SafetensorsWriter::write(const std::string& name, const void* data, size_t nbytes) {
@@ -291,19 +302,17 @@ void SafetensorsWriter::write(const std::string& name, const void* data, size_t 
   size_t done = 0;
   while (done < nbytes) {
     ssize_t w = ::write(fd_, p + done, nbytes - done);
-    SMOE_CHECK_SYS(w, tmp_path_, ": write failed");
+    SMOE_CHECK_SYS(w, path_, ": write failed");
     done += static_cast<size_t>(w);
   }
   ++next_;
 }
 
-void SafetensorsWriter::commit() {
+void SafetensorsWriter::finish() {
   SMOE_ASSERT(next_ == specs_.size(), "only ", next_, " of ", specs_.size(), " tensors written to ", path_);
-  SMOE_CHECK_SYS(::fsync(fd_), tmp_path_, ": fsync failed");
-  SMOE_CHECK_SYS(::close(fd_), tmp_path_, ": close failed");
+  SMOE_CHECK_SYS(::close(fd_), path_, ": close failed");
   fd_ = -1;
-  SMOE_CHECK_SYS(::rename(tmp_path_.c_str(), path_.c_str()), "cannot rename ", tmp_path_, " to ", path_);
-  committed_ = true;
+  finished_ = true;
 }
 
 }  // namespace smoe

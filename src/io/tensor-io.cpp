@@ -73,7 +73,7 @@ void save_safetensors(const std::string& path, const std::vector<std::pair<std::
   SafetensorsWriter writer(path, specs, metadata);
   for (size_t i = 0; i < specs.size(); ++i)
     writer.write(specs[i].name, contiguous[i].data_ptr(), contiguous[i].nbytes());
-  writer.commit();
+  writer.finish();
 }
 
 }  // namespace smoe

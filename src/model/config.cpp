@@ -21,13 +21,6 @@ const char* family_name(Family family) {
   return "?";
 }
 
-FamilyLayout ModelConfig::layout() const {
-  if (family == Family::Mixtral) return {"block_sparse_moe.", "w1", "w3", "w2", "shared_expert."};
-  if (family == Family::DeepseekV2 || family == Family::DeepseekV3)
-    return {"mlp.", "gate_proj", "up_proj", "down_proj", "shared_experts."};
-  return {"mlp.", "gate_proj", "up_proj", "down_proj", "shared_expert."};
-}
-
 const char* ModelConfig::experts_key() const {
   switch (family) {
     case Family::Mixtral: return "num_local_experts";
@@ -105,6 +98,28 @@ void parse_rope_scaling(const nlohmann::json& j, ModelConfig& c, const std::stri
 }
 
 // DeepSeek-V2/V3 and Kimi-K2: MLA, dense first layers, shared experts, group-limited routing.
+// DeepSeek-V3's FP8 weights: quantization_config (fp8, e4m3, the block size).
+void parse_fp8(const nlohmann::json& j, ModelConfig& c, const std::string& path) {
+  if (!j.contains("quantization_config") || j["quantization_config"].is_null()) return;
+  const auto& q = j["quantization_config"];
+  const std::string where = path + " quantization_config";
+  SMOE_CHECK_INPUT(q.is_object(), where, ": must be an object");
+  const std::string qm = json_string(q, "quant_method", where);
+  SMOE_CHECK_INPUT(qm == "fp8", where, ": quant_method '", qm, "' is not supported (fp8)");
+  if (q.contains("fmt")) {
+    const std::string fmt = json_string(q, "fmt", where);
+    SMOE_CHECK_INPUT(fmt == "e4m3", where, ": fmt '", fmt, "' is not supported (e4m3)");
+  }
+  std::vector<int64_t> block = int_list(q, "weight_block_size", where);
+  if (!block.empty()) {
+    SMOE_CHECK_INPUT(block.size() == 2 && block[0] > 0 && block[1] > 0, where,
+                     ": 'weight_block_size' must be two positive integers");
+    c.fp8_block_rows = block[0];
+    c.fp8_block_cols = block[1];
+  }
+  c.fp8 = true;
+}
+
 int64_t parse_deepseek(const nlohmann::json& j, ModelConfig& c, const std::string& path) {
   MlaConfig& m = c.mla;
   m.q_lora_rank = j.contains("q_lora_rank") && !j["q_lora_rank"].is_null() ? json_int(j, "q_lora_rank", path) : 0;
@@ -167,54 +182,28 @@ int64_t parse_deepseek(const nlohmann::json& j, ModelConfig& c, const std::strin
   c.num_nextn_predict_layers = json_int(j, "num_nextn_predict_layers", 0, path);
   SMOE_CHECK_INPUT(c.num_nextn_predict_layers >= 0, path, ": 'num_nextn_predict_layers' must not be negative");
 
-  if (j.contains("quantization_config") && !j["quantization_config"].is_null()) {
-    const auto& q = j["quantization_config"];
-    const std::string where = path + " quantization_config";
-    SMOE_CHECK_INPUT(q.is_object(), where, ": must be an object");
-    const std::string qm = json_string(q, "quant_method", where);
-    SMOE_CHECK_INPUT(qm == "fp8", where, ": quant_method '", qm, "' is not supported (fp8)");
-    if (q.contains("fmt")) {
-      const std::string fmt = json_string(q, "fmt", where);
-      SMOE_CHECK_INPUT(fmt == "e4m3", where, ": fmt '", fmt, "' is not supported (e4m3)");
-    }
-    std::vector<int64_t> block = int_list(q, "weight_block_size", where);
-    if (!block.empty()) {
-      SMOE_CHECK_INPUT(block.size() == 2 && block[0] > 0 && block[1] > 0, where,
-                       ": 'weight_block_size' must be two positive integers");
-      c.fp8_block_rows = block[0];
-      c.fp8_block_cols = block[1];
-    }
-    c.fp8 = true;
-  }
+  parse_fp8(j, c, path);
   return num_experts;
 }
 
-}  // namespace
+// The family of a config's model_type.
+Family family_of(const std::string& model_type, const std::string& path) {
+  if (model_type == "mixtral") return Family::Mixtral;
+  if (model_type == "olmoe") return Family::Olmoe;
+  if (model_type == "qwen2_moe") return Family::Qwen2Moe;
+  if (model_type == "qwen3_moe") return Family::Qwen3Moe;
+  if (model_type == "deepseek_v2") return Family::DeepseekV2;
+  if (model_type == "deepseek_v3" || model_type == "kimi_k2") return Family::DeepseekV3;
+  throw InputError(str(path, ": model_type '", model_type,
+                       "' is not supported (supported: mixtral, olmoe, qwen2_moe, qwen3_moe, deepseek_v2, "
+                       "deepseek_v3, kimi_k2)"));
+}
 
-ModelConfig parse_model_config(const nlohmann::json& j, const std::string& path) {
-  SMOE_CHECK_INPUT(j.is_object(), path, ": config must be a JSON object");
-  ModelConfig c;
-  c.path = path;
-  c.model_type = json_string(j, "model_type", path);
-  if (c.model_type == "mixtral") {
-    c.family = Family::Mixtral;
-  } else if (c.model_type == "olmoe") {
-    c.family = Family::Olmoe;
-  } else if (c.model_type == "qwen2_moe") {
-    c.family = Family::Qwen2Moe;
-  } else if (c.model_type == "qwen3_moe") {
-    c.family = Family::Qwen3Moe;
-  } else if (c.model_type == "deepseek_v2") {
-    c.family = Family::DeepseekV2;
-  } else if (c.model_type == "deepseek_v3" || c.model_type == "kimi_k2") {
-    c.family = Family::DeepseekV3;
-  } else {
-    throw InputError(str(path, ": model_type '", c.model_type,
-                         "' is not supported (supported: mixtral, olmoe, qwen2_moe, qwen3_moe, deepseek_v2, "
-                         "deepseek_v3, kimi_k2)"));
-  }
-  const bool deepseek = c.family == Family::DeepseekV2 || c.family == Family::DeepseekV3;
+bool is_deepseek(Family f) { return f == Family::DeepseekV2 || f == Family::DeepseekV3; }
 
+// Sizes, heads and head width (MLA's widths: parse_deepseek).
+void parse_shape(const nlohmann::json& j, ModelConfig& c, const std::string& path) {
+  const bool deepseek = is_deepseek(c.family);
   c.vocab_size = json_int(j, "vocab_size", path);
   c.hidden_size = json_int(j, "hidden_size", path);
   c.num_layers = json_int(j, "num_hidden_layers", path);
@@ -245,6 +234,65 @@ ModelConfig parse_model_config(const nlohmann::json& j, const std::string& path)
     c.attention_scale = 1.0 / std::sqrt(static_cast<double>(c.head_dim));
   }
 
+}
+
+// Where the MoE layers are: per-layer expert counts (0: dense), from the family's
+// layout keys, and smoe prune's per-layer counts of a pruned checkpoint.
+void place_experts(const nlohmann::json& j, ModelConfig& c, int64_t num_experts, int64_t sparse_step,
+                   const std::vector<int64_t>& mlp_only, const std::string& path) {
+  c.layer_experts.assign(static_cast<size_t>(c.num_layers), num_experts);
+  if (is_deepseek(c.family)) {
+    // Layers before first_k_dense_replace, and all but every moe_layer_freq-th, are dense.
+    const int64_t first_moe = json_int(j, "first_k_dense_replace", 0, path);
+    const int64_t freq = json_int(j, "moe_layer_freq", 1, path);
+    SMOE_CHECK_INPUT(first_moe >= 0, path, ": 'first_k_dense_replace' must not be negative");
+    check_positive(freq, "moe_layer_freq", path);
+    for (int64_t l = 0; l < c.num_layers; ++l)
+      if (l < first_moe || l % freq != 0) c.layer_experts[static_cast<size_t>(l)] = 0;
+  }
+  for (int64_t l = 0; l < c.num_layers; ++l) {
+    bool dense = (l + 1) % sparse_step != 0 || std::find(mlp_only.begin(), mlp_only.end(), l) != mlp_only.end();
+    if (dense) c.layer_experts[static_cast<size_t>(l)] = 0;
+  }
+  for (int64_t l : mlp_only)
+    SMOE_CHECK_INPUT(l >= 0 && l < c.num_layers, path, ": mlp_only_layers names layer ", l, " of ", c.num_layers);
+  if (c.num_moe_layers() < c.num_layers)
+    SMOE_CHECK_INPUT(c.intermediate_size > 0, path,
+                     ": dense layers present but 'intermediate_size' is missing or not positive");
+
+  // Pruned checkpoints written by `smoe prune` keep their per-layer expert counts here.
+  std::vector<int64_t> per_layer = int_list(j, "smoe_layer_experts", path);
+  if (!per_layer.empty()) {
+    SMOE_CHECK_INPUT(static_cast<int64_t>(per_layer.size()) == c.num_layers, path, ": 'smoe_layer_experts' has ",
+                     per_layer.size(), " entries for ", c.num_layers, " layers");
+    for (size_t l = 0; l < per_layer.size(); ++l) {
+      SMOE_CHECK_INPUT((per_layer[l] > 0) == (c.layer_experts[l] > 0), path, ": 'smoe_layer_experts' gives ",
+                       per_layer[l], " experts to layer ", l, ", which is ", c.layer_experts[l] > 0 ? "an MoE" : "a dense",
+                       " layer");
+      SMOE_CHECK_INPUT(per_layer[l] <= num_experts, path, ": 'smoe_layer_experts' gives layer ", l, " ",
+                       per_layer[l], " experts, more than the ", num_experts, " of the config");
+    }
+    c.layer_experts = per_layer;
+  }
+  for (size_t l = 0; l < c.layer_experts.size(); ++l) {
+    if (c.layer_experts[l] > 0)
+      SMOE_CHECK_INPUT(c.router.top_k <= c.layer_experts[l], path, ": num_experts_per_tok (", c.router.top_k,
+                       ") exceeds the ", c.layer_experts[l], " experts of layer ", l);
+    if (c.layer_experts[l] > 0 && c.router.n_group > 1)
+      SMOE_CHECK_INPUT(c.layer_experts[l] == num_experts, path, ": layer ", l, " keeps ", c.layer_experts[l],
+                       " experts; group-limited routing (n_group ", c.router.n_group, ") needs all ", num_experts);
+  }
+}
+
+}  // namespace
+
+ModelConfig parse_model_config(const nlohmann::json& j, const std::string& path) {
+  SMOE_CHECK_INPUT(j.is_object(), path, ": config must be a JSON object");
+  ModelConfig c;
+  c.path = path;
+  c.model_type = json_string(j, "model_type", path);
+  c.family = family_of(c.model_type, path);
+  parse_shape(j, c, path);
   c.rms_norm_eps = json_double(j, "rms_norm_eps", 1e-6, path);
   SMOE_CHECK_INPUT(c.rms_norm_eps > 0, path, ": 'rms_norm_eps' must be positive");
   c.rope_theta = json_double(j, "rope_theta", 10000.0, path);
@@ -308,48 +356,7 @@ ModelConfig parse_model_config(const nlohmann::json& j, const std::string& path)
                  path);
   SMOE_CHECK_INPUT(c.sliding_window >= 0, path, ": 'sliding_window' must not be negative");
 
-  c.layer_experts.assign(static_cast<size_t>(c.num_layers), num_experts);
-  if (deepseek) {
-    // Layers before first_k_dense_replace, and all but every moe_layer_freq-th, are dense.
-    const int64_t first_moe = json_int(j, "first_k_dense_replace", 0, path);
-    const int64_t freq = json_int(j, "moe_layer_freq", 1, path);
-    SMOE_CHECK_INPUT(first_moe >= 0, path, ": 'first_k_dense_replace' must not be negative");
-    check_positive(freq, "moe_layer_freq", path);
-    for (int64_t l = 0; l < c.num_layers; ++l)
-      if (l < first_moe || l % freq != 0) c.layer_experts[static_cast<size_t>(l)] = 0;
-  }
-  for (int64_t l = 0; l < c.num_layers; ++l) {
-    bool dense = (l + 1) % sparse_step != 0 || std::find(mlp_only.begin(), mlp_only.end(), l) != mlp_only.end();
-    if (dense) c.layer_experts[static_cast<size_t>(l)] = 0;
-  }
-  for (int64_t l : mlp_only)
-    SMOE_CHECK_INPUT(l >= 0 && l < c.num_layers, path, ": mlp_only_layers names layer ", l, " of ", c.num_layers);
-  if (c.num_moe_layers() < c.num_layers)
-    SMOE_CHECK_INPUT(c.intermediate_size > 0, path,
-                     ": dense layers present but 'intermediate_size' is missing or not positive");
-
-  // Pruned checkpoints written by `smoe prune` keep their per-layer expert counts here.
-  std::vector<int64_t> per_layer = int_list(j, "smoe_layer_experts", path);
-  if (!per_layer.empty()) {
-    SMOE_CHECK_INPUT(static_cast<int64_t>(per_layer.size()) == c.num_layers, path, ": 'smoe_layer_experts' has ",
-                     per_layer.size(), " entries for ", c.num_layers, " layers");
-    for (size_t l = 0; l < per_layer.size(); ++l) {
-      SMOE_CHECK_INPUT((per_layer[l] > 0) == (c.layer_experts[l] > 0), path, ": 'smoe_layer_experts' gives ",
-                       per_layer[l], " experts to layer ", l, ", which is ", c.layer_experts[l] > 0 ? "an MoE" : "a dense",
-                       " layer");
-      SMOE_CHECK_INPUT(per_layer[l] <= num_experts, path, ": 'smoe_layer_experts' gives layer ", l, " ",
-                       per_layer[l], " experts, more than the ", num_experts, " of the config");
-    }
-    c.layer_experts = per_layer;
-  }
-  for (size_t l = 0; l < c.layer_experts.size(); ++l) {
-    if (c.layer_experts[l] > 0)
-      SMOE_CHECK_INPUT(c.router.top_k <= c.layer_experts[l], path, ": num_experts_per_tok (", c.router.top_k,
-                       ") exceeds the ", c.layer_experts[l], " experts of layer ", l);
-    if (c.layer_experts[l] > 0 && c.router.n_group > 1)
-      SMOE_CHECK_INPUT(c.layer_experts[l] == num_experts, path, ": layer ", l, " keeps ", c.layer_experts[l],
-                       " experts; group-limited routing (n_group ", c.router.n_group, ") needs all ", num_experts);
-  }
+  place_experts(j, c, num_experts, sparse_step, mlp_only, path);
   return c;
 }
 

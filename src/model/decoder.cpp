@@ -6,15 +6,24 @@
 
 #include "smoe/core/error.h"
 #include "smoe/model/checkpoint.h"
+#include "smoe/model/tensor-names.h"
 
 namespace smoe {
 
 namespace {
 
-// Loads a tensor as `dtype` onto `device`, checking its shape against the config.
-// Every tensor it loads is also recorded under its checkpoint name.
+std::string shape_text(at::IntArrayRef shape) {
+  std::string out = "[";
+  for (size_t i = 0; i < shape.size(); ++i) out += (i ? ", " : "") + std::to_string(shape[i]);
+  return out + "]";
+}
+
+// Loads a tensor as `dtype` onto `device`, from the checkpoint or from memory,
+// checking its shape against the config. Every tensor it loads is also recorded
+// under its checkpoint name.
 struct Loader {
-  const Checkpoint& ck;
+  const Checkpoint* ck;
+  const std::map<std::string, at::Tensor>* in_memory;  // when ck is null
   at::ScalarType dtype;
   at::Device device;
   bool own;  // copy out of the mapped file (weights that will be written to)
@@ -23,22 +32,31 @@ struct Loader {
   // read by token), so a tensor used in place in the mapping has its pages
   // faulted in at load rather than in the first batch.
   at::Tensor operator()(const std::string& name, const std::vector<int64_t>& shape, bool whole = true) const {
-    at::Tensor t = ck.load(name, dtype, shape);
-    if (whole && device.is_cpu() && !own && t.data_ptr() == static_cast<const void*>(ck.bytes(name)))
-      ck.populate_pages(name);
+    at::Tensor t = ck ? ck->load(name, dtype, shape) : from_memory(name, shape);
+    if (ck && whole && device.is_cpu() && !own && t.data_ptr() == static_cast<const void*>(ck->bytes(name)))
+      ck->populate_pages(name);
     if (!device.is_cpu()) t = t.to(device);
     else if (own) t = t.clone();
     (*named)[name] = t;
     return t;
   }
-  bool has(const std::string& name) const { return ck.has(name); }
+  at::Tensor from_memory(const std::string& name, const std::vector<int64_t>& shape) const {
+    const auto it = in_memory->find(name);
+    SMOE_CHECK_INPUT(it != in_memory->end(), "the model's tensors have no '", name, "'");
+    SMOE_CHECK_INPUT(it->second.sizes().vec() == shape, "tensor '", name, "' has shape ", shape_text(it->second.sizes()),
+                     "; the config implies ", shape_text(shape));
+    return it->second.to(dtype);
+  }
+  bool has(const std::string& name) const { return ck ? ck->has(name) : in_memory->count(name) != 0; }
 };
 
-GatedMlp load_mlp(const Loader& load, const std::string& prefix, const FamilyLayout& names, int64_t ff, int64_t d) {
+// An MLP's projections: `prefix` + their names (`names` of the expert's family, or a dense MLP's).
+GatedMlp load_mlp(const Loader& load, const std::string& prefix, const TensorNames* names, int64_t ff, int64_t d) {
+  auto weight = [&](Proj p) { return prefix + (names ? names->weight(p) : TensorNames::dense_weight(p)); };
   GatedMlp m;
-  m.gate_proj = load(prefix + names.gate_proj + ".weight", {ff, d});
-  m.up_proj = load(prefix + names.up_proj + ".weight", {ff, d});
-  m.down_proj = load(prefix + names.down_proj + ".weight", {d, ff});
+  m.gate_proj = load(weight(Proj::Gate), {ff, d});
+  m.up_proj = load(weight(Proj::Up), {ff, d});
+  m.down_proj = load(weight(Proj::Down), {d, ff});
   return m;
 }
 
@@ -48,38 +66,45 @@ uint64_t bytes_of(const GatedMlp& m) { return bytes_of(m.gate_proj) + bytes_of(m
 }  // namespace
 
 Decoder::Decoder(const Checkpoint& ck, const DecoderOptions& options)
-    : checkpoint_(ck), options_(options), config_(ck.config()), dtype_(options.dtype), device_(options.device) {
+    : checkpoint_(&ck), options_(options), config_(ck.config()), dtype_(options.dtype), device_(options.device) {
+  load_head_and_layers();
+}
+
+Decoder::Decoder(const ModelConfig& config, std::map<std::string, at::Tensor> tensors, const DecoderOptions& options)
+    : in_memory_(std::move(tensors)), options_(options), config_(config), dtype_(options.dtype), device_(options.device) {
+  load_head_and_layers();
+}
+
+void Decoder::load_head_and_layers() {
   SMOE_CHECK_INPUT(dtype_ == at::kFloat || dtype_ == at::kBFloat16, "compute dtype must be f32 or bf16");
   const ModelConfig& c = config_;
   const int64_t d = c.hidden_size;
-  const Loader load{ck, dtype_, device_, options.trainable, &named_};
-  embed_tokens = load("model.embed_tokens.weight", {c.vocab_size, d}, /*whole=*/false);
-  if (options.load_head) {
-    final_norm = load("model.norm.weight", {d});
-    if (c.tie_word_embeddings && !load.has("lm_head.weight"))
+  const Loader load{checkpoint_, &in_memory_, dtype_, device_, options_.trainable, &named_};
+  embed_tokens = load(TensorNames::embed(), {c.vocab_size, d}, /*whole=*/false);
+  if (options_.load_head) {
+    final_norm = load(TensorNames::final_norm(), {d});
+    if (c.tie_word_embeddings && !load.has(TensorNames::lm_head()))
       lm_head = embed_tokens;
     else
-      lm_head = load("lm_head.weight", {c.vocab_size, d});
+      lm_head = load(TensorNames::lm_head(), {c.vocab_size, d});
   }
   layers_.resize(static_cast<size_t>(c.num_layers));
-  if (options.load_layers)
+  if (options_.load_layers)
     for (int64_t l = 0; l < c.num_layers; ++l) load_layer(l);
 }
 
 void Decoder::load_layer(int64_t l) {
   const ModelConfig& c = config_;
   const int64_t d = c.hidden_size, H = c.num_heads, Hkv = c.num_kv_heads, D = c.head_dim;
-  const FamilyLayout names = c.layout();
-  const FamilyLayout dense_names{"mlp.", "gate_proj", "up_proj", "down_proj", ""};
-  const Loader load{checkpoint_, dtype_, device_, options_.trainable, &named_};
+  const TensorNames names(c.family);
+  const Loader load{checkpoint_, &in_memory_, dtype_, device_, options_.trainable, &named_};
   Layer& L = layers_.at(static_cast<size_t>(l));
   L = Layer{};
-  const std::string p = "model.layers." + std::to_string(l) + ".";
-  L.input_norm = load(p + "input_layernorm.weight", {d});
-  L.post_attention_norm = load(p + "post_attention_layernorm.weight", {d});
+  L.input_norm = load(TensorNames::in_layer(l, "input_layernorm.weight"), {d});
+  L.post_attention_norm = load(TensorNames::in_layer(l, "post_attention_layernorm.weight"), {d});
 
   AttentionWeights& a = L.attention;
-  const std::string ap = p + "self_attn.";
+  const std::string ap = TensorNames::attention(l, "");
   if (c.mla.enabled()) {
     const MlaConfig& m = c.mla;
     const int64_t dq = m.qk_head_dim();
@@ -114,27 +139,25 @@ void Decoder::load_layer(int64_t l) {
   }
 
   if (!c.is_moe(l)) {
-    L.mlp = load_mlp(load, p + dense_names.moe, dense_names, c.intermediate_size, d);
+    L.mlp = load_mlp(load, TensorNames::dense_mlp(l), nullptr, c.intermediate_size, d);
   } else {
     MoeLayer m;
     m.layer = l;
     m.num_experts = c.layer_experts[static_cast<size_t>(l)];
-    const std::string mp = p + names.moe;
-    m.router = load(mp + "gate.weight", {m.num_experts, d});
+    m.router = load(names.router(l), {m.num_experts, d});
     if (c.router.score_correction_bias) {
       // Selection bias: float32 whatever the compute dtype.
-      const Loader load_f32{checkpoint_, at::kFloat, device_, options_.trainable, &named_};
-      m.score_bias = load_f32(mp + "gate.e_score_correction_bias", {m.num_experts});
+      const Loader load_f32{checkpoint_, &in_memory_, at::kFloat, device_, options_.trainable, &named_};
+      m.score_bias = load_f32(names.router_bias(l), {m.num_experts});
     }
     m.experts.resize(static_cast<size_t>(m.num_experts));
     for (int64_t e = 0; e < m.num_experts; ++e) {
       if (options_.holds_expert && !options_.holds_expert(l, e)) continue;
-      m.experts[static_cast<size_t>(e)] =
-          load_mlp(load, mp + "experts." + std::to_string(e) + ".", names, c.moe_intermediate_size, d);
+      m.experts[static_cast<size_t>(e)] = load_mlp(load, names.expert(l, e), &names, c.moe_intermediate_size, d);
     }
     if (c.shared_expert_intermediate_size > 0) {
-      m.shared = load_mlp(load, mp + names.shared, names, c.shared_expert_intermediate_size, d);
-      if (c.shared_expert_gate) m.shared_gate = load(mp + "shared_expert_gate.weight", {1, d});
+      m.shared = load_mlp(load, names.shared_expert(l), &names, c.shared_expert_intermediate_size, d);
+      if (c.shared_expert_gate) m.shared_gate = load(names.shared_expert_gate(l), {1, d});
     }
     L.moe = std::move(m);
   }
@@ -143,10 +166,10 @@ void Decoder::load_layer(int64_t l) {
 
 void Decoder::release_layer(int64_t l) {
   layers_.at(static_cast<size_t>(l)) = Layer{};
-  const std::string prefix = "model.layers." + std::to_string(l) + ".";
+  const std::string prefix = TensorNames::layer(l);
   for (auto it = named_.lower_bound(prefix); it != named_.end() && it->first.compare(0, prefix.size(), prefix) == 0;)
     it = named_.erase(it);
-  checkpoint_.release_pages("model.layers." + std::to_string(l) + ".");
+  if (checkpoint_) checkpoint_->release_pages(prefix);
 }
 
 const MoeLayer* Decoder::moe_layer(int64_t layer) const {

@@ -27,6 +27,49 @@ class Timer {
   std::chrono::steady_clock::time_point start_;
 };
 
+// The slots to send, sorted by expert (and, under a capacity, by falling weight
+// within an expert, so that the lowest gates are the ones dropped, counted in
+// *dropped); returns slot indices grouped by expert, in slot order within one.
+at::Tensor send_order(const at::Tensor& experts, const at::Tensor& weights, int64_t slots_total, int64_t E,
+                      double capacity_factor, int64_t* dropped) {
+  if (capacity_factor <= 0) return std::get<1>(at::sort(experts, /*stable=*/true, 0, false));
+  const int64_t capacity = static_cast<int64_t>(std::ceil(capacity_factor * static_cast<double>(slots_total) / E));
+  at::Tensor by_weight = std::get<1>(at::sort(weights.to(at::kFloat), /*stable=*/true, 0, /*descending=*/true));
+  at::Tensor by_expert = std::get<1>(at::sort(experts.index_select(0, by_weight), true, 0, false));
+  at::Tensor order = by_weight.index_select(0, by_expert);
+  at::Tensor counts = at::bincount(experts, {}, E);
+  at::Tensor starts = at::cumsum(counts, 0) - counts;
+  at::Tensor position = at::arange(slots_total, experts.options()) - starts.index_select(0, experts.index_select(0, order));
+  at::Tensor slots = order.masked_select(position < capacity);
+  *dropped += slots_total - slots.numel();
+  return std::get<0>(at::sort(experts.index_select(0, slots) * slots_total + slots, true, 0, false)) % slots_total;
+}
+
+// Runs the local experts on what each source rank sent, one (source, expert)
+// block at a time: a block holds exactly the rows of one batch that one process
+// would give that expert, so the GEMMs, and the results, do not depend on the
+// rank count.
+at::Tensor run_received(const MoeLayer& layer, const at::Tensor& recv_x, const at::Tensor& recv_experts,
+                        const std::vector<int64_t>& recv_counts, int rank) {
+  const int64_t E = layer.num_experts;
+  std::vector<at::Tensor> blocks;
+  int64_t offset = 0;
+  for (const int64_t n : recv_counts) {
+    if (n == 0) continue;
+    const std::vector<int64_t> per_expert = to_vector(at::bincount(recv_experts.narrow(0, offset, n), {}, E));
+    for (int64_t e = 0; e < E; ++e) {
+      const int64_t m = per_expert[static_cast<size_t>(e)];
+      if (m == 0) continue;
+      const GatedMlp& expert = layer.experts[static_cast<size_t>(e)];
+      SMOE_ASSERT(expert.defined(), "layer ", layer.layer, " expert ", e, " received tokens on rank ", rank,
+                  ", which does not hold it");
+      blocks.push_back(gated_mlp(expert, recv_x.narrow(0, offset, m)));
+      offset += m;
+    }
+  }
+  return blocks.empty() ? at::empty_like(recv_x) : at::cat(blocks, 0);
+}
+
 }  // namespace
 
 ExpertParallelExecutor::ExpertParallelExecutor(Communicator& comm, const ExpertPlacement& placement,
@@ -45,25 +88,7 @@ at::Tensor ExpertParallelExecutor::run(const MoeLayer& layer, const at::Tensor& 
   at::Tensor weights = r.weights.reshape({-1});
   routed_ += T * k;
 
-  // The slots to send, sorted by expert (and, under a capacity, by falling weight
-  // within an expert, so that the lowest gates are the ones dropped).
-  at::Tensor slots;
-  if (capacity_factor_ > 0) {
-    const int64_t capacity = static_cast<int64_t>(std::ceil(capacity_factor_ * static_cast<double>(T * k) / E));
-    at::Tensor by_weight = std::get<1>(at::sort(weights.to(at::kFloat), /*stable=*/true, 0, /*descending=*/true));
-    at::Tensor by_expert = std::get<1>(at::sort(experts.index_select(0, by_weight), true, 0, false));
-    at::Tensor order = by_weight.index_select(0, by_expert);
-    at::Tensor counts = at::bincount(experts, {}, E);
-    at::Tensor starts = at::cumsum(counts, 0) - counts;
-    at::Tensor position = at::arange(T * k, experts.options()) - starts.index_select(0, experts.index_select(0, order));
-    at::Tensor keep = position < capacity;
-    slots = order.masked_select(keep);
-    dropped_ += T * k - slots.numel();
-    // Keep slots grouped by expert, in slot order within an expert.
-    slots = std::get<0>(at::sort(experts.index_select(0, slots) * (T * k) + slots, true, 0, false)) % (T * k);
-  } else {
-    slots = std::get<1>(at::sort(experts, /*stable=*/true, 0, false));
-  }
+  at::Tensor slots = send_order(experts, weights, T * k, E, capacity_factor_, &dropped_);
   at::Tensor slot_experts = experts.index_select(0, slots);
   at::Tensor owners = at::tensor(placement_.owners(layer.layer), at::kLong).to(device);
   at::Tensor dest = owners.index_select(0, slot_experts);
@@ -83,26 +108,7 @@ at::Tensor ExpertParallelExecutor::run(const MoeLayer& layer, const at::Tensor& 
     recv_experts = comm_.all_to_all(slot_experts, send_counts, recv_counts);
   }
 
-  // Run the local experts on what each source rank sent, one (source, expert)
-  // block at a time: a block holds exactly the rows of one batch that one process
-  // would give that expert, so the GEMMs, and the results, do not depend on P.
-  std::vector<at::Tensor> blocks;
-  int64_t offset = 0;
-  for (int p = 0; p < P; ++p) {
-    const int64_t n = recv_counts[static_cast<size_t>(p)];
-    if (n == 0) continue;
-    const std::vector<int64_t> per_expert = to_vector(at::bincount(recv_experts.narrow(0, offset, n), {}, E));
-    for (int64_t e = 0; e < E; ++e) {
-      const int64_t m = per_expert[static_cast<size_t>(e)];
-      if (m == 0) continue;
-      const GatedMlp& expert = layer.experts[static_cast<size_t>(e)];
-      SMOE_ASSERT(expert.defined(), "layer ", layer.layer, " expert ", e, " received tokens on rank ", comm_.rank(),
-                  ", which does not hold it");
-      blocks.push_back(gated_mlp(expert, recv_x.narrow(0, offset, m)));
-      offset += m;
-    }
-  }
-  at::Tensor y = blocks.empty() ? at::empty_like(recv_x) : at::cat(blocks, 0);
+  at::Tensor y = run_received(layer, recv_x, recv_experts, recv_counts, comm_.rank());
 
   at::Tensor back;
   {
@@ -113,7 +119,7 @@ at::Tensor ExpertParallelExecutor::run(const MoeLayer& layer, const at::Tensor& 
   // Combine in expert order and dtype, as the local executor does, so that sums round alike.
   at::Tensor out = at::zeros(x.sizes(), x.options().dtype(weights.scalar_type()));
   ExpertBatches mine = batch_by_expert(slot_experts.unsqueeze(1), E);
-  offset = 0;  // reused for this rank's own slots
+  int64_t offset = 0;
   for (int64_t e = 0; e < E; ++e) {
     const int64_t n = mine.counts[static_cast<size_t>(e)];
     if (n == 0) continue;

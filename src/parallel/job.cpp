@@ -56,26 +56,35 @@ c10::Device JobContext::device() const {
 }
 
 std::string JobContext::add_output(const OutputSpec& spec) {
-  std::string temp;
+  SharedOutput out;
   if (rank() == 0) {
-    outputs_.push_back(std::make_unique<Output>(spec));
-    temp = outputs_.back()->temp();
+    out.output = std::make_unique<AtomicOutput>(spec);
+    out.temp = out.output->temp();
+    out.path = out.output->path();
   }
-  host_->broadcast(temp, 0);
-  if (rank() != 0) track_output_temporary(temp);
-  temps_.push_back(temp);
-  std::string path = rank() == 0 ? outputs_.back()->path() : "";
-  host_->broadcast(path, 0);
-  paths_.push_back(path);
-  return temp;
+  host_->broadcast(out.temp, 0);
+  host_->broadcast(out.path, 0);
+  if (rank() != 0) track_output_temporary(out.temp);
+  outputs_.push_back(std::move(out));
+  return outputs_.back().temp;
+}
+
+void JobContext::commit_output(const std::string& temp) {
+  for (SharedOutput& out : outputs_) {
+    if (out.temp != temp || out.committed) continue;
+    if (rank() != 0) untrack_output_temporary(out.temp);  // rank 0 renames it now: no rank may remove it any more
+    barrier();
+    if (out.output) out.output->commit();
+    out.committed = true;
+    barrier();
+    return;
+  }
+  SMOE_ASSERT(false, "no output pending at ", temp);
 }
 
 void JobContext::commit_outputs() {
-  for (const std::string& temp : temps_)
-    if (rank() != 0) untrack_output_temporary(temp);  // rank 0 renames it now: no rank may remove it any more
-  barrier();
-  for (auto& output : outputs_) output->commit();
-  barrier();
+  for (SharedOutput& out : outputs_)
+    if (!out.committed) commit_output(out.temp);
 }
 
 }  // namespace smoe

@@ -34,13 +34,13 @@ std::vector<int64_t> top_n(const std::vector<double>& score, int64_t n) {
 }
 
 // Cosine of the router-logit columns, from their Gram matrix.
-at::Tensor logit_cosine(const LayerStatsData& s) {
+at::Tensor logit_cosine(const LayerStats& s) {
   at::Tensor d = s.logit_gram.diagonal().clamp_min(1e-300).sqrt();
   return (s.logit_gram / (d.unsqueeze(1) * d.unsqueeze(0))).clamp(-1.0, 1.0);
 }
 
 // A plan keeping `kept` experts alone, dropping the rest.
-LayerPlan keep_only(const LayerStatsData& s, const std::vector<int64_t>& kept) {
+LayerPlan keep_only(const LayerStats& s, const std::vector<int64_t>& kept) {
   LayerPlan lp;
   lp.layer = s.layer;
   lp.num_experts = s.num_experts;
@@ -56,7 +56,7 @@ LayerPlan keep_only(const LayerStatsData& s, const std::vector<int64_t>& kept) {
 
 // A plan merging each cluster (labels numbered 0..G-1): weights by frequency, the
 // most used member as reference.
-LayerPlan merge_clusters(const LayerStatsData& s, const std::vector<int64_t>& labels, const ClusterOptions& o) {
+LayerPlan merge_clusters(const LayerStats& s, const std::vector<int64_t>& labels, const ClusterOptions& o) {
   LayerPlan lp;
   lp.layer = s.layer;
   lp.num_experts = s.num_experts;
@@ -234,7 +234,7 @@ Plan make_plan(const TaskStatsData& stats, const ClusterOptions& o, Decoder* dec
   Plan plan;
   plan.router_policy = o.router_policy;
   for (size_t i = 0; i < stats.layers.size(); ++i) {
-    const LayerStatsData& s = stats.layers[i];
+    const LayerStats& s = stats.layers[i];
     const int64_t E = s.num_experts, G = std::min(budget[i], E);
     const std::vector<double> count = doubles(s.count);
     if (o.method == Method::Frequency) {

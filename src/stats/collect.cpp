@@ -87,9 +87,7 @@ std::string open_output(const CollectOptions& o, const std::string& work, JobCon
                          (S_ISREG(st.st_mode) && h5::file_format(work) == "smoe-collect-checkpoint"),
                      work, " exists and is not a working file of smoe collect; remove it or choose another --out");
   }
-  const std::string temp = ctx.add_output(spec);
-  track_output_temporary(temp + ".work.h5");  // a checkpoint being written when the job fails
-  return temp;
+  return ctx.add_output(spec);
 }
 
 // One run of collect over every task: the model, its statistics, and the
@@ -213,7 +211,7 @@ bool CollectRun::sync(const Step& step, int64_t phase, TaskRun& tr, bool* any_mo
   tr.progress.update(tr.done);
   const bool stop = f[2] > 0;
   if (f[1] > 0 || stop) {
-    write_checkpoint(work_, temp_ + ".work.h5", ctx_.host(), fingerprint_, tr.task, phase, tasks_);
+    write_checkpoint(work_, ctx_, fingerprint_, tr.task, phase, tasks_);
     since_checkpoint_ = 0;
     last_checkpoint_ = Clock::now();
     log_info(str("collect: checkpoint written to ", work_, " (task '", tasks_[static_cast<size_t>(tr.task)].name,
@@ -335,8 +333,8 @@ JobEnd CollectRun::run() {
   }
   report(std::chrono::duration<double>(Clock::now() - started).count());
   for (auto& task : tasks_) task.collector->reduce(ctx_.host());
-  write_stats_file(temp_, ctx_.host(), provenance_, config_.router.top_k, tasks_);
-  ctx_.commit_outputs();
+  write_stats_file(temp_, ctx_.host(), provenance_, tasks_);
+  ctx_.commit_output(temp_);
   if (ctx_.rank() == 0) {
     std::remove(work_.c_str());
     log_info("collect: wrote " + ctx_.output_path(0));

@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <limits>
 
 #include "smoe/core/error.h"
@@ -36,40 +37,31 @@ int64_t token_key(uint64_t seed, int64_t document, int64_t position) {
   return static_cast<int64_t>(h >> 1);
 }
 
-std::vector<std::pair<std::string, at::Tensor>> LayerStats::state(int64_t sample_size) const {
-  std::vector<std::pair<std::string, at::Tensor>> s = {
-      {"tokens", at::tensor({tokens}, at::kLong)}, {"count", count},         {"gate_sum", gate_sum},
-      {"prob_sum", prob_sum},                      {"coact", coact},         {"logit_sum", logit_sum},
-      {"logit_gram", logit_gram},                  {"act_norm_sum", act_norm_sum}, {"reap_sum", reap_sum}};
-  if (out_sum.defined()) s.emplace_back("out_sum", out_sum);
+std::vector<std::pair<std::string, at::Tensor>> layer_state(const LayerStats& s, int64_t sample_size) {
+  std::vector<std::pair<std::string, at::Tensor>> state = {{"tokens", at::tensor({s.tokens}, at::kLong)}};
+  for (const SummedStat& f : summed_stats()) state.emplace_back(f.name, s.*f.field);
+  if (s.out_mean.defined()) state.emplace_back("out_mean", s.out_mean);
   if (sample_size > 0) {
-    const int64_t n = sample_keys.numel();
+    const int64_t n = s.hidden_sample_keys.numel();
     at::Tensor keys = at::full({sample_size}, kNoKey, at::kLong);
-    at::Tensor rows = at::zeros({sample_size, sample.size(1)}, at::kFloat);
-    keys.narrow(0, 0, n).copy_(sample_keys);
-    rows.narrow(0, 0, n).copy_(sample);
-    s.emplace_back("sample_keys", keys);
-    s.emplace_back("sample", rows);
+    at::Tensor rows = at::zeros({sample_size, s.hidden_sample.size(1)}, at::kFloat);
+    keys.narrow(0, 0, n).copy_(s.hidden_sample_keys);
+    rows.narrow(0, 0, n).copy_(s.hidden_sample);
+    state.emplace_back("hidden_sample_keys", keys);
+    state.emplace_back("hidden_sample", rows);
   }
-  return s;
+  return state;
 }
 
-void LayerStats::load_state(const std::map<std::string, at::Tensor>& s) {
-  tokens = s.at("tokens")[0].item<int64_t>();
-  count = s.at("count");
-  gate_sum = s.at("gate_sum");
-  prob_sum = s.at("prob_sum");
-  coact = s.at("coact");
-  logit_sum = s.at("logit_sum");
-  logit_gram = s.at("logit_gram");
-  act_norm_sum = s.at("act_norm_sum");
-  reap_sum = s.at("reap_sum");
-  if (s.count("out_sum")) out_sum = s.at("out_sum");
-  if (s.count("sample_keys")) {
-    at::Tensor keys = s.at("sample_keys");
+void load_layer_state(LayerStats& s, const std::map<std::string, at::Tensor>& state) {
+  s.tokens = state.at("tokens")[0].item<int64_t>();
+  for (const SummedStat& f : summed_stats()) s.*f.field = state.at(f.name);
+  if (state.count("out_mean")) s.out_mean = state.at("out_mean");
+  if (state.count("hidden_sample_keys")) {
+    at::Tensor keys = state.at("hidden_sample_keys");
     at::Tensor valid = keys != kNoKey;
-    sample_keys = keys.masked_select(valid);
-    sample = s.at("sample").index_select(0, valid.nonzero().squeeze(1));
+    s.hidden_sample_keys = keys.masked_select(valid);
+    s.hidden_sample = state.at("hidden_sample").index_select(0, valid.nonzero().squeeze(1));
   }
 }
 
@@ -80,19 +72,16 @@ StatsCollector::StatsCollector(const ModelConfig& config, const CollectorOptions
     const int64_t E = config.layer_experts[static_cast<size_t>(l)];
     if (E == 0) continue;
     LayerStats s;
+    s.layer = l;
     s.num_experts = E;
-    s.count = at::zeros({E}, at::kLong);
-    s.gate_sum = at::zeros({E}, at::kDouble);
-    s.prob_sum = at::zeros({E}, at::kDouble);
-    s.coact = at::zeros({E, E}, at::kLong);
-    s.logit_sum = at::zeros({E}, at::kDouble);
-    s.logit_gram = at::zeros({E, E}, at::kDouble);
-    s.act_norm_sum = at::zeros({E}, at::kDouble);
-    s.reap_sum = at::zeros({E}, at::kDouble);
-    if (options.out_mean) s.out_sum = at::zeros({E, d}, at::kDouble);
+    s.top_k = config.router.top_k;
+    for (const SummedStat& f : summed_stats())
+      s.*f.field = f.pairs ? at::zeros({E, E}, f.whole ? at::kLong : at::kDouble)
+                           : at::zeros({E}, f.whole ? at::kLong : at::kDouble);
+    if (options.out_mean) s.out_mean = at::zeros({E, d}, at::kDouble);
     if (options.sample_size > 0) {
-      s.sample_keys = at::empty({0}, at::kLong);
-      s.sample = at::empty({0, d}, at::kFloat);
+      s.hidden_sample_keys = at::empty({0}, at::kLong);
+      s.hidden_sample = at::empty({0, d}, at::kFloat);
     }
     layers_[l] = std::move(s);
   }
@@ -126,11 +115,11 @@ void StatsCollector::on_routing(const MoeLayer& layer, const at::Tensor& x, cons
 
   if (options_.sample_size > 0 && T > 0) {
     SMOE_ASSERT(keys_.defined() && keys_.numel() == T, "set_tokens() must describe the batch before routing");
-    at::Tensor keys = at::cat({s.sample_keys, keys_});
-    at::Tensor rows = at::cat({s.sample, x.to(at::kCPU, at::kFloat)});
+    at::Tensor keys = at::cat({s.hidden_sample_keys, keys_});
+    at::Tensor rows = at::cat({s.hidden_sample, x.to(at::kCPU, at::kFloat)});
     keep_lowest(keys, rows, options_.sample_size);
-    s.sample_keys = keys;
-    s.sample = rows;
+    s.hidden_sample_keys = keys;
+    s.hidden_sample = rows;
   }
 
   if (options_.out_mean) {
@@ -148,7 +137,7 @@ void StatsCollector::on_routing(const MoeLayer& layer, const at::Tensor& x, cons
       // One source's batch at a time: the same GEMMs, and sums, for any rank count.
       int64_t offset = 0;
       for (int64_t n : sources) {
-        if (n > 0) s.out_sum[e] += gated_mlp(expert, all.narrow(0, offset, n)).to(at::kCPU, at::kDouble).sum(0);
+        if (n > 0) s.out_mean[e] += gated_mlp(expert, all.narrow(0, offset, n)).to(at::kCPU, at::kDouble).sum(0);
         offset += n;
       }
     }
@@ -168,22 +157,26 @@ void StatsCollector::reduce(Communicator& host) {
     at::Tensor tokens = at::tensor({s.tokens}, at::kLong);
     host.all_reduce_sum(tokens);
     s.tokens = tokens[0].item<int64_t>();
-    for (at::Tensor* t : {&s.count, &s.gate_sum, &s.prob_sum, &s.coact, &s.logit_sum, &s.logit_gram, &s.act_norm_sum,
-                          &s.reap_sum, &s.out_sum}) {
-      if (!t->defined()) continue;
-      *t = t->contiguous();
-      host.all_reduce_sum(*t);
+    for (const SummedStat& f : summed_stats()) {
+      at::Tensor& t = s.*f.field;
+      t = t.contiguous();
+      host.all_reduce_sum(t);
+    }
+    if (s.out_mean.defined()) {
+      s.out_mean = s.out_mean.contiguous();
+      host.all_reduce_sum(s.out_mean);
+      s.out_mean = s.out_mean / static_cast<double>(std::max<int64_t>(s.tokens, 1));
     }
     if (options_.sample_size > 0) {
       // Every rank's lowest keys, then the lowest of those.
-      at::Tensor keys = s.sample_keys, rows = s.sample;
+      at::Tensor keys = s.hidden_sample_keys, rows = s.hidden_sample;
       std::vector<int64_t> send(static_cast<size_t>(host.size()), keys.numel());
       std::vector<int64_t> recv = host.exchange_counts(send);
       keys = host.all_to_all(keys.repeat({host.size()}), send, recv);
       rows = host.all_to_all(rows.repeat({host.size(), 1}), send, recv);
       keep_lowest(keys, rows, options_.sample_size);
-      s.sample_keys = keys;
-      s.sample = rows;
+      s.hidden_sample_keys = keys;
+      s.hidden_sample = rows;
     }
   }
 }

@@ -23,7 +23,7 @@ bool file_exists(const std::string& path) {
 
 }  // namespace
 
-void write_stats_file(const std::string& path, Communicator& comm, const Provenance& provenance, int64_t top_k,
+void write_stats_file(const std::string& path, Communicator& comm, const Provenance& provenance,
                       const std::vector<TaskStats>& tasks) {
   const int rank = comm.rank();
   h5::Handle file = create_shared_file(path, comm);
@@ -44,24 +44,16 @@ void write_stats_file(const std::string& path, Communicator& comm, const Provena
     h5::Handle layers = h5::create_group(tg.get(), "layers");
     for (auto& [l, s] : task.collector->layers()) {
       h5::Handle lg = h5::create_group(layers.get(), std::to_string(l));
-      h5::write_attr(lg.get(), "layer", l);
-      h5::write_attr(lg.get(), "num_experts", s.num_experts);
-      h5::write_attr(lg.get(), "top_k", top_k);
-      h5::write_attr(lg.get(), "tokens", s.tokens);
       const hid_t g = lg.get();
-      h5::write_tensor(g, "count", s.count, 0, rank);
-      h5::write_tensor(g, "gate_sum", s.gate_sum, 0, rank);
-      h5::write_tensor(g, "prob_sum", s.prob_sum, 0, rank);
-      h5::write_tensor(g, "coact", s.coact, 0, rank);
-      h5::write_tensor(g, "logit_sum", s.logit_sum, 0, rank);
-      h5::write_tensor(g, "logit_gram", s.logit_gram, 0, rank);
-      h5::write_tensor(g, "act_norm_sum", s.act_norm_sum, 0, rank);
-      h5::write_tensor(g, "reap_sum", s.reap_sum, 0, rank);
-      if (s.out_sum.defined())
-        h5::write_tensor(g, "out_mean", s.out_sum / static_cast<double>(std::max<int64_t>(s.tokens, 1)), 0, rank);
-      if (s.sample_keys.defined()) {
-        h5::write_tensor(g, "hidden_sample", s.sample, 0, rank);
-        h5::write_tensor(g, "hidden_sample_keys", s.sample_keys, 0, rank);
+      h5::write_attr(g, "layer", s.layer);
+      h5::write_attr(g, "num_experts", s.num_experts);
+      h5::write_attr(g, "top_k", s.top_k);
+      h5::write_attr(g, "tokens", s.tokens);
+      for (const SummedStat& f : summed_stats()) h5::write_tensor(g, f.name, s.*f.field, 0, rank);
+      if (s.out_mean.defined()) h5::write_tensor(g, "out_mean", s.out_mean, 0, rank);
+      if (s.hidden_sample_keys.defined()) {
+        h5::write_tensor(g, "hidden_sample", s.hidden_sample, 0, rank);
+        h5::write_tensor(g, "hidden_sample_keys", s.hidden_sample_keys, 0, rank);
       }
     }
   }
@@ -72,11 +64,21 @@ void write_stats_file(const std::string& path, Communicator& comm, const Provena
     throw RuntimeError(str(path, ": cannot set the complete flag"));
 }
 
-void write_checkpoint(const std::string& path, const std::string& tmp, Communicator& comm, const std::string& fingerprint,
-                      int64_t task, int64_t phase, const std::vector<TaskStats>& tasks) {
-  const int rank = comm.rank(), ranks = comm.size();
+OutputSpec working_file_spec(const std::string& path) {
+  OutputSpec spec;
+  spec.option = "--out";
+  spec.path = path;
+  spec.job = "collect";
+  spec.is_own = [](const std::string& p) { return h5::file_format(p) == "smoe-collect-checkpoint"; };
+  return spec;
+}
+
+void write_checkpoint(const std::string& path, JobContext& ctx, const std::string& fingerprint, int64_t task,
+                      int64_t phase, const std::vector<TaskStats>& tasks) {
+  const int rank = ctx.rank(), ranks = ctx.ranks();
+  const std::string temp = ctx.add_output(working_file_spec(path));
   {
-    h5::Handle file = create_shared_file(tmp, comm);
+    h5::Handle file = create_shared_file(temp, ctx.host());
     h5::write_attr(file.get(), "format", std::string("smoe-collect-checkpoint"));
     h5::write_attr(file.get(), "fingerprint", fingerprint);
     h5::write_attr(file.get(), "ranks", static_cast<int64_t>(ranks));
@@ -89,21 +91,13 @@ void write_checkpoint(const std::string& path, const std::string& tmp, Communica
       h5::write_attr(tg.get(), "sequences", ts.sequences);
       for (auto& [l, s] : ts.collector->layers()) {
         h5::Handle lg = h5::create_group(tg.get(), std::to_string(l));
-        for (const auto& [name, value] : s.state(ts.collector->options().sample_size))
+        for (const auto& [name, value] : layer_state(s, ts.collector->options().sample_size))
           h5::write_rank_slabs(lg.get(), name, value, rank, ranks);
       }
     }
   }
-  comm.barrier();
-  if (rank == 0) {
-    // On disk before it replaces the previous checkpoint, and the rename on disk before the run goes on.
-    fsync_path(tmp, false);
-    if (std::rename(tmp.c_str(), path.c_str()) != 0)
-      throw RuntimeError(str("cannot rename ", tmp, " to ", path, ": ", errno_text()));
-    const std::string parent = std::filesystem::path(path).parent_path().string();
-    fsync_path(parent.empty() ? "." : parent, true);
-  }
-  comm.barrier();
+  // On disk before it replaces the previous checkpoint, and the rename on disk before the run goes on.
+  ctx.commit_output(temp);
 }
 
 bool read_checkpoint(const std::string& path, Communicator& comm, const std::string& fingerprint, int64_t* task,
@@ -132,9 +126,9 @@ bool read_checkpoint(const std::string& path, Communicator& comm, const std::str
     for (auto& [l, s] : ts.collector->layers()) {
       h5::Handle lg = h5::open_group(tg.get(), std::to_string(l), path);
       std::map<std::string, at::Tensor> state;
-      for (const auto& [name, value] : s.state(ts.collector->options().sample_size))
+      for (const auto& [name, value] : layer_state(s, ts.collector->options().sample_size))
         state[name] = h5::read_rank_slab(lg.get(), name, rank, path);
-      s.load_state(state);
+      load_layer_state(s, state);
     }
   }
   return true;

@@ -19,8 +19,10 @@
 #include "smoe/core/signals.h"
 #include "smoe/parallel/comm.h"
 #include "smoe/parallel/ep-executor.h"
+#include "smoe/parallel/job.h"
 #include "smoe/parallel/placement.h"
 #include "smoe/model/checkpoint.h"
+#include "smoe/model/tensor-names.h"
 #include "smoe/text/corpus.h"
 #include "smoe/io/json.h"
 #include "smoe/io/outputs.h"
@@ -69,30 +71,29 @@ void copy_tokenizer(const TrainOptions& o, const std::string& dir) {
 
 // Random initial weights in Mixtral's names: N(0, 0.02), output projections scaled
 // down with depth, norms at one.
-std::vector<std::pair<std::string, at::Tensor>> initial_weights(const TrainOptions& o) {
+std::map<std::string, at::Tensor> initial_weights(const TrainOptions& o) {
   at::manual_seed(o.seed);
   const int64_t d = o.hidden, D = o.hidden / o.heads;
   const double out_std = 0.02 / std::sqrt(2.0 * static_cast<double>(o.layers));
-  std::vector<std::pair<std::string, at::Tensor>> w;
-  w.emplace_back("model.embed_tokens.weight", at::randn({o.vocab, d}) * 0.02);
+  std::map<std::string, at::Tensor> w;
+  const TensorNames names(Family::Mixtral);
+  w.emplace(TensorNames::embed(), at::randn({o.vocab, d}) * 0.02);
   for (int64_t l = 0; l < o.layers; ++l) {
-    const std::string p = "model.layers." + std::to_string(l) + ".";
-    w.emplace_back(p + "input_layernorm.weight", at::ones({d}));
-    w.emplace_back(p + "post_attention_layernorm.weight", at::ones({d}));
-    w.emplace_back(p + "self_attn.q_proj.weight", at::randn({o.heads * D, d}) * 0.02);
-    w.emplace_back(p + "self_attn.k_proj.weight", at::randn({o.kv_heads * D, d}) * 0.02);
-    w.emplace_back(p + "self_attn.v_proj.weight", at::randn({o.kv_heads * D, d}) * 0.02);
-    w.emplace_back(p + "self_attn.o_proj.weight", at::randn({d, o.heads * D}) * out_std);
-    w.emplace_back(p + "block_sparse_moe.gate.weight", at::randn({o.experts, d}) * 0.02);
+    w.emplace(TensorNames::in_layer(l, "input_layernorm.weight"), at::ones({d}));
+    w.emplace(TensorNames::in_layer(l, "post_attention_layernorm.weight"), at::ones({d}));
+    w.emplace(TensorNames::attention(l, "q_proj.weight"), at::randn({o.heads * D, d}) * 0.02);
+    w.emplace(TensorNames::attention(l, "k_proj.weight"), at::randn({o.kv_heads * D, d}) * 0.02);
+    w.emplace(TensorNames::attention(l, "v_proj.weight"), at::randn({o.kv_heads * D, d}) * 0.02);
+    w.emplace(TensorNames::attention(l, "o_proj.weight"), at::randn({d, o.heads * D}) * out_std);
+    w.emplace(names.router(l), at::randn({o.experts, d}) * 0.02);
     for (int64_t e = 0; e < o.experts; ++e) {
-      const std::string ep = p + "block_sparse_moe.experts." + std::to_string(e) + ".";
-      w.emplace_back(ep + "w1.weight", at::randn({o.ffn, d}) * 0.02);
-      w.emplace_back(ep + "w3.weight", at::randn({o.ffn, d}) * 0.02);
-      w.emplace_back(ep + "w2.weight", at::randn({d, o.ffn}) * out_std);
+      w.emplace(names.expert(l, e, Proj::Gate), at::randn({o.ffn, d}) * 0.02);
+      w.emplace(names.expert(l, e, Proj::Up), at::randn({o.ffn, d}) * 0.02);
+      w.emplace(names.expert(l, e, Proj::Down), at::randn({d, o.ffn}) * out_std);
     }
   }
-  w.emplace_back("model.norm.weight", at::ones({d}));
-  w.emplace_back("lm_head.weight", at::randn({o.vocab, d}) * 0.02);
+  w.emplace(TensorNames::final_norm(), at::ones({d}));
+  w.emplace(TensorNames::lm_head(), at::randn({o.vocab, d}) * 0.02);
   return w;
 }
 
@@ -124,10 +125,10 @@ void save(const std::string& dir, const TrainOptions& o, const Decoder& decoder,
           int64_t step, Communicator& host, const ExpertPlacement& placement, const std::string& log) {
   const int rank = host.rank(), ranks = host.size();
   const int files = o.shard_experts ? ranks : 1;
-  std::unique_ptr<Output> output;
+  std::unique_ptr<AtomicOutput> output;
   std::string tmp;
   if (rank == 0) {
-    output = std::make_unique<Output>(train_output(o));
+    output = std::make_unique<AtomicOutput>(train_output(o));
     tmp = output->temp();
   }
   tmp = broadcast_path(tmp, host);
@@ -153,9 +154,8 @@ void save(const std::string& dir, const TrainOptions& o, const Decoder& decoder,
       if (!is_expert(name)) map[name] = shard_name(0);
     for (int64_t l = 0; l < o.layers; ++l)
       for (int64_t e = 0; e < o.experts; ++e)
-        for (const char* w : {"w1", "w2", "w3"})
-          map["model.layers." + std::to_string(l) + ".block_sparse_moe.experts." + std::to_string(e) + "." + w +
-              ".weight"] = shard_name(o.shard_experts ? placement.owner(l, e) : 0);
+        for (Proj p : {Proj::Gate, Proj::Down, Proj::Up})
+          map[TensorNames(Family::Mixtral).expert(l, e, p)] = shard_name(o.shard_experts ? placement.owner(l, e) : 0);
     write_json_file(tmp + "/model.safetensors.index.json", {{"metadata", nlohmann::json::object()}, {"weight_map", map}});
     write_json_file(tmp + "/config.json", model_config(o));
     copy_tokenizer(o, tmp);
@@ -183,6 +183,123 @@ class BalanceLoss : public RoutingObserver {
     total = total.defined() ? total + loss : loss;
   }
 };
+
+// The training streams: each file's records, joined, as one token stream.
+std::vector<std::vector<int64_t>> read_streams(const TrainOptions& o) {
+  auto tokenizer = make_tokenizer(o.tokenizer);
+  SMOE_CHECK_INPUT(tokenizer->vocab_size() <= o.vocab, "--vocab ", o.vocab, " is smaller than the tokenizer's ",
+                   tokenizer->vocab_size(), " ids (", tokenizer->name(), ")");
+  std::vector<std::vector<int64_t>> streams;
+  for (const auto& path : o.data) {
+    std::vector<int64_t> stream;
+    for (const auto& d : read_corpus(path, *tokenizer, o.vocab)) stream.insert(stream.end(), d.tokens.begin(), d.tokens.end());
+    SMOE_CHECK_INPUT(static_cast<int64_t>(stream.size()) > o.context + 1, path, ": holds ", stream.size(),
+                     " tokens, fewer than --context + 2");
+    streams.push_back(std::move(stream));
+  }
+  return streams;
+}
+
+// The step a resumed run continues from, from trainer_state.json, checked against this run.
+int64_t resume_step(const TrainOptions& o, int ranks) {
+  const std::string state_path = o.out + "/trainer_state.json";
+  const nlohmann::json state = read_json_file(state_path);
+  SMOE_CHECK_INPUT(state.is_object(), state_path, ": must be a JSON object");
+  const int64_t step = json_int(state, "step", state_path);
+  const int64_t state_ranks = json_int(state, "ranks", 1, state_path);
+  const bool state_shard = json_bool(state, "shard_experts", false, state_path);
+  SMOE_CHECK_INPUT(step >= 0 && step <= o.steps, state_path, ": step ", step, " outside [0, --steps ", o.steps, "]");
+  SMOE_CHECK_INPUT(state_ranks == ranks && state_shard == o.shard_experts, state_path, ": written by ", state_ranks,
+                   " ranks (shard_experts ", state_shard, "); resume with the same");
+  return step;
+}
+
+// Linear warm-up, then cosine to min_lr_ratio * lr.
+double learning_rate(const TrainOptions& o, int64_t step) {
+  if (step < o.warmup) return o.lr * static_cast<double>(step + 1) / static_cast<double>(o.warmup);
+  const double progress = static_cast<double>(step - o.warmup) / static_cast<double>(std::max<int64_t>(1, o.steps - o.warmup));
+  return o.lr * (o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + std::cos(M_PI * progress)));
+}
+
+// This step's global batch: the same windows for any rank count; this rank's
+// slice ([per_rank, context + 1]).
+at::Tensor step_batch(const TrainOptions& o, const std::vector<std::vector<int64_t>>& streams, int64_t step, int rank,
+                      int64_t per_rank) {
+  const int64_t S = o.context;
+  at::Tensor batch = at::empty({per_rank, S + 1}, at::kLong);
+  for (int64_t i = 0; i < per_rank; ++i) {
+    std::mt19937_64 rng(o.seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(step) * 1000003ull +
+                        static_cast<uint64_t>(rank * per_rank + i));
+    const auto& stream = streams[rng() % streams.size()];
+    const int64_t begin = static_cast<int64_t>(rng() % static_cast<uint64_t>(stream.size() - static_cast<size_t>(S) - 1));
+    std::memcpy(batch.data_ptr<int64_t>() + i * (S + 1), stream.data() + begin, static_cast<size_t>(S + 1) * sizeof(int64_t));
+  }
+  return batch;
+}
+
+// The weights being trained: replicated ones (their gradients summed over ranks)
+// and this rank's sharded experts.
+struct Params {
+  std::vector<at::Tensor> all, replicated, local_experts;
+};
+
+// Every weight of the decoder, made trainable; replicated weights start from
+// rank 0's (their gradients are summed over ranks), sharded experts get their
+// whole gradient on their owner, through the exchanges.
+Params trainable(const Decoder& decoder, Communicator& host, bool shard_experts) {
+  Params params;
+  for (const auto& [name, t] : decoder.named_parameters()) {
+    at::Tensor p = t;
+    const bool sharded = shard_experts && is_expert(name);
+    if (!sharded) host.broadcast(p, 0);
+    p.set_requires_grad(true);
+    params.all.push_back(p);
+    (sharded ? params.local_experts : params.replicated).push_back(p);
+  }
+  return params;
+}
+
+// The step's loss on this rank's slice `batch` ([n, context + 1]): cross-entropy
+// over the global batch plus the balance loss; backward() takes its gradients.
+// Returns this rank's summed cross-entropy and balance loss.
+std::pair<double, double> forward_backward(const Decoder& decoder, MoeExecutor& executor, const at::Tensor& batch,
+                                           const TrainOptions& o, int ranks) {
+  const int64_t S = o.context;
+  const at::Tensor inputs = batch.narrow(1, 0, S), targets = batch.narrow(1, 1, S);
+  BalanceLoss balance;
+  at::Tensor logits = decoder.forward(inputs, executor, &balance);
+  at::Tensor ce_sum =
+      at::cross_entropy_loss(logits.reshape({-1, o.vocab}), targets.reshape({-1}), {}, at::Reduction::Sum);
+  at::Tensor loss = ce_sum / static_cast<double>(o.batch * S);
+  if (balance.total.defined()) loss = loss + o.aux_loss * balance.total / static_cast<double>(o.layers * ranks);
+  loss.backward();
+  return {ce_sum.item<double>(), balance.total.defined() ? balance.total.item<double>() : 0.0};
+}
+
+// Data parallel: sums the replicated weights' gradients over ranks (one flat
+// buffer), then clips by the global gradient norm (sharded experts' parts
+// summed over ranks).
+void reduce_and_clip(Params& params, Communicator& host, const TrainOptions& o) {
+  for (auto& p : params.all)
+    if (!p.grad().defined()) p.mutable_grad() = at::zeros_like(p);
+  std::vector<at::Tensor> grads;
+  for (auto& p : params.replicated) grads.push_back(p.grad().reshape({-1}));
+  at::Tensor flat = at::cat(grads);
+  host.all_reduce_sum(flat);
+  int64_t offset = 0;
+  for (auto& p : params.replicated) {
+    p.mutable_grad().copy_(flat.narrow(0, offset, p.numel()).view_as(p));
+    offset += p.numel();
+  }
+  at::Tensor norms = at::zeros({2}, at::kDouble);
+  for (auto& p : params.replicated) norms[0] += p.grad().to(at::kDouble).pow(2).sum();
+  for (auto& p : params.local_experts) norms[1] += p.grad().to(at::kDouble).pow(2).sum();
+  at::Tensor expert_sq = norms.narrow(0, 1, 1).contiguous();
+  if (o.shard_experts) host.all_reduce_sum(expert_sq);
+  const double norm = std::sqrt(norms[0].item<double>() + expert_sq.item<double>());
+  if (norm > o.clip)
+    for (auto& p : params.all) p.mutable_grad().mul_(o.clip / (norm + 1e-6));
+}
 
 }  // namespace
 
@@ -213,76 +330,46 @@ void check_options(const TrainOptions& o, int ranks) {
   SMOE_CHECK_INPUT(!o.data.empty(), "give training data (--data FILE or --suite DIR)");
 }
 
-double train(const TrainOptions& o, Communicator& host, bool* stopped) {
+// The training files: --data as given, then every <task>/train.jsonl of --suite.
+std::vector<std::string> training_files(const TrainOptions& o) {
+  std::vector<std::string> files = o.data;
+  if (o.suite.empty()) return files;
+  SMOE_CHECK_INPUT(fs::is_directory(o.suite), o.suite, ": not a folder");
+  std::vector<std::string> found;
+  for (const auto& entry : fs::directory_iterator(o.suite))
+    if (fs::exists(entry.path() / "train.jsonl")) found.push_back((entry.path() / "train.jsonl").string());
+  std::sort(found.begin(), found.end());
+  SMOE_CHECK_INPUT(!found.empty(), o.suite, ": holds no <task>/train.jsonl");
+  files.insert(files.end(), found.begin(), found.end());
+  return files;
+}
+
+JobEnd train(const TrainOptions& options, JobContext& ctx) {
+  checkpoint_on_stop();
+  TrainOptions o = options;
+  o.out = normalise_output_path(o.out, "--out");
+  o.data = training_files(o);
+  Communicator& host = ctx.host();
   const int rank = host.rank(), ranks = host.size();
   check_options(o, ranks);
   // The output's place is checked (and found writable) before any work.
-  if (rank == 0) Output check(train_output(o));
+  if (rank == 0) AtomicOutput check(train_output(o));
 
-  // The training streams: each file's records, joined, as one token stream.
-  auto tokenizer = make_tokenizer(o.tokenizer);
-  SMOE_CHECK_INPUT(tokenizer->vocab_size() <= o.vocab, "--vocab ", o.vocab, " is smaller than the tokenizer's ",
-                   tokenizer->vocab_size(), " ids (", tokenizer->name(), ")");
-  std::vector<std::vector<int64_t>> streams;
-  for (const auto& path : o.data) {
-    std::vector<int64_t> stream;
-    for (const auto& d : read_corpus(path, *tokenizer, o.vocab)) stream.insert(stream.end(), d.tokens.begin(), d.tokens.end());
-    SMOE_CHECK_INPUT(static_cast<int64_t>(stream.size()) > o.context + 1, path, ": holds ", stream.size(),
-                     " tokens, fewer than --context + 2");
-    streams.push_back(std::move(stream));
-  }
+  const std::vector<std::vector<int64_t>> streams = read_streams(o);
 
   // Weights: from the last checkpoint when resuming, else freshly initialised.
-  int64_t step = 0;
   const bool resuming = o.resume && fs::exists(o.out + "/trainer_state.json");
-  std::string source = o.out;
-  struct RemoveInit {  // the initial weights' folder, gone however train() ends
-    std::string dir;
-    ~RemoveInit() {
-      std::error_code ec;
-      if (!dir.empty()) fs::remove_all(dir, ec);
-    }
-  } init;
-  if (!resuming) {
-    const std::string dir = str(o.out, ".init.", ::getpid(), ".", rank);
-    std::error_code ec;
-    const fs::path parent = fs::path(dir).parent_path();
-    if (!parent.empty()) fs::create_directories(parent, ec);  // rank 0 may not have made it yet
-    SMOE_CHECK_INPUT(!ec && fs::create_directory(dir, ec) && !ec, dir, ": cannot create (", ec.message(),
-                     "; another smoe train writing ", o.out, "?)");
-    init.dir = dir;
-    write_json_file(init.dir + "/config.json", model_config(o));
-    save_safetensors(init.dir + "/model.safetensors", initial_weights(o));
-    source = init.dir;
-  } else {
-    const std::string state_path = o.out + "/trainer_state.json";
-    const nlohmann::json state = read_json_file(state_path);
-    SMOE_CHECK_INPUT(state.is_object(), state_path, ": must be a JSON object");
-    step = json_int(state, "step", state_path);
-    const int64_t state_ranks = json_int(state, "ranks", 1, state_path);
-    const bool state_shard = json_bool(state, "shard_experts", false, state_path);
-    SMOE_CHECK_INPUT(step >= 0 && step <= o.steps, state_path, ": step ", step, " outside [0, --steps ", o.steps, "]");
-    SMOE_CHECK_INPUT(state_ranks == ranks && state_shard == o.shard_experts, state_path, ": written by ", state_ranks,
-                     " ranks (shard_experts ", state_shard, "); resume with the same");
-  }
-  auto checkpoint = std::make_unique<Checkpoint>(source);
-  const ExpertPlacement placement = ExpertPlacement::contiguous(checkpoint->config(), ranks);
+  int64_t step = resuming ? resume_step(o, ranks) : 0;
+  std::unique_ptr<Checkpoint> checkpoint;
+  if (resuming) checkpoint = std::make_unique<Checkpoint>(o.out);
+  const ModelConfig config = resuming ? checkpoint->config() : parse_model_config(model_config(o), o.out + "/config.json");
+  const ExpertPlacement placement = ExpertPlacement::contiguous(config, ranks);
   DecoderOptions dopts{at::kFloat, at::kCPU, {}};
   dopts.trainable = true;
   if (o.shard_experts) dopts.holds_expert = [&](int64_t l, int64_t e) { return placement.owner(l, e) == rank; };
-  Decoder decoder(*checkpoint, dopts);
-  // Replicated weights start from rank 0's; their gradients are summed over ranks.
-  // Sharded experts get their whole gradient on their owner, through the exchanges.
-  std::vector<at::Tensor> params, replicated, local_experts;
-  for (const auto& [name, t] : decoder.named_parameters()) {
-    at::Tensor p = t;
-    const bool sharded = o.shard_experts && is_expert(name);
-    if (!sharded) host.broadcast(p, 0);
-    p.set_requires_grad(true);
-    params.push_back(p);
-    (sharded ? local_experts : replicated).push_back(p);
-  }
-  torch::optim::AdamW optimizer(params, torch::optim::AdamWOptions(o.lr).betas({0.9, 0.95}).weight_decay(o.weight_decay));
+  Decoder decoder = resuming ? Decoder(*checkpoint, dopts) : Decoder(config, initial_weights(o), dopts);
+  Params params = trainable(decoder, host, o.shard_experts);
+  torch::optim::AdamW optimizer(params.all, torch::optim::AdamWOptions(o.lr).betas({0.9, 0.95}).weight_decay(o.weight_decay));
   const std::string optimizer_file = o.out + "/optimizer-" + std::to_string(rank) + ".pt";
   if (resuming && fs::exists(optimizer_file)) torch::load(optimizer, optimizer_file);
 
@@ -295,63 +382,17 @@ double train(const TrainOptions& o, Communicator& host, bool* stopped) {
   auto start = std::chrono::steady_clock::now();
   int64_t tokens_since = 0;
   for (; step < o.steps; ++step) {
-    // Learning rate: linear warm-up, then cosine to min_lr_ratio * lr.
-    double lr = o.lr;
-    if (step < o.warmup) {
-      lr = o.lr * static_cast<double>(step + 1) / static_cast<double>(o.warmup);
-    } else {
-      const double progress = static_cast<double>(step - o.warmup) / static_cast<double>(std::max<int64_t>(1, o.steps - o.warmup));
-      lr = o.lr * (o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + std::cos(M_PI * progress)));
-    }
+    const double lr = learning_rate(o, step);
     for (auto& group : optimizer.param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
 
-    // This step's global batch: the same windows for any rank count; this rank's slice.
-    at::Tensor batch = at::empty({per_rank, S + 1}, at::kLong);
-    for (int64_t i = 0; i < per_rank; ++i) {
-      std::mt19937_64 rng(o.seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(step) * 1000003ull +
-                          static_cast<uint64_t>(rank * per_rank + i));
-      const auto& stream = streams[rng() % streams.size()];
-      const int64_t begin = static_cast<int64_t>(rng() % static_cast<uint64_t>(stream.size() - static_cast<size_t>(S) - 1));
-      std::memcpy(batch.data_ptr<int64_t>() + i * (S + 1), stream.data() + begin, static_cast<size_t>(S + 1) * sizeof(int64_t));
-    }
-    at::Tensor inputs = batch.narrow(1, 0, S), targets = batch.narrow(1, 1, S);
-
     optimizer.zero_grad();
-    BalanceLoss balance;
-    at::Tensor logits = decoder.forward(inputs, executor, &balance);
-    at::Tensor ce_sum = at::cross_entropy_loss(logits.reshape({-1, o.vocab}), targets.reshape({-1}), {},
-                                               at::Reduction::Sum);
-    const double global_tokens = static_cast<double>(o.batch * S);
-    at::Tensor loss = ce_sum / global_tokens;
-    if (balance.total.defined()) loss = loss + o.aux_loss * balance.total / static_cast<double>(o.layers * ranks);
-    loss.backward();
-
-    // Data parallel: sum the replicated weights' gradients over ranks (one flat buffer).
-    for (auto& p : params)
-      if (!p.grad().defined()) p.mutable_grad() = at::zeros_like(p);
-    std::vector<at::Tensor> grads;
-    for (auto& p : replicated) grads.push_back(p.grad().reshape({-1}));
-    at::Tensor flat = at::cat(grads);
-    host.all_reduce_sum(flat);
-    int64_t offset = 0;
-    for (auto& p : replicated) {
-      p.mutable_grad().copy_(flat.narrow(0, offset, p.numel()).view_as(p));
-      offset += p.numel();
-    }
-    // Clip by the global gradient norm: sharded experts' parts summed over ranks.
-    at::Tensor norms = at::zeros({2}, at::kDouble);
-    for (auto& p : replicated) norms[0] += p.grad().to(at::kDouble).pow(2).sum();
-    for (auto& p : local_experts) norms[1] += p.grad().to(at::kDouble).pow(2).sum();
-    at::Tensor expert_sq = norms.narrow(0, 1, 1).contiguous();
-    if (o.shard_experts) host.all_reduce_sum(expert_sq);
-    const double norm = std::sqrt(norms[0].item<double>() + expert_sq.item<double>());
-    if (norm > o.clip)
-      for (auto& p : params) p.mutable_grad().mul_(o.clip / (norm + 1e-6));
+    const std::pair<double, double> losses =
+        forward_backward(decoder, executor, step_batch(o, streams, step, rank, per_rank), o, ranks);
+    reduce_and_clip(params, host, o);
     optimizer.step();
 
-    at::Tensor sums = at::tensor({ce_sum.item<double>(), balance.total.defined() ? balance.total.item<double>() : 0.0,
-                                  stop_requested() ? 1.0 : 0.0},
-                                 at::kDouble);
+    const double global_tokens = static_cast<double>(o.batch * S);
+    at::Tensor sums = at::tensor({losses.first, losses.second, stop_requested() ? 1.0 : 0.0}, at::kDouble);
     host.all_reduce_sum(sums);
     const bool stop = sums[2].item<double>() > 0;
     last_loss = sums[0].item<double>() / global_tokens;
@@ -372,12 +413,12 @@ double train(const TrainOptions& o, Communicator& host, bool* stopped) {
       log.clear();
       if (stop) {
         log_info(str("train: stopped by a signal after step ", step + 1, "; checkpoint in ", o.out));
-        if (stopped) *stopped = true;
-        break;
+        return JobEnd::Checkpointed;
       }
     }
   }
-  return last_loss;
+  log_info(str("train: final loss ", last_loss, "; wrote ", o.out));
+  return JobEnd::Done;
 }
 
 }  // namespace smoe

@@ -5,12 +5,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ranks=${1:-1}
-build=${SMOE_GPU_BUILD_DIR:-/tmp/smoe-gpu-build}
+build=${SMOE_GPU_BUILD_DIR:-$PWD/build-gpu}
 prefix=$(python3 -c "import torch; print(torch.utils.cmake_prefix_path)")
 json=""
-for d in /usr/include "$PWD/.gpu-deps/include"; do [ -f "$d/nlohmann/json.hpp" ] && json=$d && break; done
-cmake -S tests/gpu -B "$build" -G Ninja -DCMAKE_PREFIX_PATH="$prefix" -DSMOE_JSON_INCLUDE="$json"
-cmake --build "$build" -j "$(nproc)"
+[ ! -f "$PWD/.gpu-deps/include/nlohmann/json.hpp" ] || json=$PWD/.gpu-deps/include  # where it is not installed
+# The main project, its model library and the check alone (SMOE_GPU_CHECK).
+cmake -S . -B "$build" -G Ninja -DSMOE_GPU_CHECK=ON -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$prefix" \
+  -DSMOE_JSON_INCLUDE="$json"
+cmake --build "$build" --target smoe-gpu-check -j "$(nproc)"
 model=$build/model
 python3 - "$model" <<'PY'
 import sys
@@ -20,4 +22,4 @@ cfg = ref.tiny_config("qwen2_moe")
 ref.save_checkpoint(sys.argv[1], cfg, ref.random_weights(cfg, seed=21), shards=2)
 PY
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-mpirun --oversubscribe -n "$ranks" "$build/gpu-check" "$model"
+mpirun --oversubscribe -n "$ranks" "$build/smoe-gpu-check" "$model"

@@ -15,7 +15,7 @@ here = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(here, "..", "reference"))
 import hf_reference as ref  # noqa: E402
 from checks import script_args  # noqa: E402
-from test_families import make_corpus  # noqa: E402
+from family_runs import make_corpus  # noqa: E402
 
 BOUND = 1e-5
 failures = []

@@ -20,7 +20,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import hf_reference as ref  # noqa: E402
 from checks import check, finish, mpi_env, script_args  # noqa: E402
-from test_families import CONTEXT, make_corpus, reference_run, routing_agreement  # noqa: E402
+from family_runs import CONTEXT, make_corpus, reference_run, routing_agreement  # noqa: E402
 
 F32_BOUND = 1e-4
 # Logits are O(1..10). smoe's bf16 path runs the same LibTorch kernels in the

@@ -29,7 +29,7 @@ here = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, here)
 sys.path.insert(0, os.path.join(here, "..", "reference"))
 from checks import check, finish  # noqa: E402
-from test_malformed import first_tensor, prepare, rewrite_header, shard, write  # noqa: E402
+from inputs import first_tensor, prepare, rewrite_header, shard, write  # noqa: E402
 
 DEEP = 1_000_000  # JSON nesting that used to overflow the stack
 

@@ -6,6 +6,7 @@
 
 #include "smoe/core/error.h"
 #include "smoe/model/config.h"
+#include "smoe/model/tensor-names.h"
 
 namespace smoe {
 namespace {
@@ -36,7 +37,7 @@ TEST(Config, Mixtral) {
   EXPECT_TRUE(c.router.norm_topk_prob);
   EXPECT_EQ(c.layer_experts, (std::vector<int64_t>{8, 8}));
   EXPECT_EQ(c.sliding_window, 0);
-  EXPECT_STREQ(c.layout().moe, "block_sparse_moe.");
+  EXPECT_EQ(TensorNames(c.family).moe(1), "model.layers.1.block_sparse_moe.");
 }
 
 TEST(Config, Qwen2MoeDenseLayersAndSharedExpert) {
@@ -143,7 +144,7 @@ TEST(Config, DeepseekV3) {
   ModelConfig c = parse_model_config(deepseek_v3(), "c.json");
   EXPECT_EQ(c.family, Family::DeepseekV3);
   EXPECT_STREQ(c.experts_key(), "n_routed_experts");
-  EXPECT_STREQ(c.layout().shared, "shared_experts.");
+  EXPECT_EQ(TensorNames(c.family).shared_expert(3), "model.layers.3.mlp.shared_experts.");
   EXPECT_EQ(c.num_moe_layers(), 58);  // layers 0-2 dense
   EXPECT_FALSE(c.is_moe(2));
   EXPECT_TRUE(c.is_moe(3));
@@ -247,4 +248,22 @@ TEST(ConfigMalformed, MissingFileAndBadJson) {
 }
 
 }  // namespace
+TEST(TensorNames, EveryFamilyNamesItsTensors) {
+  const TensorNames mixtral(Family::Mixtral), qwen(Family::Qwen2Moe), deepseek(Family::DeepseekV3);
+  EXPECT_EQ(TensorNames::embed(), "model.embed_tokens.weight");
+  EXPECT_EQ(TensorNames::attention(2, "q_proj.weight"), "model.layers.2.self_attn.q_proj.weight");
+  EXPECT_EQ(mixtral.router(0), "model.layers.0.block_sparse_moe.gate.weight");
+  EXPECT_EQ(mixtral.expert(0, 7, Proj::Gate), "model.layers.0.block_sparse_moe.experts.7.w1.weight");
+  EXPECT_EQ(mixtral.expert(0, 7, Proj::Up), "model.layers.0.block_sparse_moe.experts.7.w3.weight");
+  EXPECT_EQ(mixtral.expert(0, 7, Proj::Down), "model.layers.0.block_sparse_moe.experts.7.w2.weight");
+  EXPECT_EQ(qwen.expert(5, 0, Proj::Up), "model.layers.5.mlp.experts.0.up_proj.weight");
+  EXPECT_EQ(qwen.shared_expert(5), "model.layers.5.mlp.shared_expert.");
+  EXPECT_EQ(qwen.shared_expert_gate(5), "model.layers.5.mlp.shared_expert_gate.weight");
+  EXPECT_EQ(deepseek.router_bias(4), "model.layers.4.mlp.gate.e_score_correction_bias");
+  EXPECT_EQ(TensorNames::dense_mlp(1) + TensorNames::dense_weight(Proj::Down), "model.layers.1.mlp.down_proj.weight");
+  EXPECT_EQ(TensorNames::layer_of("model.layers.12.mlp.gate.weight"), 12);
+  EXPECT_EQ(TensorNames::layer_of("lm_head.weight"), -1);
+  EXPECT_THROW(TensorNames::layer_of("model.layers.x.mlp"), InputError);
+}
+
 }  // namespace smoe

@@ -42,7 +42,7 @@ class OutputTest : public ::testing::Test {
   std::string refusal(const OutputSpec& spec) const {
     const auto before = listing();
     try {
-      Output out(spec);
+      AtomicOutput out(spec);
     } catch (const InputError& e) {
       EXPECT_EQ(listing(), before) << "a refused output changed the folder";
       return e.what();
@@ -69,7 +69,7 @@ OutputSpec folder_spec(const std::string& path) {
 }
 
 TEST_F(OutputTest, FileIsWrittenUnderATemporaryAndRenamed) {
-  Output out(file_spec(at("a.txt")));
+  AtomicOutput out(file_spec(at("a.txt")));
   EXPECT_FALSE(fs::exists(at("a.txt")));
   EXPECT_NE(out.temp().find(at("a.txt") + ".tmp." + std::to_string(::getpid()) + "."), std::string::npos);
   EXPECT_TRUE(fs::is_regular_file(out.temp())) << "the temporary exists before the work, proving the place writable";
@@ -82,7 +82,7 @@ TEST_F(OutputTest, FileIsWrittenUnderATemporaryAndRenamed) {
 TEST_F(OutputTest, TemporaryRemovedWithoutCommit) {
   std::string temp;
   {
-    Output out(folder_spec(at("d")));
+    AtomicOutput out(folder_spec(at("d")));
     temp = out.temp();
     put(temp + "/partial", "x");
   }
@@ -96,7 +96,7 @@ TEST_F(OutputTest, ExistingTargetNotOursIsRefusedUnlessOverwrite) {
   EXPECT_EQ(get(at("a.txt")), "precious");
   OutputSpec s = file_spec(at("a.txt"));
   s.overwrite = true;
-  Output out(s);
+  AtomicOutput out(s);
   put(out.temp(), "new");
   out.commit();
   EXPECT_EQ(get(at("a.txt")), "new");
@@ -104,7 +104,7 @@ TEST_F(OutputTest, ExistingTargetNotOursIsRefusedUnlessOverwrite) {
 
 TEST_F(OutputTest, EarlierOutputOfTheSameJobIsReplaced) {
   put(at("a.txt"), "old");
-  Output out(file_spec(at("a.txt"), /*own=*/true));
+  AtomicOutput out(file_spec(at("a.txt"), /*own=*/true));
   put(out.temp(), "new");
   out.commit();
   EXPECT_EQ(get(at("a.txt")), "new");
@@ -112,13 +112,13 @@ TEST_F(OutputTest, EarlierOutputOfTheSameJobIsReplaced) {
 
 TEST_F(OutputTest, FolderCarriesTheMarkerAndIsSwappedWhole) {
   {
-    Output out(folder_spec(at("d/")));  // a trailing slash names the same folder
+    AtomicOutput out(folder_spec(at("d/")));  // a trailing slash names the same folder
     EXPECT_EQ(out.path(), at("d"));
     put(out.temp() + "/one", "1");
     out.commit();
   }
   EXPECT_TRUE(fs::exists(at("d/") + kOutputMarker));
-  Output again(folder_spec(at("d")));  // our own earlier output: no --overwrite needed
+  AtomicOutput again(folder_spec(at("d")));  // our own earlier output: no --overwrite needed
   put(again.temp() + "/two", "2");
   again.commit();
   EXPECT_FALSE(fs::exists(at("d/one")));
@@ -158,7 +158,7 @@ TEST_F(OutputTest, LinksDevicesAndNonsenseNamesAreRefused) {
   EXPECT_NE(refusal(s).find("special file"), std::string::npos);
   for (const std::string& bad : std::vector<std::string>{"", "/", ".", at(".."), "///"}) {
     s = file_spec(bad);
-    EXPECT_THROW(Output{s}, InputError) << "'" << bad << "'";
+    EXPECT_THROW(AtomicOutput{s}, InputError) << "'" << bad << "'";
   }
   s = file_spec(at("target/under-a-file"));
   EXPECT_NE(refusal(s).find("cannot create"), std::string::npos);
@@ -167,7 +167,7 @@ TEST_F(OutputTest, LinksDevicesAndNonsenseNamesAreRefused) {
 TEST_F(OutputTest, NeverReplacesWhatAppearedDuringTheJob) {
   for (bool directory : {false, true}) {
     const std::string target = at(directory ? "d" : "f");
-    Output out(directory ? folder_spec(target) : file_spec(target));
+    AtomicOutput out(directory ? folder_spec(target) : file_spec(target));
     put(out.temp() + (directory ? "/result" : ""), "result");
     if (directory) fs::create_directories(target);
     put(directory ? target + "/thesis.tex" : target, "the user's");
@@ -180,7 +180,7 @@ TEST_F(OutputTest, NeverReplacesWhatAppearedDuringTheJob) {
   put(at("g"), "old");
   OutputSpec spec = file_spec(at("g"));
   spec.is_own = [](const std::string& p) { return get(p) == "old"; };  // recognises its own outputs by content
-  Output out(spec);
+  AtomicOutput out(spec);
   put(at("g2"), "someone else's");  // made while the old file still holds its inode
   fs::rename(at("g2"), at("g"));
   EXPECT_THROW(out.commit(), InputError);
@@ -188,7 +188,7 @@ TEST_F(OutputTest, NeverReplacesWhatAppearedDuringTheJob) {
   fs::remove(out.temp());
   // Another run of the same job that finished first is replaced, as at the start.
   put(at("g"), "old");
-  Output second(spec);
+  AtomicOutput second(spec);
   put(second.temp(), "old");
   put(at("g3"), "old");
   fs::rename(at("g3"), at("g"));
@@ -196,7 +196,7 @@ TEST_F(OutputTest, NeverReplacesWhatAppearedDuringTheJob) {
 }
 
 TEST_F(OutputTest, StopSignalCleanupRemovesLiveTemporaries) {
-  Output out(folder_spec(at("d")));
+  AtomicOutput out(folder_spec(at("d")));
   put(out.temp() + "/partial", "x");
   remove_output_temporaries();
   EXPECT_FALSE(fs::exists(out.temp()));

@@ -1,6 +1,6 @@
 // The one way every job writes its output (a file or a folder).
 //
-// Before the work starts, Output checks the target and creates a unique temporary
+// Before the work starts, AtomicOutput checks the target and creates a unique temporary
 // beside it, so an unwritable place fails at once; the job writes into temp();
 // commit() fsyncs and renames it to the final name. Nothing else is ever removed:
 // an existing target is replaced only when it is an earlier output of the same job
@@ -30,13 +30,13 @@ struct OutputSpec {
   std::function<bool(const std::string&)> is_own;
 };
 
-class Output {
+class AtomicOutput {
  public:
   // InputError naming the option and the path on every refusal (see above).
-  explicit Output(OutputSpec spec);
-  ~Output();
-  Output(const Output&) = delete;
-  Output& operator=(const Output&) = delete;
+  explicit AtomicOutput(OutputSpec spec);
+  ~AtomicOutput();
+  AtomicOutput(const AtomicOutput&) = delete;
+  AtomicOutput& operator=(const AtomicOutput&) = delete;
 
   const std::string& path() const { return path_; }
   // NAME.tmp.PID.RANDOM beside the target: an empty file, or a folder holding the marker.
@@ -60,7 +60,7 @@ class Output {
   bool kept_ = false;                 // the work is done: the temporary outlives a failed commit
 };
 
-// Removes the temporaries of every Output not yet committed or destroyed, and
+// Removes the temporaries of every AtomicOutput not yet committed or destroyed, and
 // those registered with track_output_temporary (the signal thread calls it before
 // ending a stopped job; a failing rank before it ends the others).
 void remove_output_temporaries();
@@ -73,7 +73,7 @@ void track_output_temporary(const std::string& temp);
 // Forgets it again: every rank calls this before the writer commits.
 void untrack_output_temporary(const std::string& temp);
 
-// The target path as Output uses it: trailing slashes dropped; InputError for an
+// The target path as AtomicOutput uses it: trailing slashes dropped; InputError for an
 // empty name, ".", ".." or "/".
 std::string normalise_output_path(const std::string& path, const std::string& option);
 

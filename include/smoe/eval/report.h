@@ -14,8 +14,10 @@
 namespace smoe {
 
 struct ReportOptions {
-  std::vector<std::string> results;  // results.json files (find_results)
-  std::string out;                   // an existing folder
+  std::vector<std::string> results;  // results.json files, or folders searched (find_results)
+  std::string out;                   // the report's folder
+  std::vector<std::string> inputs;   // other files the options name (--config)
+  bool overwrite = false;
   std::string metric = "perplexity,none";
   int64_t bootstrap = 2000;          // paired bootstrap replicates per comparison
   uint64_t seed = 0;                 // of the bootstrap
@@ -27,7 +29,10 @@ std::vector<std::string> find_results(const std::vector<std::string>& results);
 // InputError for an unknown --metric or a --bootstrap outside [100, 1e6].
 void check_report_options(const ReportOptions& options);
 
-// Returns the number of rows written to report.csv.
-size_t write_report(const ReportOptions& options);
+// Writes the report into `dir` (an existing folder); returns the number of rows
+// written to report.csv.
+size_t write_report(const ReportOptions& options, const std::string& dir);
+// The job: the results found, the report written to options.out as one AtomicOutput.
+void report(const ReportOptions& options);
 
 }  // namespace smoe

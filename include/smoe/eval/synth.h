@@ -18,6 +18,9 @@ namespace smoe {
 const std::vector<std::string>& synth_task_names();
 
 struct SynthOptions {
+  std::string out;                  // the suite's folder (smoe data synth)
+  std::vector<std::string> inputs;  // files the options name (--config)
+  bool overwrite = false;
   uint64_t seed = 0;
   int64_t facts = 200;    // facts per task
   int64_t train = 20000;  // training lines per task (facts drawn uniformly)
@@ -26,5 +29,7 @@ struct SynthOptions {
 
 // Writes DIR/<task>/train.jsonl, eval.jsonl and score.jsonl for every task.
 void write_synth_suite(const std::string& dir, const SynthOptions& options);
+// The job: the suite written to options.out as one AtomicOutput.
+void synth_suite(const SynthOptions& options);
 
 }  // namespace smoe

@@ -20,7 +20,8 @@ nlohmann::json parse_json(const char* begin, const char* end, const std::string&
 // Reads a whole JSON file (a regular file, at most kMaxJsonBytes); InputError naming it.
 nlohmann::json read_json_file(const std::string& path);
 
-// Writes JSON under a temporary name and renames it to `path`.
+// Writes JSON to `path`, a file in an AtomicOutput's temporary (core/output.h),
+// which makes it final.
 void write_json_file(const std::string& path, const nlohmann::json& value, int indent = 2);
 
 // `v` as an int64: InputError naming `where` and `what` for a float, a string, or an
@@ -41,7 +42,7 @@ std::string json_string(const nlohmann::json& obj, const std::string& key, const
 // A JSON value in a message: at most ~80 characters.
 std::string json_quote(const nlohmann::json& v);
 
-// Writes `bytes` to `path` atomically: a temporary file in the same folder, fsync, rename.
-void write_file_atomic(const std::string& path, const std::string& bytes);
+// Writes `bytes` to `path` (created or truncated), for files inside an AtomicOutput's temporary.
+void write_file(const std::string& path, const std::string& bytes);
 
 }  // namespace smoe

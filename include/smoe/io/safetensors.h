@@ -107,9 +107,9 @@ struct TensorSpec {
   std::vector<int64_t> shape;
 };
 
-// Writes a safetensors file tensor by tensor, in the order of `specs`, under a
-// temporary name; commit() renames it to `path`. A writer destroyed without
-// commit() removes its temporary file, so `path` never holds a partial file.
+// Writes a safetensors file tensor by tensor, in the order of `specs`. `path` lies
+// in an AtomicOutput's temporary (core/output.h), which makes it final; a writer
+// destroyed before finish() removes its partial file.
 class SafetensorsWriter {
  public:
   SafetensorsWriter(const std::string& path, std::vector<TensorSpec> specs,
@@ -120,15 +120,15 @@ class SafetensorsWriter {
 
   // The next tensor's bytes; `name` and `nbytes` must match its spec.
   void write(const std::string& name, const void* data, size_t nbytes);
-  void commit();
+  // Checks that every declared tensor was written and closes the file.
+  void finish();
 
  private:
   std::string path_;
-  std::string tmp_path_;
   std::vector<TensorSpec> specs_;
   size_t next_ = 0;
   int fd_ = -1;
-  bool committed_ = false;
+  bool finished_ = false;
 };
 
 }  // namespace smoe

@@ -1,7 +1,7 @@
 // Model configuration, read from a Hugging Face config.json.
 //
 // One ModelConfig describes every supported family; the family decides the
-// tensor names on disk (FamilyLayout) and a few semantics (q/k norm, shared
+// tensor names on disk (model/tensor-names.h) and a few semantics (q/k norm, shared
 // expert, router normalisation, multi-head latent attention). Torch-free, so it
 // can be fuzzed with the safetensors parser.
 #pragma once
@@ -71,15 +71,6 @@ struct YarnScaling {
   double attention_factor = 1.0;  // scales cos and sin
 };
 
-// Tensor names of a family's decoder layer, relative to "model.layers.N.".
-struct FamilyLayout {
-  const char* moe;        // the MoE block: "block_sparse_moe." or "mlp."
-  const char* gate_proj;  // an expert's projections
-  const char* up_proj;
-  const char* down_proj;
-  const char* shared;     // the shared expert's prefix inside the MoE block
-};
-
 // The most decoder layers a config may declare (published models have ~100).
 inline constexpr int64_t kMaxLayers = 65536;
 
@@ -124,7 +115,6 @@ struct ModelConfig {
   bool is_moe(int64_t layer) const { return layer_experts.at(static_cast<size_t>(layer)) > 0; }
   int64_t num_moe_layers() const;
   int64_t max_experts() const;
-  FamilyLayout layout() const;
   const char* experts_key() const;  // the config.json key of the routed-expert count
 };
 

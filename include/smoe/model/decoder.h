@@ -36,10 +36,14 @@ struct DecoderOptions {
   bool trainable = false;
 };
 
-// Keeps a reference to the checkpoint, which must outlive it.
 class Decoder {
  public:
+  // From a checkpoint on disk, which must outlive the decoder.
   Decoder(const Checkpoint& checkpoint, const DecoderOptions& options);
+  // From tensors in memory under their checkpoint names (model/tensor-names.h),
+  // for example a model about to be trained; InputError naming a missing tensor
+  // or one whose shape differs from what the config implies.
+  Decoder(const ModelConfig& config, std::map<std::string, at::Tensor> tensors, const DecoderOptions& options);
 
   // Loads one layer's weights (this process's experts only); release_layer frees
   // them and returns their mapped pages to the OS. For the layerwise schedule.
@@ -77,7 +81,10 @@ class Decoder {
     std::optional<MoeLayer> moe;  // MoE layers
   };
 
-  const Checkpoint& checkpoint_;
+  void load_head_and_layers();
+
+  const Checkpoint* checkpoint_ = nullptr;        // the weights: on disk,
+  std::map<std::string, at::Tensor> in_memory_;  // or in memory
   DecoderOptions options_;
   ModelConfig config_;
   at::ScalarType dtype_;

@@ -21,6 +21,10 @@ namespace smoe {
 // File-level provenance: names to strings, the same on every rank.
 using Provenance = std::map<std::string, std::string>;
 
+// How a job that can be stopped ended: done, or stopped by a signal after
+// writing what a rerun with --resume continues from.
+enum class JobEnd { Done, Checkpointed };
+
 struct JobSetup {
   std::string job;                  // "collect"
   std::vector<std::string> args;    // the job's arguments as given (after the job's name)
@@ -61,19 +65,26 @@ class JobContext {
   // the target and makes its temporary; returns the temporary's name on every
   // rank. A rank that fails removes it before the job ends.
   std::string add_output(const OutputSpec& spec);
-  // Commits every output (every rank calls, once all have written): renamed by
-  // rank 0 once every rank is here; returns once they are in place.
+  // Commits the output whose temporary is `temp` (every rank calls, once all
+  // have written): renamed by rank 0 once every rank is here; returns once it is
+  // in place.
+  void commit_output(const std::string& temp);
+  // Commits every output not yet committed, in add_output order.
   void commit_outputs();
   // The final path of output `i` (in add_output order).
-  const std::string& output_path(size_t i) const { return paths_.at(i); }
+  const std::string& output_path(size_t i) const { return outputs_.at(i).path; }
 
  private:
   int threads_ = 1;
   std::unique_ptr<Communicator> host_, nccl_;
   int gpu_ = 0;
   Provenance provenance_;
-  std::vector<std::unique_ptr<Output>> outputs_;  // rank 0's
-  std::vector<std::string> temps_, paths_;
+  struct SharedOutput {
+    std::unique_ptr<AtomicOutput> output;  // rank 0's
+    std::string temp, path;
+    bool committed = false;
+  };
+  std::vector<SharedOutput> outputs_;
 };
 
 }  // namespace smoe

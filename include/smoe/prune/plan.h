@@ -40,7 +40,7 @@ struct Plan {
   std::vector<LayerPlan> layers;
 };
 
-// Writes the plan to `path`, which should be an Output's temporary: Output makes
+// Writes the plan to `path`, which should be an AtomicOutput's temporary: AtomicOutput makes
 // it final (fsync, rename) and removes it on failure.
 void write_plan(const std::string& path, const Plan& plan);
 // Reads and checks a plan's own consistency; InputError naming the file.

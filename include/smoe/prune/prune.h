@@ -21,7 +21,7 @@ struct PruneSummary {
 };
 
 // Writes the pruned checkpoint into `out_dir`, an empty folder (the temporary of
-// an Output, which the caller commits). Experts
+// an AtomicOutput, which the caller commits). Experts
 // kept alone are copied byte for byte; merged groups are computed in float64 and
 // stored in the checkpoint's dtype. config.json gets the new expert count (and
 // smoe_layer_experts where layers differ); the plan's provenance goes into every

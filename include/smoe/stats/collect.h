@@ -8,10 +8,9 @@
 #include <vector>
 
 #include "smoe/core/choices.h"
+#include "smoe/parallel/job.h"
 
 namespace smoe {
-
-class JobContext;
 
 struct CollectOptions {
   std::string model;                                       // checkpoint folder
@@ -35,9 +34,6 @@ struct CollectOptions {
   double capacity_factor = 0;
   bool overwrite = false;
 };
-
-// How a job that can be stopped ended.
-enum class JobEnd { Done, Checkpointed };
 
 // Every rank calls. Checkpointed: a stop signal was answered with a working file
 // (OUT.work.h5) from which --resume continues.

@@ -12,30 +12,16 @@
 #include <vector>
 
 #include "smoe/model/moe.h"
+#include "smoe/stats/schema.h"
 
 namespace smoe {
 
 class Communicator;
 
-struct LayerStats {
-  int64_t num_experts = 0;
-  int64_t tokens = 0;
-  at::Tensor count;         // [E] int64: top-k selections
-  at::Tensor gate_sum;      // [E] float64: combine weights
-  at::Tensor prob_sum;      // [E] float64: router scores of every expert (soft counts)
-  at::Tensor coact;         // [E, E] int64: chosen together for a token (diagonal = count)
-  at::Tensor logit_sum;     // [E] float64
-  at::Tensor logit_gram;    // [E, E] float64: sum of z z^T over router logits z
-  at::Tensor act_norm_sum;  // [E] float64: sum of ||f_e(x)|| over routed tokens
-  at::Tensor reap_sum;      // [E] float64: sum of g_e(x) ||f_e(x)|| over routed tokens
-  at::Tensor out_sum;       // [E, d] float64: sum of f_e(x) over all tokens (optional)
-  at::Tensor sample_keys;   // [n] int64: keys of the sampled tokens, ascending (optional)
-  at::Tensor sample;        // [n, d] float32: the layer inputs of those tokens
-
-  // Named tensors for checkpoints, sample padded to `sample_size` rows.
-  std::vector<std::pair<std::string, at::Tensor>> state(int64_t sample_size) const;
-  void load_state(const std::map<std::string, at::Tensor>& state);
-};
+// A layer's state for collect's working file (every field, hidden_sample padded
+// to `sample_size` rows so that every rank writes the same shapes), and back.
+std::vector<std::pair<std::string, at::Tensor>> layer_state(const LayerStats& s, int64_t sample_size);
+void load_layer_state(LayerStats& s, const std::map<std::string, at::Tensor>& state);
 
 struct CollectorOptions {
   bool out_mean = false;      // run every expert on every token (expensive)
@@ -60,7 +46,8 @@ class StatsCollector : public RoutingObserver {
   const CollectorOptions& options() const { return options_; }
 
   // Sums every rank's statistics (host communicator); afterwards each rank holds
-  // the totals, and the sample is the `sample_size` lowest keys over all ranks.
+  // the totals, out_mean is a mean, and the sample is the `sample_size` lowest
+  // keys over all ranks.
   void reduce(Communicator& host);
 
  private:

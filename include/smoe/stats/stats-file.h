@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "smoe/parallel/job.h"
 #include "smoe/stats/collector.h"
 
 namespace smoe {
@@ -25,20 +26,16 @@ struct TaskStats {
   std::unique_ptr<StatsCollector> collector;
 };
 
-// File-level provenance: string attributes of the root group.
-using Provenance = std::map<std::string, std::string>;
-
 // Writes the reduced statistics (every rank calls; collective). `path` should be a
 // temporary name, renamed by the caller once every rank has returned.
-void write_stats_file(const std::string& path, Communicator& comm, const Provenance& provenance, int64_t top_k,
+void write_stats_file(const std::string& path, Communicator& comm, const Provenance& provenance,
                       const std::vector<TaskStats>& tasks);
 
 // The working file: every rank's own accumulators as of `phase` of task `task`
-// (steps for the default schedule, layers for layerwise). Written under a
-// temporary name `tmp` (unique to the run) and renamed, so a kill during a
-// checkpoint keeps the last one.
-void write_checkpoint(const std::string& path, const std::string& tmp, Communicator& comm, const std::string& fingerprint,
-                      int64_t task,
+// (steps for the default schedule, layers for layerwise), written as an
+// AtomicOutput (a temporary beside it, fsync, rename), so a kill during a
+// checkpoint keeps the last one. Every rank calls.
+void write_checkpoint(const std::string& path, JobContext& context, const std::string& fingerprint, int64_t task,
                       int64_t phase, const std::vector<TaskStats>& tasks);
 
 // Restores this rank's accumulators; returns false when there is no working file.

@@ -10,9 +10,10 @@
 #include <string>
 #include <vector>
 
+#include "smoe/parallel/job.h"
+
 namespace smoe {
 
-class Communicator;
 
 struct TrainOptions {
   // The model.
@@ -30,6 +31,7 @@ struct TrainOptions {
   std::vector<std::string> other_inputs;  // files read besides the data (--config): never the output
   bool shard_experts = false;  // spread each layer's experts over the ranks (expert parallel)
   std::vector<std::string> data;  // training JSONL files (or Megatron indexed datasets)
+  std::string suite;              // and every <task>/train.jsonl of this folder (smoe data synth)
   // How text records become ids: "byte" (the model then says so in config.json:
   // smoe_tokenizer = byte), or a tokenizer file, copied into the model folder
   // (with the tokenizer_config.json beside it) so that later jobs find it.
@@ -38,9 +40,9 @@ struct TrainOptions {
 };
 
 // Trains and writes `out` (config.json, the weights, optimizer-R.pt,
-// trainer_state.json, train_log.jsonl). Returns the last training loss. A stop
-// request (SIGTERM/SIGUSR1, core/signals.h) checkpoints after the current step,
-// sets *stopped and returns.
-double train(const TrainOptions& options, Communicator& host, bool* stopped = nullptr);
+// trainer_state.json, train_log.jsonl); every rank calls. A stop request
+// (SIGTERM/SIGUSR1, core/signals.h) checkpoints after the current step and
+// returns Checkpointed.
+JobEnd train(const TrainOptions& options, JobContext& context);
 
 }  // namespace smoe
