@@ -16,7 +16,8 @@ int run_tokenize(int argc, char** argv) {
       "corpus", po::value<std::string>(&o.corpus)->required(), "JSONL: {\"text\": ...} per line")(
       "out", po::value<std::string>(&o.out)->required(),
       "JSONL {\"input_ids\": [...]} per record, or with --format megatron a folder of tokens.bin and tokens.idx")(
-      "format", po::value<std::string>(&format)->default_value("jsonl"), "jsonl, or megatron (Megatron-LM's indexed dataset)")(
+      "format", po::value<std::string>(&format)->default_value(choice_name(TokenizeOptions::format_names(), o.format)),
+      "jsonl, or megatron (Megatron-LM's indexed dataset)")(
       "no-special-tokens", po::bool_switch(&no_special),
       "ids as encode(text, add_special_tokens=False): no BOS/EOS from the post-processor")(
       "decode", po::bool_switch(&o.decode), "the other way: {\"input_ids\"} records to {\"text\"}")(
@@ -31,9 +32,7 @@ int run_tokenize(int argc, char** argv) {
                                       "share a rank's lines; memory does not grow with the corpus."},
                          opts, vm))
     return 0;
-  SMOE_CHECK_INPUT(format == "jsonl" || format == "megatron", "--format must be jsonl or megatron, found '", format,
-                   "'");
-  o.format = format == "megatron" ? TokenizeOptions::Format::Megatron : TokenizeOptions::Format::Jsonl;
+  o.format = parse_choice(TokenizeOptions::format_names(), "--format", format);
   o.add_special_tokens = !no_special;
   SMOE_CHECK_INPUT(o.threads >= 0, "--threads must not be negative");
   SMOE_CHECK_INPUT(o.progress_seconds > 0, "--progress must be positive");

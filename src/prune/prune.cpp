@@ -12,11 +12,14 @@
 
 #include "smoe/core/error.h"
 #include "smoe/core/hash.h"
+#include "smoe/core/log.h"
+#include "smoe/core/output.h"
 #include "smoe/core/numbers.h"
 #include "smoe/model/checkpoint.h"
 #include "smoe/model/tensor-names.h"
 #include "smoe/io/fp8.h"
 #include "smoe/io/json.h"
+#include "smoe/io/outputs.h"
 #include "smoe/io/tensor-io.h"
 #include "smoe/prune/merge.h"
 
@@ -269,6 +272,20 @@ PruneSummary prune_checkpoint(const Checkpoint& ck, const Plan& plan, const std:
                             "special_tokens_map.json", "generation_config.json"})
     if (fs::exists(ck.dir() + "/" + extra)) fs::copy_file(ck.dir() + "/" + extra, out_dir + "/" + extra);
   return summary;
+}
+
+void prune(const PruneJobOptions& o) {
+  OutputSpec spec = folder_output(o.out, "prune");
+  spec.overwrite = o.overwrite;
+  spec.inputs = o.inputs;
+  spec.inputs.push_back(o.model);
+  spec.inputs.push_back(o.plan);
+  AtomicOutput output(spec);
+  const Checkpoint checkpoint(o.model);
+  const PruneSummary s = prune_checkpoint(checkpoint, read_plan(o.plan), o.plan, output.temp(), o.prune);
+  output.commit();
+  log_info(str("prune: ", s.experts_before, " experts -> ", s.experts_after, ", ", s.bytes_before >> 20, " MB -> ",
+               s.bytes_after >> 20, " MB; wrote ", output.path()));
 }
 
 }  // namespace smoe

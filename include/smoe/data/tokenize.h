@@ -8,6 +8,8 @@
 
 #include <string>
 
+#include "smoe/core/choices.h"
+
 namespace smoe {
 
 class JobContext;
@@ -17,6 +19,10 @@ struct TokenizeOptions {
   std::string corpus;
   std::string out;
   enum class Format { Jsonl, Megatron } format = Format::Jsonl;
+  static const ChoiceNames<Format>& format_names() {
+    static const ChoiceNames<Format> names{{Format::Jsonl, "jsonl"}, {Format::Megatron, "megatron"}};
+    return names;
+  }
   bool add_special_tokens = true;   // as `tokenizer(text)`; false: encode(text, add_special_tokens=False)
   bool decode = false;              // {"input_ids"} records to {"text"}
   bool skip_special_tokens = false;  // decode only

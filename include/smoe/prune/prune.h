@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "smoe/prune/plan.h"
 
@@ -28,5 +29,15 @@ struct PruneSummary {
 // shard's metadata.
 PruneSummary prune_checkpoint(const Checkpoint& checkpoint, const Plan& plan, const std::string& plan_path,
                               const std::string& out_dir, const PruneOptions& options);
+
+struct PruneJobOptions {
+  std::string model, plan, out;     // checkpoint folder, plan.h5, the pruned checkpoint's folder
+  std::vector<std::string> inputs;  // other files the options name (--config)
+  PruneOptions prune;
+  bool overwrite = false;
+};
+
+// The job (one process): the pruned checkpoint written to `out` as one AtomicOutput.
+void prune(const PruneJobOptions& options);
 
 }  // namespace smoe
