@@ -72,7 +72,9 @@ Decoder::Decoder(const Checkpoint& ck, const DecoderOptions& options)
 
 Decoder::Decoder(const ModelConfig& config, std::map<std::string, at::Tensor> tensors, const DecoderOptions& options)
     : in_memory_(std::move(tensors)), options_(options), config_(config), dtype_(options.dtype), device_(options.device) {
+  SMOE_ASSERT(options.load_layers, "a decoder from tensors in memory loads every layer at once");
   load_head_and_layers();
+  in_memory_.clear();  // what the decoder holds are its own tensors (copies, when trainable): no second set
 }
 
 void Decoder::load_head_and_layers() {

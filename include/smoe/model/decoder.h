@@ -41,8 +41,9 @@ class Decoder {
   // From a checkpoint on disk, which must outlive the decoder.
   Decoder(const Checkpoint& checkpoint, const DecoderOptions& options);
   // From tensors in memory under their checkpoint names (model/tensor-names.h),
-  // for example a model about to be trained; InputError naming a missing tensor
-  // or one whose shape differs from what the config implies.
+  // for example a model about to be trained; every layer is loaded at once
+  // (load_layers), and the map is let go. InputError naming a missing tensor or
+  // one whose shape differs from what the config implies.
   Decoder(const ModelConfig& config, std::map<std::string, at::Tensor> tensors, const DecoderOptions& options);
 
   // Loads one layer's weights (this process's experts only); release_layer frees
