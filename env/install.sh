@@ -19,7 +19,7 @@ packages=(
   libssl-dev
   gnuplot-nox
   clang libclang-rt-14-dev
-  python3-torch python3-h5py python3-sklearn python3-numpy python3-scipy
+  python3-torch python3-h5py python3-sklearn python3-numpy python3-scipy python3-pytest
 )
 
 # Node.js runs the reference tokenizers of the tests (the npm packages of

@@ -47,7 +47,8 @@ if ! alive "$dir/run/munged.pid" munged; then
 fi
 
 host=$(hostname -s)
-cpus=$(nproc)
+# The cores this process may use (nproc would also obey OMP_NUM_THREADS).
+cpus=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)
 mem=$(( $(awk '/MemTotal/{print $2}' /proc/meminfo) / 1024 - 1024 ))
 # Ports: those of this DIR's Slurm when it runs already, else the first pair from
 # 6817 on that nothing listens on.

@@ -1,4 +1,6 @@
 // smoe cluster: the options of prune/cluster.h.
+#include <iostream>
+
 #include "jobs.h"
 #include "smoe/core/options.h"
 #include "smoe/parallel/job.h"
@@ -46,6 +48,23 @@ int run_cluster(int argc, char** argv) {
   o.inputs = option_inputs(vm, {"stats", "model", "grid"});
   JobContext context(job_setup("cluster", argc, argv, vm));
   cluster(o, context);
+  return 0;
+}
+
+int run_grid(int argc, char** argv) {
+  std::string grid;
+  int64_t index = -1;
+  po::options_description opts("smoe grid options");
+  opts.add_options()("grid", po::value(&grid)->required(), "INI file with [grid] tasks, methods, factors")(
+      "index", po::value(&index), "entry of the grid (default: $SLURM_ARRAY_TASK_ID)");
+  po::variables_map vm;
+  if (!parse_job_options(argc, argv, {"grid", "--grid grid.ini [--index I]",
+                                      "Prints entry I of a grid as one line: TASK METHOD FACTOR (the order of "
+                                      "smoe cluster --grid: factors fastest, then methods, then tasks)."},
+                         opts, vm))
+    return 0;
+  const GridEntry e = grid_entry(grid, vm.count("index") ? std::optional<int64_t>(index) : std::nullopt);
+  std::cout << e.task << ' ' << choice_name(method_names(), e.method) << ' ' << e.factor << '\n';
   return 0;
 }
 

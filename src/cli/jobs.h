@@ -16,6 +16,7 @@ JobSetup job_setup(const std::string& job, int argc, char** argv, const po::vari
 int run_score(int argc, char** argv);
 int run_collect(int argc, char** argv);
 int run_cluster(int argc, char** argv);
+int run_grid(int argc, char** argv);
 int run_prune(int argc, char** argv);
 int run_eval(int argc, char** argv);
 int run_data(int argc, char** argv);

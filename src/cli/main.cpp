@@ -5,6 +5,7 @@
 #include <exception>
 #include <iostream>
 #include <malloc.h>
+#include <optional>
 #include <string>
 
 #include "jobs.h"
@@ -34,19 +35,21 @@ struct Job {
   const char* name;
   int (*run)(int, char**);
   const char* summary;
+  bool mpi = true;  // the job's ranks talk; the others start without MPI (a second less)
 };
 
 const Job kJobs[] = {
     {"score", smoe::run_score, "run a checkpoint over a corpus: perplexity, and optionally the logits"},
     {"collect", smoe::run_collect, "gather routing statistics over task corpora into stats.h5"},
     {"cluster", smoe::run_cluster, "group each layer's experts for a task: a pruning plan (plan.h5)"},
-    {"prune", smoe::run_prune, "apply a plan to a checkpoint: the pruned checkpoint"},
+    {"grid", smoe::run_grid, "print one entry of a grid file (task, method, factor), as cluster --grid reads it", false},
+    {"prune", smoe::run_prune, "apply a plan to a checkpoint: the pruned checkpoint", false},
     {"eval", smoe::run_eval, "evaluate a checkpoint on task eval sets: results.json"},
     {"train", smoe::run_train, "train a small SMoE from scratch, data parallel"},
-    {"report", smoe::run_report, "the study's table and plot from many results.json files"},
+    {"report", smoe::run_report, "the study's table and plot from many results.json files", false},
     {"tokenize", smoe::run_tokenize, "text corpora to token ids (JSONL or Megatron's indexed dataset), or back"},
-    {"data", smoe::run_data, "write the built-in synthetic task suite (smoe data synth)"},
-    {"plan-resources", smoe::run_plan_resources, "memory per rank, all-to-all volume and time for a model, from config.json"},
+    {"data", smoe::run_data, "write the built-in synthetic task suite (smoe data synth)", false},
+    {"plan-resources", smoe::run_plan_resources, "memory per rank, all-to-all volume and time for a model, from config.json", false},
 };
 
 void print_usage(std::ostream& os) {
@@ -70,7 +73,8 @@ std::string bounded(const std::string& message) {
 int run_job(const Job& job, int argc, char** argv) {
   int status = 0;
   try {
-    smoe::MpiSession mpi(&argc, &argv);
+    std::optional<smoe::MpiSession> mpi;
+    if (job.mpi) mpi.emplace(&argc, &argv);
     try {
       return job.run(argc - 1, argv + 1);
     } catch (const smoe::Error& e) {

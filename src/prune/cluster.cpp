@@ -83,7 +83,7 @@ GridEntry entry_to_run(const ClusterJobOptions& o) {
     SMOE_CHECK_INPUT(o.method.has_value(), "give --method (or --grid)");
     return {o.task, *o.method, factor_text(o.cluster.factor)};
   }
-  return grid_entry(o.grid, o.index ? *o.index : slurm_array_index());
+  return grid_entry(o.grid, o.index);
 }
 
 Plan make_task_plan(const ClusterJobOptions& o, const ClusterOptions& c, const TaskStatsData& stats,
@@ -103,15 +103,14 @@ Plan make_task_plan(const ClusterJobOptions& o, const ClusterOptions& c, const T
 
 }  // namespace
 
-int64_t grid_size(const std::string& grid) { return read_grid(grid).size(); }
-
-GridEntry grid_entry(const std::string& path, int64_t index) {
+GridEntry grid_entry(const std::string& path, std::optional<int64_t> index) {
   const Grid grid = read_grid(path);
-  SMOE_CHECK_INPUT(index >= 0 && index < grid.size(), path, ": index ", index, " outside the grid's ", grid.size(),
-                   " entries (tasks x methods x factors)");
-  const size_t i = static_cast<size_t>(index);
-  const size_t f = i % grid.factors.size(), m = i / grid.factors.size() % grid.methods.size(),
-               t = i / grid.factors.size() / grid.methods.size();
+  const int64_t i = index ? *index : slurm_array_index();
+  SMOE_CHECK_INPUT(i >= 0 && i < grid.size(), path, ": ", index ? "--index " : "SLURM_ARRAY_TASK_ID ", i,
+                   " outside the grid's ", grid.size(), " entries (tasks x methods x factors)");
+  const size_t e = static_cast<size_t>(i);
+  const size_t f = e % grid.factors.size(), m = e / grid.factors.size() % grid.methods.size(),
+               t = e / grid.factors.size() / grid.methods.size();
   parse_number(grid.factors[f], path + ": factor");
   return {grid.tasks[t], parse_choice(method_names(), path + ": method", grid.methods[m]), grid.factors[f]};
 }

@@ -33,7 +33,7 @@ import hf_reference as ref  # noqa: E402
 LARGEST_TEST_CORPUS = 2_439_000  # bytes: tests/reliability/test_hostile.py's big.jsonl
 TOK = os.path.join(HERE, "..", "tokenizers")
 # The reference packages of tests/tokenizers (install.sh is a no-op where they are already there).
-REFERENCE = os.path.join(HERE, "..", "..", "build", "tests", "tokenizers", "reference")
+REFERENCE = os.path.join(HERE, "..", "..", "build", "tests", "tokenizers-reference")
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
 WORDS = ("the quick brown fox jumps over a lazy dog while seven tired otters sing songs of rivers and stone "
          "market research shows that eleven percent of households prefer tea; others drink coffee, water or juice "

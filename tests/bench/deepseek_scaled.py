@@ -23,8 +23,9 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "reference"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import hf_reference as ref  # noqa: E402
-from checks import mpi_env  # noqa: E402
+from programs import mpi_env  # noqa: E402
 
 
 def fp8_pool(n, rng):

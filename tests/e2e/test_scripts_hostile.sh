@@ -3,12 +3,15 @@
 # the environment of the sbatch templates that hold shell syntax reach slurm/submit,
 # slurm/nightly, the templates and env/slurm-*.sh as data: refused with exit 2 and a
 # message naming the key, or passed on whole as one argument. No payload ever
-# creates its file PWNED. Needs no built smoe and no Slurm: a fake smoe, sbatch and
-# mpirun on PATH record their arguments (NUL-separated, one file per call).
-#   bash tests/e2e/test_scripts_hostile.sh      # prints one line per check
+# creates its file PWNED. Needs no Slurm: a fake smoe, sbatch and mpirun on PATH
+# record their arguments (NUL-separated, one file per call); the fake smoe hands
+# `smoe grid` (the grid entry of an array index) to the real binary.
+#   bash tests/e2e/test_scripts_hostile.sh [SMOE]   # SMOE: default build/smoe; one line per check
 set -uo pipefail
 unset CDPATH
 root=$(cd "$(dirname "$0")/../.." && pwd)
+real_smoe=$(cd "$(dirname "${1:-$root/build/smoe}")" && pwd)/$(basename "${1:-$root/build/smoe}")
+[ -x "$real_smoe" ] || { echo "test_scripts_hostile.sh: no smoe binary at $real_smoe" >&2; exit 1; }
 tmp=$(mktemp -d)
 sleeper=""
 cleanup() { [ -z "$sleeper" ] || kill "$sleeper" 2>/dev/null; rm -rf "$tmp"; }
@@ -27,6 +30,7 @@ bin=$tmp/bin log=$tmp/log
 mkdir -p "$bin" "$log" "$tmp/cwd"
 cat > "$bin/smoe" <<'EOF'
 #!/usr/bin/env bash
+if [ "${1:-}" = grid ]; then exec "$REAL_SMOE" "$@"; fi
 printf '%s\0' "$@" > "$FAKE_LOG/smoe.$$.$RANDOM"
 if [ "${1:-}" = data ]; then
   while [ $# -gt 0 ]; do [ "$1" = --out ] && out=$2; shift; done
@@ -49,7 +53,7 @@ while [ $# -gt 0 ]; do if [ "$1" = -n ]; then shift 2; break; fi; shift; done
 exec "$@"
 EOF
 chmod +x "$bin"/*
-export PATH="$bin:$PATH" FAKE_LOG=$log SMOE=$bin/smoe
+export PATH="$bin:$PATH" FAKE_LOG=$log SMOE=$bin/smoe REAL_SMOE=$real_smoe
 cd "$tmp/cwd" || exit 1
 
 P=$tmp/PWNED  # every payload touches PWNED here, or PWNED in the current folder
@@ -244,7 +248,7 @@ mkdir -p "$tmp/g/grids"
 printf '[grid]\ntasks = arith\nmethods = frequency\nfactors = x[$(touch %s)]\n' "$P" > "$tmp/g/grids/e4.ini"
 reset_log
 work=$tmp/g tpl prune-eval.sbatch SLURM_ARRAY_TASK_ID=0
-[ "$rc" = 2 ] && grep -qF "[grid] factors:" "$tmp/out" && pwned
+[ "$rc" = 2 ] && grep -qF "grids/e4.ini: factor:" "$tmp/out" && pwned
 check $? "prune-eval.sbatch refuses a grid file with a hostile factor: exit $rc"
 write_study "$tmp/bad.ini" train top_k "2\$(touch $P)"
 reset_log

@@ -1,6 +1,7 @@
-// A test tool: runs one of smoe's clustering or assignment routines on a JSON
-// request from stdin and prints the result as JSON, so that test_clustering.py can
-// compare it with scikit-learn and scipy.
+// A test tool: runs smoe's clustering and assignment routines on JSON requests,
+// one per line of stdin, and prints one JSON answer per line, so that
+// test_clustering.py can compare them with scikit-learn and scipy (one process
+// for many requests: LibTorch takes about a second to load).
 //   {"op": "lsa", "matrix": [[...]]}                        -> {"assignment": [...]}
 //   {"op": "spectral", "matrix": A, "k": 3, "seed": 0}      -> {"labels": [...]}
 //   {"op": "average", "matrix": D, "k": 3}                  -> {"labels": [...]}
@@ -8,12 +9,14 @@
 
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "smoe/prune/assignment.h"
 #include "smoe/prune/clustering.h"
 
-int main() {
-  nlohmann::json req = nlohmann::json::parse(std::cin);
+namespace {
+
+nlohmann::json answer(const nlohmann::json& req) {
   const auto rows = req["matrix"].get<std::vector<std::vector<double>>>();
   const int64_t n = static_cast<int64_t>(rows.size());
   std::vector<double> flat;
@@ -30,6 +33,14 @@ int main() {
     else
       out["labels"] = smoe::average_linkage(m, k);
   }
-  std::cout << out.dump() << "\n";
+  return out;
+}
+
+}  // namespace
+
+int main() {
+  std::string line;
+  while (std::getline(std::cin, line))
+    if (!line.empty()) std::cout << answer(nlohmann::json::parse(line)).dump() << "\n";
   return 0;
 }

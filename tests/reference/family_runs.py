@@ -5,13 +5,15 @@ mpi/test_expert_parallel.py."""
 
 import json
 import os
-import subprocess
 import sys
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+here = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, here)
+sys.path.insert(0, os.path.dirname(here))
 import hf_reference as ref  # noqa: E402
+from programs import run_program  # noqa: E402
 
 CONTEXT = 40
 
@@ -60,9 +62,7 @@ def reference_run(cfg, weights, seqs, dtype):
 def run_smoe(smoe, model, corpus, dtype, out):
     cmd = [smoe, "score", "--model", model, "--corpus", corpus, "--dtype", dtype, "--context", str(CONTEXT),
            "--batch", "3", "--threads", "2", "--logits", out]
-    p = subprocess.run(cmd, capture_output=True, text=True)
-    if p.returncode != 0:
-        sys.exit(f"FAIL: {' '.join(cmd)} exited {p.returncode}\n{p.stderr}")
+    p = run_program(cmd)
     values = dict(line.split("=", 1) for line in p.stdout.split() if "=" in line)
     tensors, meta = ref.load_safetensors(out)
     return tensors, meta, float(values["perplexity"]), int(values["tokens"])

@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """smoe's clustering and assignment against scikit-learn and scipy on the same
 matrices:
   linear assignment = scipy.optimize.linear_sum_assignment on random cost matrices;
@@ -6,24 +5,17 @@ matrices:
   linkage vs AgglomerativeClustering(linkage="average"): adjusted Rand index 1.0 on
   well-separated cases; on 20 random cases the mean ARI is reported (and bounded)."""
 
-import argparse
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
+import pytest
 from scipy.optimize import linear_sum_assignment
 from sklearn.cluster import AgglomerativeClustering, SpectralClustering
 from sklearn.metrics import adjusted_rand_score
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from checks import check, failures, finish  # noqa: E402
-
-
-def tool(path, request):
-    p = subprocess.run([path], input=json.dumps(request), capture_output=True, text=True, check=True)
-    return json.loads(p.stdout)
+LSA_TRIALS = 30
+BLOCKS = ([4, 4], [3, 5, 8], [2, 6, 4, 4], [10, 12, 10, 12, 20])
+RANDOM_TRIALS = 20
 
 
 def separated(rng, sizes, noise):
@@ -48,62 +40,131 @@ def agglomerative(dist, k):
     return model.fit_predict(dist)
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--tool", required=True)
-    a = ap.parse_args()
+def draw_inputs():
+    """Every matrix, drawn from one generator in a fixed order (cheap: done at import,
+    so that the test ids can name the sizes)."""
     rng = np.random.default_rng(0)
-
-    # Linear assignment.
-    worst = 0
-    for trial in range(30):
+    lsa = []
+    for trial in range(LSA_TRIALS):
         n = int(rng.integers(1, 60))
         cost = rng.normal(size=(n, n)) if trial % 2 else rng.integers(0, 5, size=(n, n)).astype(float)
-        ours = np.array(tool(a.tool, {"op": "lsa", "matrix": cost.tolist()})["assignment"])
-        rows, cols = linear_sum_assignment(cost)
-        check(sorted(ours.tolist()) == list(range(n)), f"LSA n={n}: a permutation") if trial < 2 else None
-        gap = abs(cost[np.arange(n), ours].sum() - cost[rows, cols].sum())
-        worst = max(worst, gap)
-        if trial % 2 and not np.array_equal(ours, cols):
-            failures.append(f"LSA n={n}: assignment differs from scipy's")
-    check(worst < 1e-9, f"linear assignment: 30 random cost matrices, total cost equal to scipy's (max gap {worst:.2g}); "
-                        "same assignment where the optimum is unique")
-
-    # Well-separated cases: ARI 1.0 for both methods.
-    for sizes in ([4, 4], [3, 5, 8], [2, 6, 4, 4], [10, 12, 10, 12, 20]):
-        cols, truth = separated(rng, sizes, 0.2)
-        A = affinity(cols)
-        k = len(sizes)
-        ours = tool(a.tool, {"op": "spectral", "matrix": A.tolist(), "k": k, "seed": 0})["labels"]
-        sk = SpectralClustering(n_clusters=k, affinity="precomputed", random_state=0).fit_predict(A)
-        check(adjusted_rand_score(sk, ours) == 1.0 and adjusted_rand_score(truth, ours) == 1.0,
-              f"spectral, blocks {sizes}: ARI with scikit-learn {adjusted_rand_score(sk, ours):.3f}")
-        D = np.linalg.norm(cols[:, None] - cols[None], axis=2)
-        ours = tool(a.tool, {"op": "average", "matrix": D.tolist(), "k": k})["labels"]
-        sk = agglomerative(D, k)
-        check(adjusted_rand_score(sk, ours) == 1.0, f"average linkage, blocks {sizes}: ARI with scikit-learn "
-                                                    f"{adjusted_rand_score(sk, ours):.3f}")
-
-    # 20 random cases: report agreement.
-    spectral_ari, linkage_ari = [], []
-    for trial in range(20):
+        lsa.append(cost)
+    blocks = [separated(rng, sizes, 0.2) for sizes in BLOCKS]
+    random_cases = []
+    for trial in range(RANDOM_TRIALS):
         n = int(rng.integers(8, 64))
         k = int(rng.integers(2, max(3, n // 4)))
-        cols = rng.normal(size=(n, 16))
-        A = affinity(cols)
-        ours = tool(a.tool, {"op": "spectral", "matrix": A.tolist(), "k": k, "seed": trial})["labels"]
+        random_cases.append((k, rng.normal(size=(n, 16))))
+    return lsa, blocks, random_cases
+
+
+LSA, SEPARATED, RANDOM = draw_inputs()
+
+
+def ask(run, tool, requests):
+    """Requests to the clustering tool, one process for all: a JSON line each on
+    stdin, an answer line each on stdout."""
+    out = run([tool], input="".join(json.dumps(r) + "\n" for r in requests)).stdout.splitlines()
+    assert len(out) == len(requests), f"{len(requests)} requests, {len(out)} answers"
+    return [json.loads(line) for line in out]
+
+
+# ---- linear assignment ----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def lsa(run, tool):
+    """Per trial: smoe's assignment, scipy's, and the gap between their total costs."""
+    out = []
+    answers = ask(run, tool, [{"op": "lsa", "matrix": cost.tolist()} for cost in LSA])
+    for cost, answer in zip(LSA, answers):
+        n = len(cost)
+        ours = np.array(answer["assignment"])
+        rows, cols = linear_sum_assignment(cost)
+        gap = abs(cost[np.arange(n), ours].sum() - cost[rows, cols].sum())
+        out.append(dict(n=n, ours=ours, scipy=cols, gap=gap))
+    print(f"\nlinear assignment: {LSA_TRIALS} random cost matrices, max gap in total cost "
+          f"{max(t['gap'] for t in out):.2g}")
+    return out
+
+
+@pytest.mark.parametrize("trial", [0, 1], ids=lambda t: f"trial{t}-n={len(LSA[t])}")
+def test_lsa_assignment_is_a_permutation(lsa, trial):
+    t = lsa[trial]
+    assert sorted(t["ours"].tolist()) == list(range(t["n"])), f"LSA n={t['n']}: {t['ours'].tolist()}"
+
+
+def test_lsa_total_cost_equals_scipys(lsa):
+    worst = max(t["gap"] for t in lsa)
+    assert worst < 1e-9, f"{LSA_TRIALS} random cost matrices: max gap in total cost {worst:.2g}"
+
+
+# Odd trials: normal costs, whose optimum is unique (even ones: small integers, ties).
+@pytest.mark.parametrize("trial", range(1, LSA_TRIALS, 2), ids=lambda t: f"trial{t}-n={len(LSA[t])}")
+def test_lsa_assignment_equals_scipys_where_the_optimum_is_unique(lsa, trial):
+    t = lsa[trial]
+    assert np.array_equal(t["ours"], t["scipy"]), (
+        f"LSA n={t['n']}: assignment differs from scipy's:\n{t['ours'].tolist()}\n{t['scipy'].tolist()}")
+
+
+# ---- well-separated blocks: ARI 1.0 for both methods -----------------------------------------
+
+@pytest.fixture(scope="module", params=range(len(BLOCKS)),
+                ids=[f"blocks={'+'.join(map(str, s))}" for s in BLOCKS])
+def blocks(request, run, tool):
+    """One well-separated case: smoe's and scikit-learn's spectral clustering of the
+    affinity and average linkage of the distances."""
+    sizes = BLOCKS[request.param]
+    cols, truth = SEPARATED[request.param]
+    A = affinity(cols)
+    k = len(sizes)
+    D = np.linalg.norm(cols[:, None] - cols[None], axis=2)
+    spectral, average = (a["labels"] for a in ask(run, tool, [
+        {"op": "spectral", "matrix": A.tolist(), "k": k, "seed": 0},
+        {"op": "average", "matrix": D.tolist(), "k": k}]))
+    sk_spectral = SpectralClustering(n_clusters=k, affinity="precomputed", random_state=0).fit_predict(A)
+    sk_average = agglomerative(D, k)
+    r = dict(sizes=sizes, spectral_sk=adjusted_rand_score(sk_spectral, spectral),
+             spectral_truth=adjusted_rand_score(truth, spectral), average_sk=adjusted_rand_score(sk_average, average))
+    print(f"\nblocks {sizes}: spectral ARI with scikit-learn {r['spectral_sk']:.3f}, with the truth "
+          f"{r['spectral_truth']:.3f}; average linkage ARI with scikit-learn {r['average_sk']:.3f}")
+    return r
+
+
+def test_spectral_finds_the_blocks_as_scikit_learn_does(blocks):
+    assert blocks["spectral_sk"] == 1.0, f"spectral, blocks {blocks['sizes']}: ARI with scikit-learn {blocks['spectral_sk']}"
+    assert blocks["spectral_truth"] == 1.0, f"spectral, blocks {blocks['sizes']}: ARI with the truth {blocks['spectral_truth']}"
+
+
+def test_average_linkage_finds_the_blocks_as_scikit_learn_does(blocks):
+    assert blocks["average_sk"] == 1.0, f"average linkage, blocks {blocks['sizes']}: ARI with scikit-learn {blocks['average_sk']}"
+
+
+# ---- 20 random cases: agreement reported and bounded --------------------------------------------
+
+@pytest.fixture(scope="module")
+def random_agreement(run, tool):
+    spectral_ari, linkage_ari = [], []
+    cases = [(k, affinity(cols), np.linalg.norm(cols[:, None] - cols[None], axis=2)) for k, cols in RANDOM]
+    requests = []
+    for trial, (k, A, D) in enumerate(cases):
+        requests += [{"op": "spectral", "matrix": A.tolist(), "k": k, "seed": trial},
+                     {"op": "average", "matrix": D.tolist(), "k": k}]
+    answers = ask(run, tool, requests)
+    for trial, (k, A, D) in enumerate(cases):
         sk = SpectralClustering(n_clusters=k, affinity="precomputed", random_state=trial).fit_predict(A)
-        spectral_ari.append(adjusted_rand_score(sk, ours))
-        D = np.linalg.norm(cols[:, None] - cols[None], axis=2)
-        ours = tool(a.tool, {"op": "average", "matrix": D.tolist(), "k": k})["labels"]
-        linkage_ari.append(adjusted_rand_score(agglomerative(D, k), ours))
-    print(f"random cases (20): spectral ARI with scikit-learn mean {np.mean(spectral_ari):.3f} "
+        spectral_ari.append(adjusted_rand_score(sk, answers[2 * trial]["labels"]))
+        linkage_ari.append(adjusted_rand_score(agglomerative(D, k), answers[2 * trial + 1]["labels"]))
+    print(f"\nrandom cases ({RANDOM_TRIALS}): spectral ARI with scikit-learn mean {np.mean(spectral_ari):.3f} "
           f"min {np.min(spectral_ari):.3f}; average linkage ARI mean {np.mean(linkage_ari):.3f} "
           f"min {np.min(linkage_ari):.3f}")
-    check(np.mean(linkage_ari) == 1.0, "average linkage agrees with scikit-learn on every random case")
-    check(np.mean(spectral_ari) >= 0.5, "spectral clustering agrees with scikit-learn on random cases (mean ARI >= 0.5)")
-    finish("reference.clustering")
+    return dict(spectral=spectral_ari, linkage=linkage_ari)
 
 
-if __name__ == "__main__":
-    main()
+def test_average_linkage_agrees_with_scikit_learn_on_every_random_case(random_agreement):
+    ari = random_agreement["linkage"]
+    assert np.mean(ari) == 1.0, f"average linkage ARI per case: {np.round(ari, 3).tolist()}"
+
+
+def test_spectral_agrees_with_scikit_learn_on_random_cases_on_average(random_agreement):
+    ari = random_agreement["spectral"]
+    assert np.mean(ari) >= 0.5, f"spectral mean ARI {np.mean(ari):.3f}; per case {np.round(ari, 3).tolist()}"

@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """`smoe collect` and bad input: each case exits 2 with a message naming the file
 or option and the fault, and leaves nothing under the output's final name."""
 
@@ -8,16 +7,19 @@ import signal
 import subprocess
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import pytest
+
+here = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, here)
+sys.path.insert(0, os.path.dirname(here))
 import hf_reference as ref  # noqa: E402
-from checks import script_args  # noqa: E402
-
-failures = []
+from programs import mpi_env  # noqa: E402
 
 
-def main():
-    a = script_args(mpirun=True)
-    w = a.workdir
+@pytest.fixture(scope="module")
+def setup(workdir):
+    """A tiny OLMoE checkpoint, a good corpus, bad corpora, and the output's name."""
+    w = workdir
     cfg = ref.tiny_config("olmoe")
     model = os.path.join(w, "model")
     ref.save_checkpoint(model, cfg, ref.random_weights(cfg, seed=2), shards=1)
@@ -25,69 +27,95 @@ def main():
     with open(good, "w") as f:
         for i in range(6):
             f.write(json.dumps({"text": f"document number {i} of a small corpus"}) + "\n")
-    out = os.path.join(w, "stats.h5")
-
-    def corpus(name, text):
-        path = os.path.join(w, name)
-        with open(path, "w") as f:
+    corpora = {}
+    for name, text in (("range.jsonl", '{"input_ids": [1, 2]}\n{"input_ids": [5, 320]}\n'), ("empty.jsonl", "\n")):
+        corpora[name] = os.path.join(w, name)
+        with open(corpora[name], "w") as f:
             f.write(text)
-        return path
+    return dict(w=w, model=model, good=good, corpora=corpora, out=os.path.join(w, "stats.h5"))
 
-    def case(name, args, needles, ranks=0):
-        cmd = [a.smoe, "collect", "--model", model, "--out", out, "--threads", "1"] + args
-        if ranks:
-            cmd = [a.mpirun, "--oversubscribe", "-n", str(ranks)] + cmd
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-        # The working file (and its temporary, from the run killed below) is not output.
-        left = [f for f in os.listdir(w) if f.startswith("stats.h5") and not f.startswith("stats.h5.work.h5")]
-        ok = p.returncode == 2 and all(n in p.stderr for n in needles) and not left
-        last = p.stderr.strip().splitlines()[-1] if p.stderr.strip() else ""
-        print(f"{'ok  ' if ok else 'FAIL'} {name}: exit {p.returncode}: {last[:200]}")
-        if not ok:
-            failures.append(name)
-            print(p.stderr[-1500:])
 
-    case("task without a file", ["--task", "qa"], ["--task must be NAME=FILE", "'qa'"])
-    case("task named twice", ["--task", f"a={good}", "--task", f"a={good}"], ["given twice"])
-    case("missing corpus", ["--task", f"a={w}/none.jsonl"], [f"{w}/none.jsonl", "cannot open"])
-    case("bad schedule", ["--task", f"a={good}", "--schedule", "fast"], ["--schedule", "fast"])
-    case("negative sample", ["--task", f"a={good}", "--sample", "-3"], ["--sample"])
-    bad = corpus("range.jsonl", '{"input_ids": [1, 2]}\n{"input_ids": [5, 320]}\n')
-    case("token id out of range on rank 1 of 2", ["--task", f"a={bad}"], [f"{bad}:2", "token id 320"], ranks=2)
-    bad = corpus("empty.jsonl", "\n")
-    case("empty corpus", ["--task", f"a={good}", "--task", f"b={bad}"], [bad, "no records"])
-    missing_model = os.path.join(w, "no-model")
-    p = subprocess.run([a.smoe, "collect", "--model", missing_model, "--task", f"a={good}", "--out", out],
-                       capture_output=True, text=True)
-    ok = p.returncode == 2 and missing_model in p.stderr
-    print(f"{'ok  ' if ok else 'FAIL'} missing model: exit {p.returncode}")
-    if not ok:
-        failures.append("missing model")
+def collect_fails(run, smoe, on_ranks, s, args, needles, ranks=0):
+    """smoe collect with `args` (on `ranks` ranks under mpirun when given) exits 2,
+    its error output holds every needle, and nothing is left under stats.h5."""
+    cmd = [smoe, "collect", "--model", s["model"], "--out", s["out"], "--threads", "1"] + args
+    if ranks:
+        cmd = on_ranks(ranks) + cmd
+    p = run(cmd, expect=None, timeout=120)
+    # The working file (and its temporary, from the run killed below) is not output.
+    left = [f for f in os.listdir(s["w"]) if f.startswith("stats.h5") and not f.startswith("stats.h5.work.h5")]
+    last = p.stderr.strip().splitlines()[-1] if p.stderr.strip() else ""
+    print(f"exit {p.returncode}: {last[:200]}")
+    assert p.returncode == 2, f"exit {p.returncode}, expected 2\n{p.stderr[-1500:]}"
+    missing = [n for n in needles if n not in p.stderr]
+    assert not missing, f"error output lacks {missing}\n{p.stderr[-1500:]}"
+    assert not left, f"left under the output's name: {left}"
 
-    # A working file from another run is refused on --resume.
+
+# name -> (arguments, needles in the error output, ranks); s is the setup fixture's dict.
+CASES = {
+    "task without a file": lambda s: (["--task", "qa"], ["--task must be NAME=FILE", "'qa'"], 0),
+    "task named twice": lambda s: (["--task", f"a={s['good']}", "--task", f"a={s['good']}"], ["given twice"], 0),
+    "missing corpus": lambda s: (["--task", f"a={s['w']}/none.jsonl"], [f"{s['w']}/none.jsonl", "cannot open"], 0),
+    "bad schedule": lambda s: (["--task", f"a={s['good']}", "--schedule", "fast"], ["--schedule", "fast"], 0),
+    "negative sample": lambda s: (["--task", f"a={s['good']}", "--sample", "-3"], ["--sample"], 0),
+    "token id out of range on rank 1 of 2": lambda s: (
+        ["--task", f"a={s['corpora']['range.jsonl']}"], [f"{s['corpora']['range.jsonl']}:2", "token id 320"], 2),
+    "empty corpus": lambda s: (["--task", f"a={s['good']}", "--task", f"b={s['corpora']['empty.jsonl']}"],
+                               [s["corpora"]["empty.jsonl"], "no records"], 0),
+}
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_bad_input_exits_2_naming_the_fault_and_writes_nothing(setup, run, smoe, on_ranks, name):
+    args, needles, ranks = CASES[name](setup)
+    collect_fails(run, smoe, on_ranks, setup, args, needles, ranks)
+
+
+def test_missing_model_exits_2_naming_it(setup, run, smoe):
+    missing_model = os.path.join(setup["w"], "no-model")
+    p = run([smoe, "collect", "--model", missing_model, "--task", f"a={setup['good']}", "--out", setup["out"]],
+            expect=2)
+    assert missing_model in p.stderr, p.stderr[-1500:]
+
+
+@pytest.fixture(scope="module")
+def foreign_work_file(setup, run, smoe):
+    """A working file from another run: a run on another corpus, stopped by SIGTERM
+    once its working file is there. Returns the working file's path."""
+    model, good, out = setup["model"], setup["good"], setup["out"]
     work = out + ".work.h5"
-    p = subprocess.run([a.smoe, "collect", "--model", model, "--task", f"a={good}", "--out", out, "--threads", "1",
-                        "--checkpoint-tokens", "1"], capture_output=True, text=True)
-    # The run completed and removed its working file; make one with another corpus and a stop signal.
-    other = corpus("other.jsonl", "".join(json.dumps({"text": "x" * 50}) + "\n" for _ in range(400)))
-    proc = subprocess.Popen([a.smoe, "collect", "--model", model, "--task", f"a={other}", "--out", out,
-                             "--threads", "1", "--checkpoint-tokens", "1"], stderr=subprocess.PIPE, text=True)
+    # Its status is not checked (as before the conversion): the run completes and removes its working file.
+    run([smoe, "collect", "--model", model, "--task", f"a={good}", "--out", out, "--threads", "1",
+         "--checkpoint-tokens", "1"], expect=None)
+    other = os.path.join(setup["w"], "other.jsonl")
+    with open(other, "w") as f:
+        f.write("".join(json.dumps({"text": "x" * 50}) + "\n" for _ in range(400)))
+    proc = subprocess.Popen([smoe, "collect", "--model", model, "--task", f"a={other}", "--out", out,
+                             "--threads", "1", "--checkpoint-tokens", "1"], stderr=subprocess.PIPE, text=True,
+                            env=mpi_env())
     while not os.path.exists(work) and proc.poll() is None:
         pass
     proc.send_signal(signal.SIGTERM)  # it checkpoints once more and exits 3, its temporaries removed
     proc.wait()
-    os.remove(out) if os.path.exists(out) else None
-    if os.path.exists(work):
-        case("--resume with another run's working file", ["--task", f"a={good}", "--resume"],
-             [work, "written for another model, corpus or options"])
-        case("--resume with another rank count", ["--task", f"a={other}", "--resume"],
-             [work, "written by 1 ranks"], ranks=2)
-    else:
-        failures.append("could not make a working file to resume from")
-    if failures:
-        sys.exit(f"{len(failures)} failed")
-    print("reference.collect-cli: passed")
+    if os.path.exists(out):
+        os.remove(out)
+    return dict(work=work, other=other)
 
 
-if __name__ == "__main__":
-    main()
+def test_a_stopped_run_leaves_its_working_file(foreign_work_file):
+    assert os.path.exists(foreign_work_file["work"]), "could not make a working file to resume from"
+
+
+def test_resume_refuses_another_runs_working_file(setup, foreign_work_file, run, smoe, on_ranks):
+    work = foreign_work_file["work"]
+    assert os.path.exists(work), "no working file to resume from"
+    collect_fails(run, smoe, on_ranks, setup, ["--task", f"a={setup['good']}", "--resume"],
+                  [work, "written for another model, corpus or options"])
+
+
+def test_resume_refuses_another_rank_count(setup, foreign_work_file, run, smoe, on_ranks):
+    work = foreign_work_file["work"]
+    assert os.path.exists(work), "no working file to resume from"
+    collect_fails(run, smoe, on_ranks, setup, ["--task", f"a={foreign_work_file['other']}", "--resume"],
+                  [work, "written by 1 ranks"], ranks=2)

@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """Cross-check of `smoe collect` with h5py and python3-torch alone: recomputes the
 statistics of a tiny Mixtral-layout checkpoint over a corpus with the plain
 PyTorch reference (hf_reference.py) and compares them with stats.h5. Also checks
@@ -6,37 +5,51 @@ the file's schema (docs/stats-h5.md): attributes, dataset names, shapes, dtypes.
 
 import json
 import os
-import subprocess
 import sys
 
 import h5py
 import numpy as np
+import pytest
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from checks import check, finish, script_args  # noqa: E402
 import hf_reference as ref  # noqa: E402
 
 CONTEXT = 24
+CFG = ref.tiny_config("mixtral")
+LAYERS = [l for l in range(CFG["num_hidden_layers"]) if ref._moe_layer(CFG, l)]  # the MoE layers
+PROVENANCE = ("model", "model_config_sha256", "software", "created", "command", "options", "schedule", "dtype")
+INTEGER_STATS = ("count", "coact")
+FLOAT_STATS = ("gate_sum", "prob_sum", "logit_sum", "logit_gram", "act_norm_sum", "reap_sum")
+SAMPLE_ROWS = 10
 
 
-def close(name, ours, theirs, rtol=1e-5):
-    """Each entry within rtol of the dataset's largest magnitude: the reference runs
-    in float32 too, pieces one at a time, so entries that cancel to near zero (off
-    the Gram matrix's diagonal, say) carry the absolute error of their terms."""
+def closeness(ours, theirs):
+    """(max |diff|, max |value| of theirs): each entry must be within rtol of the
+    dataset's largest magnitude. The reference runs in float32 too, pieces one at a
+    time, so entries that cancel to near zero (off the Gram matrix's diagonal, say)
+    carry the absolute error of their terms."""
     ours = np.asarray(ours, dtype=np.float64)
     theirs = np.asarray(theirs, dtype=np.float64)
     scale = float(np.max(np.abs(theirs))) if theirs.size else 0.0
     diff = float(np.max(np.abs(ours - theirs))) if ours.size else 0.0
-    check(ours.shape == theirs.shape and diff <= rtol * scale,
-          f"{name}: max |diff| {diff:.3g} of max |value| {scale:.3g} (bound rtol {rtol})")
+    return diff, scale
 
 
-def main():
-    a = script_args(fresh=False)
-    w = a.workdir
+def assert_close(name, ours, theirs, rtol=1e-5):
+    assert np.shape(ours) == np.shape(theirs), f"{name}: shape {np.shape(ours)}, reference {np.shape(theirs)}"
+    diff, scale = closeness(ours, theirs)
+    print(f"{name}: max |diff| {diff:.3g} of max |value| {scale:.3g} (bound rtol {rtol})")
+    assert diff <= rtol * scale, f"{name}: max |diff| {diff:.3g} of max |value| {scale:.3g} (bound rtol {rtol})"
+
+
+@pytest.fixture(scope="module")
+def collected(smoe, workdir, run):
+    """The checkpoint and corpus, smoe collect's stats.h5 (open), and the reference's
+    statistics per MoE layer."""
+    w = workdir
     torch.set_num_threads(2)
-    cfg = ref.tiny_config("mixtral")
+    cfg = CFG
     weights = ref.random_weights(cfg, seed=31)
     model = os.path.join(w, "model")
     ref.save_checkpoint(model, cfg, weights, shards=2)
@@ -50,14 +63,11 @@ def main():
     docs.append(list(b"plain text is tokenised as bytes"))
 
     out = os.path.join(w, "stats.h5")
-    cmd = [a.smoe, "collect", "--model", model, "--task", f"demo={corpus}", "--out", out, "--context", str(CONTEXT),
-           "--out-mean", "--sample", "10", "--threads", "2"]
-    p = subprocess.run(cmd, capture_output=True, text=True)
-    if p.returncode != 0:
-        sys.exit(f"FAIL: {' '.join(cmd)}\n{p.stderr}")
+    run([smoe, "collect", "--model", model, "--task", f"demo={corpus}", "--out", out, "--context", str(CONTEXT),
+         "--out-mean", "--sample", str(SAMPLE_ROWS), "--threads", "2"])
 
     # The reference: every piece of every document, on its own.
-    E, k = cfg["num_local_experts"], cfg["num_experts_per_tok"]
+    E = cfg["num_local_experts"]
     acc = {}
     with torch.no_grad():
         for d in docs:
@@ -90,28 +100,79 @@ def main():
                     s["out_sum"] += t["out_sum"].numpy()
 
     with h5py.File(out, "r") as f:
-        check(f.attrs["format"] == "smoe-stats" and f.attrs["schema_version"] == 1 and f.attrs["complete"] == 1,
-              "root attributes: format, schema_version 1, complete")
-        for key in ("model", "model_config_sha256", "software", "created", "command", "options", "schedule", "dtype"):
-            check(key in f.attrs and isinstance(f.attrs[key], str), f"provenance attribute '{key}' is a string")
-        t = f["tasks/demo"]
-        check(t.attrs["corpus"] == corpus and len(t.attrs["corpus_sha256"]) == 64, "task corpus path and hash")
-        check(sorted(int(x) for x in t["layers"]) == sorted(acc), f"MoE layers {sorted(acc)}")
-        for l, s in sorted(acc.items()):
-            lg = t["layers"][str(l)]
-            check(lg.attrs["tokens"] == s["tokens"] and lg.attrs["num_experts"] == E and lg.attrs["top_k"] == k,
-                  f"layer {l}: tokens {s['tokens']}, num_experts, top_k")
-            for name in ("count", "coact"):
-                check(lg[name].dtype == np.int64 and np.array_equal(lg[name][()], s[name]),
-                      f"layer {l} {name}: int64, equal")
-            for name in ("gate_sum", "prob_sum", "logit_sum", "logit_gram", "act_norm_sum", "reap_sum"):
-                check(lg[name].dtype == np.float64, f"layer {l} {name}: float64")
-                close(f"layer {l} {name}", lg[name][()], s[name])
-            close(f"layer {l} out_mean", lg["out_mean"][()], s["out_sum"] / s["tokens"])
-            check(lg["hidden_sample"].shape == (10, cfg["hidden_size"]) and lg["hidden_sample_keys"].shape == (10,)
-                  and np.all(np.diff(lg["hidden_sample_keys"][()]) > 0), f"layer {l} hidden_sample: 10 rows, keys ascending")
-    finish("reference.collect-stats")
+        yield dict(file=f, corpus=corpus, ref=acc)
 
 
-if __name__ == "__main__":
-    main()
+def test_root_attributes_name_the_format_schema_1_and_completeness(collected):
+    attrs = collected["file"].attrs
+    assert attrs["format"] == "smoe-stats"
+    assert attrs["schema_version"] == 1
+    assert attrs["complete"] == 1
+
+
+@pytest.mark.parametrize("key", PROVENANCE)
+def test_provenance_attribute_is_a_string(collected, key):
+    attrs = collected["file"].attrs
+    assert key in attrs, f"no root attribute '{key}'"
+    assert isinstance(attrs[key], str), f"'{key}' is {type(attrs[key]).__name__}: {attrs[key]!r}"
+
+
+def test_task_records_the_corpus_path_and_hash(collected):
+    t = collected["file"]["tasks/demo"]
+    assert t.attrs["corpus"] == collected["corpus"]
+    assert len(t.attrs["corpus_sha256"]) == 64, t.attrs["corpus_sha256"]
+
+
+def test_moe_layers_are_the_references(collected):
+    ours = sorted(int(x) for x in collected["file"]["tasks/demo/layers"])
+    assert ours == sorted(collected["ref"]), f"stats.h5 layers {ours}, reference {sorted(collected['ref'])}"
+
+
+def layer(collected, l):
+    """(the layer's group in stats.h5, the reference's statistics of the layer)"""
+    return collected["file"][f"tasks/demo/layers/{l}"], collected["ref"][l]
+
+
+@pytest.mark.parametrize("l", LAYERS, ids=lambda l: f"layer{l}")
+def test_layer_counts_tokens_and_names_experts_and_top_k(collected, l):
+    lg, s = layer(collected, l)
+    assert lg.attrs["tokens"] == s["tokens"], f"layer {l}: tokens {lg.attrs['tokens']}, reference {s['tokens']}"
+    assert lg.attrs["num_experts"] == CFG["num_local_experts"]
+    assert lg.attrs["top_k"] == CFG["num_experts_per_tok"]
+
+
+@pytest.mark.parametrize("name", INTEGER_STATS)
+@pytest.mark.parametrize("l", LAYERS, ids=lambda l: f"layer{l}")
+def test_integer_statistic_is_int64_and_equal(collected, l, name):
+    lg, s = layer(collected, l)
+    assert lg[name].dtype == np.int64, f"layer {l} {name}: {lg[name].dtype}"
+    assert np.array_equal(lg[name][()], s[name]), f"layer {l} {name}:\n{lg[name][()]}\nreference\n{s[name]}"
+
+
+@pytest.mark.parametrize("name", FLOAT_STATS)
+@pytest.mark.parametrize("l", LAYERS, ids=lambda l: f"layer{l}")
+def test_float_statistic_is_float64(collected, l, name):
+    lg, _ = layer(collected, l)
+    assert lg[name].dtype == np.float64, f"layer {l} {name}: {lg[name].dtype}"
+
+
+@pytest.mark.parametrize("name", FLOAT_STATS)
+@pytest.mark.parametrize("l", LAYERS, ids=lambda l: f"layer{l}")
+def test_float_statistic_matches_the_reference(collected, l, name):
+    lg, s = layer(collected, l)
+    assert_close(f"layer {l} {name}", lg[name][()], s[name])
+
+
+@pytest.mark.parametrize("l", LAYERS, ids=lambda l: f"layer{l}")
+def test_out_mean_matches_the_reference(collected, l):
+    lg, s = layer(collected, l)
+    assert_close(f"layer {l} out_mean", lg["out_mean"][()], s["out_sum"] / s["tokens"])
+
+
+@pytest.mark.parametrize("l", LAYERS, ids=lambda l: f"layer{l}")
+def test_hidden_sample_has_its_rows_and_ascending_keys(collected, l):
+    lg, _ = layer(collected, l)
+    assert lg["hidden_sample"].shape == (SAMPLE_ROWS, CFG["hidden_size"]), lg["hidden_sample"].shape
+    assert lg["hidden_sample_keys"].shape == (SAMPLE_ROWS,), lg["hidden_sample_keys"].shape
+    keys = lg["hidden_sample_keys"][()]
+    assert np.all(np.diff(keys) > 0), f"layer {l} hidden_sample_keys not ascending: {keys}"

@@ -1,23 +1,23 @@
-#!/usr/bin/python3
 """Cross-check of `smoe score` against the plain-PyTorch reference of a family's
 HF semantics (hf_reference.py) on tiny random checkpoints in HF layout.
 
-For one family: writes the checkpoint sharded in F32 and in BF16, and a corpus;
-runs `smoe score --logits`; compares tokens, logits and routing choices.
+For one family (--family): writes the checkpoint sharded in F32 and in BF16, and a
+corpus; runs `smoe score --logits` once per case; compares tokens, logits and
+routing choices with the reference.
   F32 weights, f32 compute:   max |dlogit| <= 1e-4, routing identical, perplexity equal
   BF16 weights, f32 compute:  the same bounds (the BF16 load path)
-  BF16 weights, bf16 compute: max |dlogit| <= BF16_BOUND, routing agreement reported
+  BF16 weights, bf16 compute: max |dlogit| <= BF16_BOUND, routing agreement >= 0.97
 """
 
 import math
 import os
 import sys
 
+import pytest
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import hf_reference as ref  # noqa: E402
-from checks import script_args  # noqa: E402
 from family_runs import make_corpus, reference_run, routing_agreement, run_smoe  # noqa: E402
 
 F32_BOUND = 1e-4
@@ -26,66 +26,67 @@ F32_BOUND = 1e-4
 # leaves room for kernels that block differently for other batch shapes.
 BF16_BOUND = 0.05
 BF16_ROUTING_MIN = 0.97
-def main():
-    a = script_args("--family", fresh=False)
+
+# (stored weights, compute dtype)
+CASES = [("f32", "f32"), ("bf16", "f32"), ("bf16", "bf16")]
+DTYPES = {"f32": torch.float32, "bf16": torch.bfloat16}
+
+
+@pytest.fixture(scope="module")
+def inputs(family, workdir):
     torch.set_num_threads(2)
-
-    cfg = ref.tiny_config(a.family)
-    weights = ref.random_weights(cfg, seed=1234)
-    corpus = os.path.join(a.workdir, "corpus.jsonl")
+    cfg = ref.tiny_config(family)
+    weights = {"f32": ref.random_weights(cfg, seed=1234)}
+    weights["bf16"] = {n: t.to(torch.bfloat16) for n, t in weights["f32"].items()}
+    folders = {stored: os.path.join(workdir, stored) for stored in weights}
+    ref.save_checkpoint(folders["f32"], cfg, weights["f32"], shards=3)
+    ref.save_checkpoint(folders["bf16"], cfg, weights["bf16"], shards=2)
+    corpus = os.path.join(workdir, "corpus.jsonl")
     seqs = make_corpus(corpus, cfg["vocab_size"], seed=7)
-    expected_tokens = torch.tensor([t for s in seqs for t in s])
-
-    f32_dir = os.path.join(a.workdir, "f32")
-    bf16_dir = os.path.join(a.workdir, "bf16")
-    ref.save_checkpoint(f32_dir, cfg, weights, shards=3)
-    bf16_weights = {n: t.to(torch.bfloat16) for n, t in weights.items()}
-    ref.save_checkpoint(bf16_dir, cfg, bf16_weights, shards=2)
-
-    failures = []
-    rows = []
-    cases = [("F32", f32_dir, weights, "f32", torch.float32),
-             ("BF16", bf16_dir, bf16_weights, "f32", torch.float32),
-             ("BF16", bf16_dir, bf16_weights, "bf16", torch.bfloat16)]
-    for stored, folder, w, dt_name, dt in cases:
-        out = os.path.join(a.workdir, f"logits-{stored}-{dt_name}.safetensors")
-        ours, meta, ppl, ntok = run_smoe(a.smoe, folder, corpus, dt_name, out)
-        ref_logits, ref_routing, ref_nll = reference_run(cfg, {n: t.float() for n, t in w.items()}, seqs, dt)
-        label = f"{a.family} weights={stored} compute={dt_name}"
-        if not torch.equal(ours["tokens"], expected_tokens):
-            failures.append(f"{label}: token ids differ from the reference tokenisation")
-            continue
-        diff = (ours["logits"] - ref_logits).abs().max().item()
-        agree = min(routing_agreement(ours[f"routing.layer{l}.experts"], c) for l, c in ref_routing.items())
-        layers_ok = sorted(int(k[len("routing.layer"):-len(".experts")]) for k in ours if k.startswith("routing.")) \
-            == sorted(ref_routing)
-        ppl_rel = abs(ppl - math.exp(ref_nll)) / math.exp(ref_nll)
-        rows.append((label, diff, agree, ppl, ppl_rel))
-        if not layers_ok:
-            failures.append(f"{label}: MoE layers with routing {sorted(ref_routing)} expected")
-        if dt == torch.float32:
-            if diff > F32_BOUND:
-                failures.append(f"{label}: max |dlogit| {diff:.3g} > {F32_BOUND}")
-            if agree < 1.0:
-                failures.append(f"{label}: routing choices differ (agreement {agree:.4f})")
-            if ppl_rel > 1e-5:
-                failures.append(f"{label}: perplexity {ppl} vs reference {math.exp(ref_nll)}")
-        else:
-            if diff > BF16_BOUND:
-                failures.append(f"{label}: max |dlogit| {diff:.3g} > {BF16_BOUND}")
-            if agree < BF16_ROUTING_MIN:
-                failures.append(f"{label}: routing agreement {agree:.4f} < {BF16_ROUTING_MIN}")
-        if meta.get("dtype") != dt_name:
-            failures.append(f"{label}: logits file metadata dtype {meta.get('dtype')!r}")
-
-    print(f"{'case':45s} {'max|dlogit|':>12s} {'routing':>8s} {'perplexity':>12s} {'ppl rel':>9s}")
-    for label, diff, agree, ppl, rel in rows:
-        print(f"{label:45s} {diff:12.3g} {agree:8.4f} {ppl:12.6g} {rel:9.2g}")
-    if failures:
-        print("\n".join("FAIL: " + f for f in failures))
-        sys.exit(1)
-    print(f"reference.{a.family}: passed")
+    return dict(cfg=cfg, weights=weights, folders=folders, corpus=corpus, seqs=seqs)
 
 
-if __name__ == "__main__":
-    main()
+@pytest.fixture(scope="module", params=CASES, ids=[f"weights={s}-compute={c}" for s, c in CASES])
+def case(request, inputs, smoe, workdir):
+    """One run of smoe score and of the reference for a (stored, compute) case."""
+    stored, compute = request.param
+    out = os.path.join(workdir, f"logits-{stored}-{compute}.safetensors")
+    ours, meta, ppl, _ = run_smoe(smoe, inputs["folders"][stored], inputs["corpus"], compute, out)
+    w = {n: t.float() for n, t in inputs["weights"][stored].items()}
+    logits, routing, nll = reference_run(inputs["cfg"], w, inputs["seqs"], DTYPES[compute])
+    diff = (ours["logits"] - logits).abs().max().item()
+    agree = min(routing_agreement(ours[f"routing.layer{l}.experts"], c) for l, c in routing.items())
+    print(f"\n{stored} weights, {compute} compute: max |dlogit| {diff:.3g}, routing agreement {agree:.4f}, "
+          f"perplexity {ppl:.6g} (reference {math.exp(nll):.6g})")
+    return dict(compute=compute, ours=ours, meta=meta, ppl=ppl, ref_ppl=math.exp(nll), routing=routing,
+                diff=diff, agree=agree)
+
+
+def test_tokens_are_the_references(case, inputs):
+    expected = torch.tensor([t for s in inputs["seqs"] for t in s])
+    assert torch.equal(case["ours"]["tokens"], expected)
+
+
+def test_routing_is_written_for_every_moe_layer(case):
+    layers = sorted(int(k[len("routing.layer"):-len(".experts")]) for k in case["ours"] if k.startswith("routing."))
+    assert layers == sorted(case["routing"])
+
+
+def test_logits_within_bound(case):
+    bound = F32_BOUND if case["compute"] == "f32" else BF16_BOUND
+    assert case["diff"] <= bound
+
+
+def test_routing_agrees(case):
+    least = 1.0 if case["compute"] == "f32" else BF16_ROUTING_MIN
+    assert case["agree"] >= least
+
+
+def test_perplexity_equal_in_f32(case):
+    if case["compute"] != "f32":
+        pytest.skip("bf16 perplexity is bounded through the logits")
+    assert case["ppl"] == pytest.approx(case["ref_ppl"], rel=1e-5)
+
+
+def test_logits_file_names_its_dtype(case):
+    assert case["meta"].get("dtype") == case["compute"]

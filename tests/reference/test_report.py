@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """A small study through train -> collect -> cluster -> prune -> eval -> report:
 the report's table holds one row per (task, model) and one per model over all
 tasks, with the from-scratch baseline and the paired comparison beside each pruned
@@ -7,99 +6,148 @@ the quality figure with a panel per pretrained expert count. (The statistics
 themselves: test_statistics.py.)"""
 
 import csv
+import json
 import os
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from checks import check, finish, script_args  # noqa: E402
+import pytest
+
+TASKS = ["capitals", "years"]
+FIGURES = ["quality", "thresholds", "pareto"]
 
 
-def main():
-    a = script_args()
-    w = a.workdir
+def smoe_job(run, smoe, *args):
+    """smoe <args>, two threads for the jobs that take --threads; exit 0 asserted."""
+    cmd = [smoe, *args, "--threads", "2"] if args[0] not in ("data", "report", "prune") else [smoe, *args]
+    return run(cmd)
 
-    def smoe(*args):
-        p = subprocess.run([a.smoe, *args, "--threads", "2"] if args[0] not in ("data", "report", "prune") else [a.smoe, *args],
-                           capture_output=True, text=True, timeout=600)
-        if p.returncode != 0:
-            sys.exit(f"FAIL: smoe {' '.join(args)}\n{p.stderr[-3000:]}")
-        return p
 
+@pytest.fixture(scope="module")
+def study(run, smoe, workdir):
+    """The study: an 8-expert model, scratch models of 4 and 2 experts, uncurl and
+    frequency pruning at factors 2 and 4, all evaluated, and the report on perplexity."""
+    w = workdir
     suite = f"{w}/suite"
-    smoe("data", "synth", "--out", suite, "--facts", "40", "--train", "600", "--eval", "20")
-    tasks = ["capitals", "years"]
+    smoe_job(run, smoe, "data", "synth", "--out", suite, "--facts", "40", "--train", "600", "--eval", "20")
     train = ["--suite", suite, "--steps", "80", "--batch", "16", "--context", "48", "--hidden", "48", "--ffn", "64",
              "--log-every", "1000"]
-    smoe("train", "--out", f"{w}/e8", "--experts", "8", *train)
+    smoe_job(run, smoe, "train", "--out", f"{w}/e8", "--experts", "8", *train)
     for e in (4, 2):
-        smoe("train", "--out", f"{w}/scratch{e}", "--experts", str(e), *train)
-    smoe("collect", "--model", f"{w}/e8", "--out", f"{w}/stats.h5", "--max-tokens", "3000",
-         *[x for t in tasks for x in ("--task", f"{t}={suite}/{t}/train.jsonl")])
-    evals = [x for t in tasks for x in ("--task", f"{t}={suite}/{t}/eval.jsonl")]
+        smoe_job(run, smoe, "train", "--out", f"{w}/scratch{e}", "--experts", str(e), *train)
+    smoe_job(run, smoe, "collect", "--model", f"{w}/e8", "--out", f"{w}/stats.h5", "--max-tokens", "3000",
+             *[x for t in TASKS for x in ("--task", f"{t}={suite}/{t}/train.jsonl")])
+    evals = [x for t in TASKS for x in ("--task", f"{t}={suite}/{t}/eval.jsonl")]
     os.makedirs(f"{w}/results")
-    smoe("eval", "--model", f"{w}/e8", *evals, "--out", f"{w}/results/full.results.json",
-         "--label", "experts=8", "--label", "method=full", "--label", "factor=1")
+    smoe_job(run, smoe, "eval", "--model", f"{w}/e8", *evals, "--out", f"{w}/results/full.results.json",
+             "--label", "experts=8", "--label", "method=full", "--label", "factor=1")
     for e in (4, 2):
-        smoe("eval", "--model", f"{w}/scratch{e}", *evals, "--out", f"{w}/results/scratch{e}.results.json",
-             "--label", f"experts={e}", "--label", "method=scratch", "--label", "factor=1")
+        smoe_job(run, smoe, "eval", "--model", f"{w}/scratch{e}", *evals, "--out", f"{w}/results/scratch{e}.results.json",
+                 "--label", f"experts={e}", "--label", "method=scratch", "--label", "factor=1")
     for method in ("uncurl", "frequency"):
         for factor in (2, 4):
             plan = f"{w}/plan-{method}-{factor}.h5"
-            smoe("cluster", "--stats", f"{w}/stats.h5", "--task", "capitals", "--method", method, "--factor",
-                 str(factor), "--out", plan)
-            smoe("prune", "--model", f"{w}/e8", "--plan", plan, "--out", f"{w}/pruned-{method}-{factor}")
+            smoe_job(run, smoe, "cluster", "--stats", f"{w}/stats.h5", "--task", "capitals", "--method", method,
+                     "--factor", str(factor), "--out", plan)
+            smoe_job(run, smoe, "prune", "--model", f"{w}/e8", "--plan", plan, "--out", f"{w}/pruned-{method}-{factor}")
             # No labels: the report reads method and factor from the plan in the checkpoint.
-            smoe("eval", "--model", f"{w}/pruned-{method}-{factor}", *evals,
-                 "--out", f"{w}/results/{method}-{factor}.results.json")
-    smoe("report", "--results", f"{w}/results", "--out", f"{w}/report", "--metric", "perplexity,none")
-
+            smoe_job(run, smoe, "eval", "--model", f"{w}/pruned-{method}-{factor}", *evals,
+                     "--out", f"{w}/results/{method}-{factor}.results.json")
+    smoe_job(run, smoe, "report", "--results", f"{w}/results", "--out", f"{w}/report", "--metric", "perplexity,none")
     with open(f"{w}/report/report.csv") as f:
         rows = list(csv.DictReader(f))
-    keys = {(r["task"], r["experts"], r["method"], r["factor"]) for r in rows}
-    expected = {(t, e, m, f) for t in tasks + ["all"] for (e, m, f) in
+    with open(f"{w}/report/report.md") as f:
+        md = f.read()
+    with open(f"{w}/report/thresholds.csv") as f:
+        thresholds = list(csv.DictReader(f))
+    print(f"\nreport.csv: {len(rows)} rows; thresholds.csv: {thresholds}")
+    return dict(folder=w, report=f"{w}/report", rows=rows, md=md, thresholds=thresholds)
+
+
+def test_report_csv_has_one_row_per_task_and_model(study):
+    """Models named by labels or by the plan's provenance in the checkpoint."""
+    keys = {(r["task"], r["experts"], r["method"], r["factor"]) for r in study["rows"]}
+    expected = {(t, e, m, f) for t in TASKS + ["all"] for (e, m, f) in
                 [("8", "full", "1"), ("4", "scratch", "1"), ("2", "scratch", "1")] +
                 [("8", m, str(fa)) for m in ("uncurl", "frequency") for fa in (2, 4)]}
-    check(keys == expected, f"report.csv: {len(rows)} rows, one per task and model (labels or plan provenance)")
-    pruned = [r for r in rows if r["method"] in ("uncurl", "frequency")]
-    check(all(r["scratch_perplexity"] and r["difference_low"] and r["perplexity_stderr"] and r["vs_scratch"] in
-              ("worse", "better", "no significant difference") for r in pruned),
-          "every pruned row has its from-scratch baseline (experts / factor), the paired difference and a verdict")
-    check(all(r["expert_parameters"] and r["checkpoint_bytes"] for r in rows), "every row states the model's cost")
-    md = open(f"{w}/report/report.md").read()
-    check("| 8 | uncurl |" in md and "## Threshold pruning factor" in md, "report.md: tables and the thresholds")
-    with open(f"{w}/report/thresholds.csv") as f:
-        th = list(csv.DictReader(f))
-    check(sorted(th[0]) == ["experts", "method", "threshold_factor"] and {(r["experts"], r["method"]) for r in th}
-          == {("8", "uncurl"), ("8", "frequency")}, f"thresholds.csv: a row per (experts, method): {th}")
-    for fig in ("quality", "thresholds", "pareto"):
-        check(open(f"{w}/report/{fig}.png", "rb").read(4) == b"\x89PNG", f"{fig}.png is a PNG")
-        check(ET.parse(f"{w}/report/{fig}.svg").getroot().tag.endswith("svg"), f"{fig}.svg is a valid SVG")
-    text = open(f"{w}/report/quality.svg").read()
-    check("8 experts pretrained" in text and "uncurl" in text and "frequency" in text and "from scratch" in text,
-          "quality.svg: the panel of 8 pretrained experts, a line per method and the from-scratch reference")
-    # Nightly runs: results labelled with dates; the table is of the latest, the trend of all.
-    import json as _json
+    assert keys == expected, f"report.csv: {len(study['rows'])} rows; missing {expected - keys}, extra {keys - expected}"
+
+
+def test_every_pruned_row_has_baseline_difference_and_verdict(study):
+    """The from-scratch baseline (experts / factor), the paired difference and a verdict."""
+    pruned = [r for r in study["rows"] if r["method"] in ("uncurl", "frequency")]
+    lacking = [r for r in pruned if not (r["scratch_perplexity"] and r["difference_low"] and r["perplexity_stderr"]
+                                         and r["vs_scratch"] in ("worse", "better", "no significant difference"))]
+    assert not lacking, f"pruned rows without baseline, difference or verdict: {lacking}"
+
+
+def test_every_row_states_the_models_cost(study):
+    lacking = [r for r in study["rows"] if not (r["expert_parameters"] and r["checkpoint_bytes"])]
+    assert not lacking, f"rows without expert_parameters or checkpoint_bytes: {lacking}"
+
+
+def test_report_md_has_tables_and_thresholds(study):
+    assert "| 8 | uncurl |" in study["md"]
+    assert "## Threshold pruning factor" in study["md"]
+
+
+def test_thresholds_csv_has_a_row_per_experts_and_method(study):
+    th = study["thresholds"]
+    assert sorted(th[0]) == ["experts", "method", "threshold_factor"], f"thresholds.csv columns: {sorted(th[0])}"
+    assert {(r["experts"], r["method"]) for r in th} == {("8", "uncurl"), ("8", "frequency")}, f"thresholds.csv: {th}"
+
+
+@pytest.mark.parametrize("fig", FIGURES)
+def test_figure_png_is_a_png(study, fig):
+    with open(f"{study['report']}/{fig}.png", "rb") as f:
+        head = f.read(4)
+    assert head == b"\x89PNG", f"{fig}.png starts {head!r}"
+
+
+@pytest.mark.parametrize("fig", FIGURES)
+def test_figure_svg_is_a_valid_svg(study, fig):
+    tag = ET.parse(f"{study['report']}/{fig}.svg").getroot().tag
+    assert tag.endswith("svg"), f"{fig}.svg: root element {tag}"
+
+
+def test_quality_svg_has_the_8_expert_panel_each_method_and_scratch(study):
+    with open(f"{study['report']}/quality.svg") as f:
+        text = f.read()
+    for words in ("8 experts pretrained", "uncurl", "frequency", "from scratch"):
+        assert words in text, f"quality.svg lacks '{words}'"
+
+
+@pytest.fixture(scope="module")
+def nights(study, run, smoe):
+    """Nightly runs: the study's results labelled with two dates (the second night's
+    perplexities doubled), reported together."""
+    w = study["folder"]
     for night, scale in (("2026-01-01", 1.0), ("2026-01-02", 2.0)):
         os.makedirs(f"{w}/nights/{night}")
         for name in os.listdir(f"{w}/results"):
-            r = _json.load(open(f"{w}/results/{name}"))
+            with open(f"{w}/results/{name}") as f:
+                r = json.load(f)
             r["smoe"]["labels"]["date"] = night
             for t in r["results"].values():
                 t["perplexity,none"] *= scale
-            _json.dump(r, open(f"{w}/nights/{night}/{name}", "w"))
-    smoe("report", "--results", f"{w}/nights", "--out", f"{w}/trend")
-    md = open(f"{w}/trend/report.md").read()
+            with open(f"{w}/nights/{night}/{name}", "w") as f:
+                json.dump(r, f)
+    smoe_job(run, smoe, "report", "--results", f"{w}/nights", "--out", f"{w}/trend")
+    with open(f"{w}/trend/report.md") as f:
+        return f.read()
+
+
+def test_nightly_results_give_a_trend_column_per_night_and_the_latest_table(nights):
+    md = nights
     trend = md.split("## Trend over nights")[1] if "## Trend over nights" in md else ""
     line = [l for l in trend.splitlines() if l.startswith("| 8 | uncurl | 2 |")]
     vals = [float(x) for x in line[0].split("|")[4:6]] if line else []
-    check(len(vals) == 2 and abs(vals[1] - 2 * vals[0]) < 1e-3 * vals[1] and "of 2026-01-02" in md,
-          f"nightly results: a trend column per night ({vals}), the table of the latest night")
-    p = subprocess.run([a.smoe, "report", "--results", f"{w}/nothing", "--out", f"{w}/r2"], capture_output=True, text=True)
-    check(p.returncode == 2 and "nothing" in p.stderr, "report on a missing folder: exit 2 naming it")
-    finish("reference.report")
+    print(f"trend of uncurl at factor 2: {vals}")
+    assert len(vals) == 2, f"no trend row '| 8 | uncurl | 2 |' with two nights: {line}"
+    assert abs(vals[1] - 2 * vals[0]) < 1e-3 * vals[1], f"the second night's perplexity is not twice the first: {vals}"
+    assert "of 2026-01-02" in md, "the table is not of the latest night"
 
 
-if __name__ == "__main__":
-    main()
+def test_report_on_a_missing_folder_exits_2_naming_it(workdir, run, smoe):
+    w = workdir
+    p = run([smoe, "report", "--results", f"{w}/nothing", "--out", f"{w}/r2"], expect=2)
+    assert "nothing" in p.stderr, p.stderr[-500:]

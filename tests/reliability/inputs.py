@@ -1,19 +1,19 @@
 """What the malformed-input and hostile-input checks share: good inputs made once
-(a tiny Mixtral checkpoint, a corpus, a stats file and a plan by smoe itself, and
-an FP8 checkpoint), the command line and a fresh workdir, and the small editors of
-safetensors headers, configs and files the cases break them with."""
+in the test's workdir (a tiny Mixtral checkpoint, a corpus, a stats file and a plan
+by smoe itself, and an FP8 checkpoint), and the small editors of safetensors
+headers, configs and files the cases break them with."""
 
-import argparse
 import json
 import os
 import shutil
 import struct
-import subprocess
 import sys
 
 here = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(here, "..", "reference"))
+sys.path.insert(0, os.path.dirname(here))
 import hf_reference as ref  # noqa: E402
+from programs import run_program  # noqa: E402
 
 
 class Inputs:
@@ -40,9 +40,8 @@ class Inputs:
         self.job(["score", "--model", self.fp8_model, "--corpus", self.corpus, "--threads", "1"])
 
     def job(self, args):
-        p = subprocess.run([self.smoe] + args, capture_output=True, text=True)
-        if p.returncode != 0:
-            sys.exit(f"making the good inputs failed: smoe {' '.join(args)}\n{p.stderr}")
+        """Runs one smoe job that makes a good input; it must succeed."""
+        run_program([self.smoe] + args)
 
     def model_copy(self, d):
         dst = os.path.join(d, "model")
@@ -87,15 +86,7 @@ def write(path, text, mode="w"):
     return path
 
 
-def prepare():
-    """The arguments (--smoe, --workdir, -k) and the good inputs, in a fresh workdir."""
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--smoe", required=True)
-    ap.add_argument("--workdir", required=True)
-    ap.add_argument("-k", help="run only the cases whose name holds this")
-    a = ap.parse_args()
-    if os.path.exists(a.workdir):
-        shutil.rmtree(a.workdir)
-    os.makedirs(os.path.join(a.workdir, "good"))
-    g = Inputs(a.smoe, a.workdir)
-    return a, g
+def prepare(smoe, workdir):
+    """The good inputs, under workdir/good (workdir: fresh, from the fixture)."""
+    os.makedirs(os.path.join(workdir, "good"))
+    return Inputs(smoe, workdir)

@@ -1,28 +1,28 @@
-#!/usr/bin/python3
 """The malformed-input corpus: checkpoints, configs, corpora, statistics and plan
 files, and options that real users get wrong. Every case must end with exit status
 2, a message that names the offending file (or option) and what is wrong with it,
-and no file under the job's final output name.
+and no file under the job's final output name (and no temporary).
 
 Each case starts from good inputs (a tiny Mixtral checkpoint, a corpus, a stats
-file and a plan made by smoe itself), breaks one thing, and runs one job.
+file and a plan made by smoe itself), breaks one thing, and runs one job: one
+test per case, its id the case's name. The corpus holds at least 25 cases.
 
-  /usr/bin/python3 tests/reliability/test_malformed.py --smoe build/smoe --workdir DIR"""
+  /usr/bin/python3 -m pytest -c tests/pytest.ini --rootdir tests tests/reliability/test_malformed.py \\
+      --smoe build/smoe --workdir DIR
+(any smoe binary: tests/run also gives it the AddressSanitizer build's)"""
 
 import glob
 import json
 import os
 import shutil
 import struct
-import subprocess
 import sys
 
 import h5py
+import pytest
 
 here = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, here)
-sys.path.insert(0, os.path.join(here, "..", "reference"))
-from checks import check, finish  # noqa: E402
 from inputs import edit_config, first_tensor, prepare, rewrite_header, shard, write  # noqa: E402
 
 
@@ -399,30 +399,31 @@ def drop_plan_layer(f):
     del f["layers"][sorted(f["layers"].keys(), key=int)[0]]
 
 
-def main():
-    a, g = prepare()
-    ran = 0
-    for i, (name, make) in enumerate(CASES):
-        if a.k and a.k not in name:
-            continue
-        d = os.path.join(a.workdir, f"case{i:02d}")
-        os.makedirs(d)
-        args, out, words = make(g, d)
-        env = dict(os.environ, **BAD_ENV.get(name, {}))
-        p = subprocess.run([a.smoe] + args, capture_output=True, text=True, errors="replace", timeout=120, env=env)
-        err = p.stderr
-        missing = [w for w in words if w not in err]
-        left = os.path.exists(out)
-        temps = glob.glob(os.path.join(d, "**", "*.tmp.*"), recursive=True)
-        check(p.returncode == 2 and not missing and not left and not temps,
-              f"{name}: exit {p.returncode}" + (f", message lacks {missing}" if missing else "")
-              + (f", {out} left behind" if left else "") + (f", temporaries {temps}" if temps else ""))
-        last = [line for line in err.splitlines() if "error" in line][-1:] or err.splitlines()[-1:]
-        print(f"       {last[0] if last else '(no message)'}")
-        ran += 1
-    check(a.k is not None or ran >= 25, f"{ran} malformed inputs (at least 25)")
-    finish("reliability.malformed-inputs")
+@pytest.fixture(scope="module")
+def good(smoe, workdir):
+    """The good inputs every case starts from, made once."""
+    return prepare(smoe, workdir)
 
 
-if __name__ == "__main__":
-    main()
+def test_corpus_holds_at_least_25_cases():
+    assert len(CASES) >= 25, f"{len(CASES)} malformed inputs (at least 25)"
+
+
+@pytest.mark.parametrize("index,name,make", [pytest.param(i, name, make, id=name)
+                                             for i, (name, make) in enumerate(CASES)])
+def test_malformed_input_exits_2_naming_the_fault_and_leaves_nothing(good, smoe, workdir, run, index, name, make):
+    d = os.path.join(workdir, f"case{index:02d}")
+    os.makedirs(d)
+    args, out, words = make(good, d)
+    p = run([smoe] + args, expect=None, env=BAD_ENV.get(name), timeout=120, errors="replace")
+    err = p.stderr
+    missing = [w for w in words if w not in err]
+    left = os.path.exists(out)
+    temps = glob.glob(os.path.join(d, "**", "*.tmp.*"), recursive=True)
+    last = [line for line in err.splitlines() if "error" in line][-1:] or err.splitlines()[-1:]
+    print(f"       {last[0] if last else '(no message)'}")
+    refused = p.returncode == 2 and not missing and not left and not temps
+    assert refused, (
+        f"{name}: exit {p.returncode}" + (f", message lacks {missing}" if missing else "")
+        + (f", {out} left behind" if left else "") + (f", temporaries {temps}" if temps else "")
+        + f"\n--- stderr\n{err[-4000:]}")

@@ -23,7 +23,7 @@ import tarfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # The reference packages of the tokenizer check (install.sh is a no-op where they are already there).
-REFERENCE = os.path.join(HERE, "..", "..", "build", "tests", "tokenizers", "reference")
+REFERENCE = os.path.join(HERE, "..", "..", "build", "tests", "tokenizers-reference")
 NAMES = ["qwen3", "deepseek_v3", "llama2", "gptoss", "llama3", "gemma3"]
 
 

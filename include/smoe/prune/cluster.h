@@ -20,10 +20,11 @@ struct GridEntry {
   Method method = Method::Frequency;
   std::string factor;  // as the grid writes it: what file names carry
 };
-// The grid's size and entry `index`; InputError naming the file for a bad grid
-// or an index outside it.
-int64_t grid_size(const std::string& grid);
-GridEntry grid_entry(const std::string& grid, int64_t index);
+// Entry `index` of a grid file, by default the Slurm array index; the one place
+// that maps an index to an entry (slurm/prune-eval.sbatch asks `smoe grid`).
+// InputError naming the file for a bad grid, and --index or SLURM_ARRAY_TASK_ID
+// for an index outside it.
+GridEntry grid_entry(const std::string& grid, std::optional<int64_t> index);
 // The Slurm array index (SLURM_ARRAY_TASK_ID); InputError when unset or not a
 // non-negative integer.
 int64_t slurm_array_index();
