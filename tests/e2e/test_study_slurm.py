@@ -140,14 +140,15 @@ def finished(submitted, slurm):
 
 @pytest.fixture(scope="module")
 def requeued(finished, submitted, slurm, smoe, run):
-    """Requeue: a longer collect (8000 training records, no token cap) submitted
-    with sbatch --requeue, sent SIGUSR1 once smoe collect runs; then the same job
-    script run here (SMOE_LOCAL=1) without interruption."""
+    """Requeue: a longer collect (2000 training records, no token cap: about 20 s of
+    work, ample time for the signal to land mid-run) submitted with sbatch
+    --requeue, sent SIGUSR1 once smoe collect runs; then the same job script run
+    here (SMOE_LOCAL=1) without interruption."""
     study, work, env = submitted["study"], submitted["work"], slurm["env"]
     with open(study, "w") as f:
-        f.write(STUDY.format(train=8000, max_tokens=0))
+        f.write(STUDY.format(train=2000, max_tokens=0))
     shutil.rmtree(os.path.join(work, "suite"), ignore_errors=True)
-    run([smoe, "data", "synth", "--out", os.path.join(work, "suite"), "--train", "8000", "--eval", "5"])
+    run([smoe, "data", "synth", "--out", os.path.join(work, "suite"), "--train", "2000", "--eval", "5"])
     stats = os.path.join(work, "stats", "e4.h5")
     os.remove(stats)
     job_env = dict(env, SMOE_ROOT=ROOT, STUDY=study, WORK=work, EXPERTS="4")

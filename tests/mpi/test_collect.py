@@ -43,9 +43,9 @@ RUNS = {
     "idx1": (1, (), "indexed"),
     "idx3": (3, (), "indexed"),
     "idxcap": (3, ("--max-tokens", "1000"), "indexed"),
-    "whole": (2, (), "jsonl"),  # the uninterrupted run the resumed ones are compared with
-    "whole-lw": (2, ("--schedule", "layerwise"), "jsonl"),
 }
+# The uninterrupted runs the killed and resumed ones are compared with, per schedule.
+UNINTERRUPTED = {"default": "p2", "layerwise": "lw2"}
 
 # (id, label, reference run, compared run): float datasets within REL, integers bit-equal.
 COMPARISONS = [
@@ -244,7 +244,7 @@ def killed(request, collect_cmd, collect, collected, workdir):
     if result["killed"]:
         result["resumed"] = collect(2, out, "--resume", "--schedule", schedule)
         result["work_left"] = os.path.exists(work)
-        result["uninterrupted"] = collected("whole" if schedule == "default" else "whole-lw")
+        result["uninterrupted"] = collected(UNINTERRUPTED[schedule])
     return result
 
 
@@ -312,7 +312,7 @@ def rank_killed(collect_cmd, collect, collected, workdir):
     result = dict(killable=True, code=code, elapsed=elapsed, left=sorted(left), final=final, err=err, resumed=None)
     if ok:
         result["resumed"] = collect(2, out, "--resume")
-        result["uninterrupted"] = collected("whole")
+        result["uninterrupted"] = collected(UNINTERRUPTED["default"])
     return result
 
 
@@ -379,7 +379,7 @@ def signalled(collect_cmd, collect, collected, workdir):
         print(result["err"])
     else:
         result["resumed"] = collect(2, out, "--resume")
-        result["uninterrupted"] = collected("whole")
+        result["uninterrupted"] = collected(UNINTERRUPTED["default"])
     return result
 
 
