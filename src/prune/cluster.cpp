@@ -62,12 +62,12 @@ Grid read_grid(const std::string& path) {
   return grid;
 }
 
-// Task and method names become file names: plain ones only.
-void check_name(const std::string& name) {
+// Task names become file names (and words of `smoe grid`'s line): plain ones only.
+void check_name(const std::string& where, const std::string& name) {
   SMOE_CHECK_INPUT(name.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-") ==
                            std::string::npos &&
                        !name.empty() && name != "." && name != "..",
-                   "task and method names must be letters, digits, '_', '-' or '.', found '", clip(name), "'");
+                   where, ": task names must be letters, digits, '_', '-' or '.', found '", clip(name), "'");
 }
 
 std::string factor_text(double factor) {
@@ -112,6 +112,7 @@ GridEntry grid_entry(const std::string& path, std::optional<int64_t> index) {
   const size_t f = e % grid.factors.size(), m = e / grid.factors.size() % grid.methods.size(),
                t = e / grid.factors.size() / grid.methods.size();
   parse_number(grid.factors[f], path + ": factor");
+  check_name(path + ": task", grid.tasks[t]);
   return {grid.tasks[t], parse_choice(method_names(), path + ": method", grid.methods[m]), grid.factors[f]};
 }
 
@@ -132,7 +133,7 @@ void cluster(const ClusterJobOptions& o, JobContext& ctx) {
   SMOE_CHECK_INPUT((c.factor >= 1) != (c.experts >= 1), "give either --factor (>= 1) or --experts (>= 1)");
   SMOE_CHECK_INPUT(c.budget == Budget::Uniform || c.experts == 0, "--budget adaptive takes --factor, not --experts");
   SMOE_CHECK_INPUT(c.restarts >= 1, "--restarts must be at least 1");
-  check_name(entry.task);
+  check_name("--task", entry.task);
   OutputSpec spec = hdf5_output(
       replace_all(replace_all(replace_all(o.out, "{task}", entry.task), "{method}", method), "{factor}", entry.factor),
       "cluster", "smoe-plan");

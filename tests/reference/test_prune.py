@@ -319,6 +319,34 @@ def test_grid_entry_3_is_t_reap_4(grid, workdir):
         f"--grid entry 3 of tasks x methods x factors should be (t, reap, 4); made {made}"
 
 
+def test_smoe_grid_prints_every_entry_in_the_order_cluster_runs_them(grid, smoe_run):
+    got = [smoe_run("grid", "--grid", grid, "--index", str(i)).stdout.split() for i in range(4)]
+    assert got == [["t", m, f] for m in ("frequency", "reap") for f in ("2", "4")]
+
+
+def test_smoe_grid_takes_the_slurm_array_index(grid, smoe_run):
+    assert smoe_run("grid", "--grid", grid, env={"SLURM_ARRAY_TASK_ID": "3"}).stdout.split() == ["t", "reap", "4"]
+
+
+# (name, grid file text, index, what stderr must say)
+BAD_GRID = [
+    ("task with a space", "tasks = a b, c\nmethods = frequency\nfactors = 2\n", "0", "task names must be"),
+    ("factor not a number", "tasks = t\nmethods = frequency\nfactors = nan\n", "0", "factor: 'nan'"),
+    ("unknown method", "tasks = t\nmethods = magic\nfactors = 2\n", "0", "magic"),
+    ("index outside", "tasks = t\nmethods = frequency\nfactors = 2\n", "1", "--index 1 outside the grid's 1 entries"),
+]
+
+
+@pytest.mark.parametrize("name,text,index,needle", BAD_GRID, ids=[b[0].replace(" ", "-") for b in BAD_GRID])
+def test_smoe_grid_refuses_a_bad_grid_naming_the_file(workdir, smoe_run, name, text, index, needle):
+    path = os.path.join(workdir, f"bad grid {name}.ini")
+    with open(path, "w") as f:
+        f.write("[grid]\n" + text)
+    p = smoe_run("grid", "--grid", path, "--index", index, expect=2)
+    assert path in p.stderr and needle in p.stderr, p.stderr[-500:]
+    assert p.stdout == ""
+
+
 # (name, arguments after --stats and --out, what stderr must say, statistics used:
 #  "stats" with out_mean, "pstats" without, from `permuted`)
 BAD_CLUSTER = [
