@@ -17,18 +17,26 @@ const char* family_name(Family family) {
     case Family::Qwen3Moe: return "qwen3_moe";
     case Family::DeepseekV2: return "deepseek_v2";
     case Family::DeepseekV3: return "deepseek_v3";
+    case Family::Glm4Moe: return "glm4_moe";
+    case Family::MinimaxM2: return "minimax_m2";
+    case Family::Ernie45Moe: return "ernie4_5_moe";
   }
   return "?";
 }
 
 const char* ModelConfig::experts_key() const {
   switch (family) {
-    case Family::Mixtral: return "num_local_experts";
+    case Family::Mixtral:
+    case Family::MinimaxM2: return "num_local_experts";
     case Family::DeepseekV2:
-    case Family::DeepseekV3: return "n_routed_experts";
+    case Family::DeepseekV3:
+    case Family::Glm4Moe: return "n_routed_experts";
+    case Family::Ernie45Moe: return "moe_num_experts";
     default: return "num_experts";
   }
 }
+
+const char* ModelConfig::top_k_key() const { return family == Family::Ernie45Moe ? "moe_k" : "num_experts_per_tok"; }
 
 int64_t ModelConfig::num_moe_layers() const {
   return std::count_if(layer_experts.begin(), layer_experts.end(), [](int64_t e) { return e > 0; });
@@ -56,6 +64,12 @@ void check_positive(int64_t v, const char* key, const std::string& path) {
 // YaRN's attention factor for scale s and coefficient m (HF yarn_get_mscale).
 double yarn_mscale(double s, double m) { return s <= 1 ? 1.0 : 0.1 * m * std::log(s) + 1.0; }
 
+// The first rotary_dim elements of each head rotate: HF's int(head_dim * factor).
+void parse_partial_rotary(double factor, ModelConfig& c, const std::string& path) {
+  SMOE_CHECK_INPUT(factor > 0 && factor <= 1, path, ": 'partial_rotary_factor' must lie in (0, 1], found ", factor);
+  c.rotary_dim = static_cast<int64_t>(static_cast<double>(c.head_dim) * factor);
+}
+
 // rope_scaling (or transformers 5's rope_parameters): "default" or "yarn".
 void parse_rope_scaling(const nlohmann::json& j, ModelConfig& c, const std::string& path) {
   const char* key = j.contains("rope_scaling") && !j["rope_scaling"].is_null() ? "rope_scaling" : "rope_parameters";
@@ -64,6 +78,8 @@ void parse_rope_scaling(const nlohmann::json& j, ModelConfig& c, const std::stri
   SMOE_CHECK_INPUT(rs.is_object(), path, ": '", key, "' must be an object or null");
   const std::string where = path + " " + key;
   if (rs.contains("rope_theta")) c.rope_theta = json_double(rs, "rope_theta", where);
+  if (rs.contains("partial_rotary_factor") && !rs["partial_rotary_factor"].is_null())
+    parse_partial_rotary(json_double(rs, "partial_rotary_factor", where), c, where);
   std::string type = "default";
   for (const char* name : {"type", "rope_type"})  // rope_type wins where both are given
     if (rs.contains(name) && !rs[name].is_null()) type = json_string(rs, name, where);
@@ -108,7 +124,8 @@ void parse_fp8(const nlohmann::json& j, ModelConfig& c, const std::string& path)
   SMOE_CHECK_INPUT(qm == "fp8", where, ": quant_method '", qm, "' is not supported (fp8)");
   if (q.contains("fmt")) {
     const std::string fmt = json_string(q, "fmt", where);
-    SMOE_CHECK_INPUT(fmt == "e4m3", where, ": fmt '", fmt, "' is not supported (e4m3)");
+    SMOE_CHECK_INPUT(fmt == "e4m3" || fmt == "float8_e4m3fn", where, ": fmt '", fmt,
+                     "' is not supported (e4m3, float8_e4m3fn)");
   }
   std::vector<int64_t> block = int_list(q, "weight_block_size", where);
   if (!block.empty()) {
@@ -120,7 +137,8 @@ void parse_fp8(const nlohmann::json& j, ModelConfig& c, const std::string& path)
   c.fp8 = true;
 }
 
-int64_t parse_deepseek(const nlohmann::json& j, ModelConfig& c, const std::string& path) {
+// Multi-head latent attention's widths (DeepSeek-V2/V3, Kimi-K2).
+void parse_mla(const nlohmann::json& j, ModelConfig& c, const std::string& path) {
   MlaConfig& m = c.mla;
   m.q_lora_rank = j.contains("q_lora_rank") && !j["q_lora_rank"].is_null() ? json_int(j, "q_lora_rank", path) : 0;
   m.kv_lora_rank = json_int(j, "kv_lora_rank", path);
@@ -137,12 +155,18 @@ int64_t parse_deepseek(const nlohmann::json& j, ModelConfig& c, const std::strin
   c.num_kv_heads = c.num_heads;  // k and v are rebuilt per head from the latent
   c.attention_scale = 1.0 / std::sqrt(static_cast<double>(m.qk_head_dim()));
   SMOE_CHECK_INPUT(!c.attention_bias, path, ": attention_bias is not supported for ", c.model_type);
+}
 
+// DeepSeek's MoE keys (DeepSeek-V2/V3, Kimi-K2, GLM-4.5): routed and shared
+// experts, group-limited routing, multi-token-prediction layers, FP8 weights.
+int64_t parse_deepseek_moe(const nlohmann::json& j, ModelConfig& c, const std::string& path) {
   const int64_t num_experts = json_int(j, "n_routed_experts", path);
   RouterConfig& r = c.router;
   r.top_k = json_int(j, "num_experts_per_tok", path);
-  r.float32 = true;
-  const bool v3 = c.family == Family::DeepseekV3;
+  r.float32_logits = true;
+  r.float32_weights = true;
+  r.renormalise = Renormalise::PlusTiny;
+  const bool v3 = c.family != Family::DeepseekV2;  // V3, Kimi-K2 and GLM-4.5 route alike
   const std::string scoring = j.contains("scoring_func") ? json_string(j, "scoring_func", path) : (v3 ? "sigmoid" : "softmax");
   SMOE_CHECK_INPUT(scoring == "softmax" || scoring == "sigmoid", path, ": scoring_func '", scoring,
                    "' is not supported (softmax, sigmoid)");
@@ -186,6 +210,75 @@ int64_t parse_deepseek(const nlohmann::json& j, ModelConfig& c, const std::strin
   return num_experts;
 }
 
+int64_t parse_deepseek(const nlohmann::json& j, ModelConfig& c, const std::string& path) {
+  parse_mla(j, c, path);
+  return parse_deepseek_moe(j, c, path);
+}
+
+// MiniMax-M2: every layer MoE (block_sparse_moe, experts w1/w3/w2 of width
+// intermediate_size), a sigmoid router whose selection-only bias sits on the
+// block, weights renormalised without an epsilon and not scaled; RMSNorm over the
+// whole q and k projections; the first rotary_dim elements of each head rotate.
+int64_t parse_minimax_m2(const nlohmann::json& j, ModelConfig& c, const std::string& path) {
+  const int64_t num_experts = json_int(j, "num_local_experts", path);
+  RouterConfig& r = c.router;
+  r.top_k = json_int(j, "num_experts_per_tok", path);
+  r.score = RouterScore::Sigmoid;
+  r.norm_topk_prob = true;
+  r.score_correction_bias = json_bool(j, "use_routing_bias", true, path);
+  if (j.contains("scoring_func")) {
+    const std::string scoring = json_string(j, "scoring_func", path);
+    SMOE_CHECK_INPUT(scoring == "sigmoid", path, ": scoring_func '", scoring, "' is not supported for minimax_m2 (sigmoid)");
+  }
+  c.moe_intermediate_size = json_int(j, "intermediate_size", path);
+  SMOE_CHECK_INPUT(json_int(j, "shared_intermediate_size", 0, path) == 0, path,
+                   ": 'shared_intermediate_size' must be 0: shared experts are not supported for minimax_m2");
+  if (json_bool(j, "use_qk_norm", true, path)) {
+    const std::string type = j.contains("qk_norm_type") ? json_string(j, "qk_norm_type", path) : "per_layer";
+    SMOE_CHECK_INPUT(type == "per_layer", path, ": qk_norm_type '", type, "' is not supported (per_layer)");
+    c.qk_norm = QkNorm::Projection;
+  }
+  c.rotary_dim = json_int(j, "rotary_dim", c.head_dim, path);
+  SMOE_CHECK_INPUT(c.rotary_dim > 0 && c.rotary_dim <= c.head_dim, path, ": 'rotary_dim' (", c.rotary_dim,
+                   ") must lie in 1..head_dim (", c.head_dim, ")");
+  parse_fp8(j, c, path);
+  return num_experts;
+}
+
+// ERNIE-4.5-MoE: a softmax router from float32 operands choosing by the
+// probabilities plus a selection-only bias (moe_statics), weights the unbiased
+// probabilities over max(their sum, moe_norm_min); shared experts; MoE layers from
+// moe_layer_start_index to moe_layer_end_index, every moe_layer_interval-th; RoPE
+// on interleaved pairs.
+int64_t parse_ernie4_5_moe(const nlohmann::json& j, ModelConfig& c, const std::string& path) {
+  const int64_t num_experts = json_int(j, "moe_num_experts", path);
+  RouterConfig& r = c.router;
+  r.top_k = json_int(j, "moe_k", path);
+  r.float32_logits = true;  // the weights are cast to the compute dtype
+  r.norm_topk_prob = true;
+  r.renormalise = Renormalise::ClampMin;
+  r.norm_min = json_double(j, "moe_norm_min", 1e-12, path);
+  SMOE_CHECK_INPUT(r.norm_min > 0, path, ": 'moe_norm_min' must be positive");
+  r.score_correction_bias = true;
+  c.moe_intermediate_size = json_int(j, "moe_intermediate_size", path);
+  c.intermediate_size = json_int(j, "intermediate_size", 0, path);
+  const int64_t shared = json_int(j, "moe_num_shared_experts", 0, path);
+  SMOE_CHECK_INPUT(shared >= 0, path, ": 'moe_num_shared_experts' must not be negative");
+  c.shared_expert_intermediate_size = shared * c.moe_intermediate_size;
+  SMOE_CHECK_INPUT(!json_bool(j, "use_bias", false, path), path, ": use_bias is not supported for ernie4_5_moe");
+  c.rope_layout = RopeLayout::Interleaved;
+  c.rope_float32 = true;
+  return num_experts;
+}
+
+// GLM-4.5/4.6: grouped-query attention (q/k/v biases, optional per-head q/k norm,
+// partial rotary in the NeoX layout) and DeepSeek-V3's MoE.
+int64_t parse_glm4_moe(const nlohmann::json& j, ModelConfig& c, const std::string& path) {
+  if (json_bool(j, "use_qk_norm", false, path)) c.qk_norm = QkNorm::PerHead;
+  parse_partial_rotary(json_double(j, "partial_rotary_factor", 0.5, path), c, path);
+  return parse_deepseek_moe(j, c, path);
+}
+
 // The family of a config's model_type.
 Family family_of(const std::string& model_type, const std::string& path) {
   if (model_type == "mixtral") return Family::Mixtral;
@@ -194,9 +287,12 @@ Family family_of(const std::string& model_type, const std::string& path) {
   if (model_type == "qwen3_moe") return Family::Qwen3Moe;
   if (model_type == "deepseek_v2") return Family::DeepseekV2;
   if (model_type == "deepseek_v3" || model_type == "kimi_k2") return Family::DeepseekV3;
+  if (model_type == "glm4_moe") return Family::Glm4Moe;
+  if (model_type == "minimax_m2") return Family::MinimaxM2;
+  if (model_type == "ernie4_5_moe") return Family::Ernie45Moe;
   throw InputError(str(path, ": model_type '", model_type,
                        "' is not supported (supported: mixtral, olmoe, qwen2_moe, qwen3_moe, deepseek_v2, "
-                       "deepseek_v3, kimi_k2)"));
+                       "deepseek_v3, kimi_k2, glm4_moe, minimax_m2, ernie4_5_moe)"));
 }
 
 bool is_deepseek(Family f) { return f == Family::DeepseekV2 || f == Family::DeepseekV3; }
@@ -241,14 +337,27 @@ void parse_shape(const nlohmann::json& j, ModelConfig& c, const std::string& pat
 void place_experts(const nlohmann::json& j, ModelConfig& c, int64_t num_experts, int64_t sparse_step,
                    const std::vector<int64_t>& mlp_only, const std::string& path) {
   c.layer_experts.assign(static_cast<size_t>(c.num_layers), num_experts);
-  if (is_deepseek(c.family)) {
-    // Layers before first_k_dense_replace, and all but every moe_layer_freq-th, are dense.
-    const int64_t first_moe = json_int(j, "first_k_dense_replace", 0, path);
-    const int64_t freq = json_int(j, "moe_layer_freq", 1, path);
+  if (is_deepseek(c.family) || c.family == Family::Glm4Moe) {
+    // Layers before first_k_dense_replace, and (DeepSeek) all but every moe_layer_freq-th, are dense.
+    const int64_t first_moe = json_int(j, "first_k_dense_replace", c.family == Family::Glm4Moe ? 1 : 0, path);
+    const int64_t freq = is_deepseek(c.family) ? json_int(j, "moe_layer_freq", 1, path) : 1;
     SMOE_CHECK_INPUT(first_moe >= 0, path, ": 'first_k_dense_replace' must not be negative");
     check_positive(freq, "moe_layer_freq", path);
     for (int64_t l = 0; l < c.num_layers; ++l)
       if (l < first_moe || l % freq != 0) c.layer_experts[static_cast<size_t>(l)] = 0;
+  }
+  if (c.family == Family::Ernie45Moe) {
+    // MoE from moe_layer_start_index to moe_layer_end_index (-1: the last layer), every interval-th.
+    const int64_t start = json_int(j, "moe_layer_start_index", 0, path);
+    int64_t end = json_int(j, "moe_layer_end_index", -1, path);
+    const int64_t interval = json_int(j, "moe_layer_interval", 1, path);
+    if (end == -1) end = c.num_layers - 1;
+    SMOE_CHECK_INPUT(start >= 0 && end >= 0, path, ": 'moe_layer_start_index' and 'moe_layer_end_index' must not be "
+                     "negative (-1: the last layer)");
+    check_positive(interval, "moe_layer_interval", path);
+    for (int64_t l = 0; l < c.num_layers; ++l)
+      if ((l + 1) % interval != 0 || l < start || l > end) c.layer_experts[static_cast<size_t>(l)] = 0;
+    SMOE_CHECK_INPUT(c.num_moe_layers() > 0, path, ": moe_layer_start_index/end_index/interval leave no MoE layer");
   }
   for (int64_t l = 0; l < c.num_layers; ++l) {
     bool dense = (l + 1) % sparse_step != 0 || std::find(mlp_only.begin(), mlp_only.end(), l) != mlp_only.end();
@@ -346,9 +455,21 @@ ModelConfig parse_model_config(const nlohmann::json& j, const std::string& path)
     case Family::DeepseekV3:
       num_experts = parse_deepseek(j, c, path);
       break;
+    case Family::Glm4Moe:
+      num_experts = parse_glm4_moe(j, c, path);
+      break;
+    case Family::MinimaxM2:
+      num_experts = parse_minimax_m2(j, c, path);
+      break;
+    case Family::Ernie45Moe:
+      num_experts = parse_ernie4_5_moe(j, c, path);
+      break;
   }
   parse_rope_scaling(j, c, path);
   SMOE_CHECK_INPUT(c.rope_theta > 0, path, ": 'rope_theta' must be positive");
+  SMOE_CHECK_INPUT(c.rope_dim() > 0 && c.rope_dim() % 2 == 0 && c.rope_dim() <= std::max(c.head_dim, c.mla.qk_rope_head_dim),
+                   path, ": the rotary part of a head (", c.rope_dim(), ") must be even and lie in 2..head_dim (",
+                   c.head_dim, ")");
   check_positive(num_experts, c.experts_key(), path);
   check_positive(c.router.top_k, "num_experts_per_tok", path);
   check_positive(c.moe_intermediate_size,

@@ -85,7 +85,7 @@ void Decoder::load_head_and_layers() {
   embed_tokens = load(TensorNames::embed(), {c.vocab_size, d}, /*whole=*/false);
   if (options_.load_head) {
     final_norm = load(TensorNames::final_norm(), {d});
-    if (c.tie_word_embeddings && !load.has(TensorNames::lm_head()))
+    if (c.tie_word_embeddings)  // a stored lm_head.weight is ignored, as transformers ties them
       lm_head = embed_tokens;
     else
       lm_head = load(TensorNames::lm_head(), {c.vocab_size, d});
@@ -150,7 +150,10 @@ void Decoder::load_layer(int64_t l) {
     if (c.router.score_correction_bias) {
       // Selection bias: float32 whatever the compute dtype.
       const Loader load_f32{checkpoint_, &in_memory_, at::kFloat, device_, options_.trainable, &named_};
-      m.score_bias = load_f32(names.router_bias(l), {m.num_experts});
+      // ERNIE-4.5 stores it as [1, E].
+      const std::vector<int64_t> shape = c.family == Family::Ernie45Moe ? std::vector<int64_t>{1, m.num_experts}
+                                                                         : std::vector<int64_t>{m.num_experts};
+      m.score_bias = load_f32(names.router_bias(l), shape).reshape({m.num_experts});
     }
     m.experts.resize(static_cast<size_t>(m.num_experts));
     for (int64_t e = 0; e < m.num_experts; ++e) {
@@ -209,7 +212,7 @@ at::Tensor Decoder::apply_layer(int64_t layer, const at::Tensor& h_in, MoeExecut
   const Layer& L = layers_.at(static_cast<size_t>(layer));
   SMOE_ASSERT(L.loaded, "layer ", layer, " is not loaded");
   const int64_t B = h_in.size(0), S = h_in.size(1), d = c.hidden_size;
-  const RopeTables rope = rope_tables(S, c, dtype_, device_);
+  const RopeTables rope = rope_tables(S, c, c.rope_float32 ? at::kFloat : dtype_, device_);
   at::Tensor h = h_in + attention(c, L.attention, rms_norm(h_in, L.input_norm, c.rms_norm_eps), rope);
   at::Tensor x = rms_norm(h, L.post_attention_norm, c.rms_norm_eps);
   if (!L.moe) return h + gated_mlp(L.mlp, x);

@@ -25,7 +25,7 @@ at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
 }
 
 at::Tensor rope_inv_freq(const ModelConfig& c) {
-  const int64_t dim = c.head_dim;
+  const int64_t dim = c.rope_dim();
   at::Tensor pos_freqs = at::pow(c.rope_theta, at::arange(0, dim, 2, at::kLong).to(at::kFloat) / static_cast<double>(dim));
   at::Tensor extrapolation = 1.0 / pos_freqs;
   if (!c.yarn.enabled) return extrapolation;
@@ -65,9 +65,12 @@ at::Tensor rotate_half(const at::Tensor& x) {
   return at::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
 }
 
-// x: [B, H, S, D]
+// x: [B, H, S, D]; the tables' width is the rotated part (the first elements of each head).
 at::Tensor apply_rope(const at::Tensor& x, const RopeTables& rope) {
-  return x * rope.cos + rotate_half(x) * rope.sin;
+  const int64_t r = rope.cos.size(-1), D = x.size(-1);
+  if (r == D) return x * rope.cos + rotate_half(x) * rope.sin;
+  at::Tensor rot = x.narrow(-1, 0, r);
+  return at::cat({rot * rope.cos + rotate_half(rot) * rope.sin, x.narrow(-1, r, D - r)}, -1);
 }
 
 }  // namespace
@@ -252,14 +255,34 @@ at::Tensor attend(const ModelConfig& c, const at::Tensor& q, const at::Tensor& k
   return batch_matmul(probs, v).transpose(1, 2).reshape({B, S, H * v.size(-1)});
 }
 
-// DeepSeek's rotary layout: pairs (2i, 2i+1) rotate together. HF de-interleaves
-// them to [evens | odds] and rotates halves; q.k is the same either way.
+// DeepSeek's rotary layout (MLA): pairs (2i, 2i+1) of the rotated part rotate
+// together. HF de-interleaves them to [evens | odds] and rotates halves; smoe does
+// the same, so that q.k sums in HF's order.
 at::Tensor rope_interleaved(const at::Tensor& x, const RopeTables& rope) {
-  const auto sizes = x.sizes().vec();
-  std::vector<int64_t> pairs(sizes.begin(), sizes.end() - 1);
-  pairs.push_back(x.size(-1) / 2);
+  const int64_t r = rope.cos.size(-1), D = x.size(-1);
+  std::vector<int64_t> rotated = x.sizes().vec();
+  rotated.back() = r;
+  std::vector<int64_t> pairs(rotated.begin(), rotated.end() - 1);
+  pairs.push_back(r / 2);
   pairs.push_back(2);
-  return apply_rope(x.reshape(pairs).transpose(-1, -2).reshape(sizes), rope);
+  at::Tensor rot = x.narrow(-1, 0, r).reshape(pairs).transpose(-1, -2).reshape(rotated);
+  return apply_rope(r == D ? rot : at::cat({rot, x.narrow(-1, r, D - r)}, -1), rope);
+}
+
+// ERNIE-4.5's rotary layout: pairs (2i, 2i+1) rotate in place, with each pair's
+// frequency repeated twice, so that q.k sums over the head in its stored order.
+at::Tensor rope_pairs(const at::Tensor& x, const RopeTables& rope) {
+  const int64_t r = rope.cos.size(-1), D = x.size(-1);
+  at::Tensor cos = rope.cos.narrow(-1, 0, r / 2).repeat_interleave(2, -1);
+  at::Tensor sin = rope.sin.narrow(-1, 0, r / 2).repeat_interleave(2, -1);
+  at::Tensor rot = x.narrow(-1, 0, r);
+  std::vector<int64_t> pairs = rot.sizes().vec();
+  pairs.back() = r / 2;
+  pairs.push_back(2);
+  at::Tensor split = rot.reshape(pairs);
+  at::Tensor turned = at::stack({-split.select(-1, 1), split.select(-1, 0)}, -1).reshape(rot.sizes());
+  at::Tensor out = rot * cos + turned * sin;
+  return r == D ? out : at::cat({out, x.narrow(-1, r, D - r).to(out.scalar_type())}, -1);
 }
 
 // The latent norms are built without an eps in the HF modules: RMSNorm's default 1e-6.
@@ -309,8 +332,10 @@ at::Tensor attention(const ModelConfig& c, const AttentionWeights& w, const at::
     q = rms_norm(q, w.q_norm, c.rms_norm_eps);
     k = rms_norm(k, w.k_norm, c.rms_norm_eps);
   }
-  q = apply_rope(q.transpose(1, 2), rope);
-  k = apply_rope(k.transpose(1, 2), rope);
+  const bool interleaved = c.rope_layout == RopeLayout::Interleaved;
+  // Float32 tables (rope_float32) rotate in float32; the result is cast back.
+  q = (interleaved ? rope_pairs(q.transpose(1, 2), rope) : apply_rope(q.transpose(1, 2), rope)).to(x.scalar_type());
+  k = (interleaved ? rope_pairs(k.transpose(1, 2), rope) : apply_rope(k.transpose(1, 2), rope)).to(x.scalar_type());
   v = v.transpose(1, 2);
   if (Hkv != H) {
     // Query head h reads key/value head h / (H / Hkv).

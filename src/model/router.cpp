@@ -10,11 +10,11 @@
 namespace smoe {
 
 Routing route(const RouterConfig& config, const at::Tensor& x, const at::Tensor& router, const at::Tensor& score_bias) {
-  // Logits in the compute dtype, as the HF modules compute them (DeepSeek: from
-  // float32 operands); scores in float32.
-  at::Tensor logits = config.float32 ? dense(x.to(at::kFloat), router.to(at::kFloat)) : dense(x, router);
+  // Logits in the compute dtype, as the HF modules compute them (DeepSeek, GLM, ERNIE:
+  // from float32 operands); scores in float32.
+  at::Tensor logits = config.float32_logits ? dense(x.to(at::kFloat), router.to(at::kFloat)) : dense(x, router);
   Routing r = route_logits(config, logits.to(at::kFloat), score_bias);
-  if (!config.float32) r.weights = r.weights.to(x.scalar_type());
+  if (!config.float32_weights) r.weights = r.weights.to(x.scalar_type());
   return r;
 }
 
@@ -38,7 +38,14 @@ Routing route_logits(const RouterConfig& config, const at::Tensor& logits, const
   r.experts = std::get<1>(choice.topk(config.top_k, -1));
   at::Tensor w = r.scores.gather(1, r.experts);
   const bool normalise = config.norm_topk_prob && !(config.scale_only_unnormalised && config.top_k == 1);
-  if (normalise) w = w / (w.sum(-1, true) + (config.score == RouterScore::Sigmoid || config.float32 ? 1e-20 : 0.0));
+  if (normalise) {
+    at::Tensor sum = w.sum(-1, true);
+    switch (config.renormalise) {
+      case Renormalise::Plain: w = w / sum; break;
+      case Renormalise::PlusTiny: w = w / (sum + 1e-20); break;
+      case Renormalise::ClampMin: w = w / sum.clamp_min(config.norm_min); break;
+    }
+  }
   if (config.routed_scaling_factor != 1.0 && !(normalise && config.scale_only_unnormalised))
     w = w * config.routed_scaling_factor;
   r.weights = w;

@@ -12,17 +12,30 @@ int64_t TensorNames::layer_of(const std::string& name) {
   return parse_int(rest.substr(0, rest.find('.')), "tensor '" + name + "': layer number");
 }
 
+namespace {
+
+bool mixtral_layout(Family f) { return f == Family::Mixtral || f == Family::MinimaxM2; }
+
+}  // namespace
+
 std::string TensorNames::moe(int64_t l) const {
-  return layer(l) + (family_ == Family::Mixtral ? "block_sparse_moe." : "mlp.");
+  return layer(l) + (mixtral_layout(family_) ? "block_sparse_moe." : "mlp.");
+}
+
+std::string TensorNames::router_bias(int64_t l) const {
+  switch (family_) {
+    case Family::MinimaxM2: return moe(l) + "e_score_correction_bias";
+    case Family::Ernie45Moe: return moe(l) + "moe_statics.e_score_correction_bias";
+    default: return moe(l) + "gate.e_score_correction_bias";
+  }
 }
 
 std::string TensorNames::shared_expert(int64_t l) const {
-  const bool deepseek = family_ == Family::DeepseekV2 || family_ == Family::DeepseekV3;
-  return moe(l) + (deepseek ? "shared_experts." : "shared_expert.");
+  return moe(l) + (family_ == Family::Qwen2Moe ? "shared_expert." : "shared_experts.");
 }
 
 std::string TensorNames::weight(Proj p) const {
-  if (family_ == Family::Mixtral) return p == Proj::Gate ? "w1.weight" : p == Proj::Up ? "w3.weight" : "w2.weight";
+  if (mixtral_layout(family_)) return p == Proj::Gate ? "w1.weight" : p == Proj::Up ? "w3.weight" : "w2.weight";
   return dense_weight(p);
 }
 

@@ -68,12 +68,23 @@ void check_shapes(const Checkpoint& ck, const Plan& plan, const TensorNames& nam
   };
   for (const auto& lp : plan.layers) {
     expect(names.router(lp.layer), {lp.num_experts, d});
+    const std::string bias = names.router_bias(lp.layer);
+    if (ck.has(bias))
+      SMOE_CHECK_INPUT(!ck.info(bias).shape.empty() && ck.info(bias).shape.back() == lp.num_experts, ck.dir(),
+                       ": tensor '", bias,
+                       "' does not have one entry per expert");
     for (int64_t e = 0; e < lp.num_experts; ++e) {
       expect(names.expert(lp.layer, e, Proj::Gate), {ff, d});
       expect(names.expert(lp.layer, e, Proj::Up), {ff, d});
       expect(names.expert(lp.layer, e, Proj::Down), {d, ff});
     }
   }
+}
+
+// The axis of a router tensor that runs over the experts: the router's rows, the
+// selection bias's last axis (ERNIE-4.5 stores it as [1, E]).
+size_t expert_axis(const TensorNames& names, const Checkpoint& ck, int64_t layer, const std::string& name) {
+  return name == names.router(layer) ? 0 : ck.info(name).shape.size() - 1;
 }
 
 // Every output tensor, shard by shard: one shard per decoder layer (-1: the rest).
@@ -89,7 +100,7 @@ std::map<int64_t, std::vector<Source>> output_tensors(const Checkpoint& ck, cons
     const std::string experts = l >= 0 ? names.experts(l) : "";
     if (lp && (name == names.router(l) || name == names.router_bias(l))) {
       std::vector<int64_t> shape = info.shape;
-      shape.at(0) = lp->num_groups();
+      shape.at(expert_axis(names, ck, l, name)) = lp->num_groups();
       shards[l].push_back({Source::Router, name, l, 0, "", {name, info.dtype, shape}});
     } else if (lp && name.compare(0, experts.size(), experts) == 0) {
       const std::string rest = name.substr(experts.size());
@@ -111,18 +122,24 @@ std::map<int64_t, std::vector<Source>> output_tensors(const Checkpoint& ck, cons
   return shards;
 }
 
-// A pruned router: the reference members' rows, or the groups' weighted means.
-at::Tensor pruned_router(const Checkpoint& ck, const Source& s, const LayerPlan& lp, RouterPolicy policy) {
+// A pruned router: the reference members' rows, or the groups' weighted means,
+// along the tensor's expert axis.
+at::Tensor pruned_router(const Checkpoint& ck, const Source& s, const LayerPlan& lp, RouterPolicy policy,
+                         int64_t axis) {
   const at::ScalarType stored = to_scalar_type(ck.info(s.name).dtype, s.name);
-  at::Tensor rows = ck.load(s.name, stored);
-  if (policy == RouterPolicy::MostUsed) return rows.index_select(0, at::tensor(lp.reference, at::kLong));
-  std::vector<int64_t> shape = rows.sizes().vec();
-  shape[0] = lp.num_groups();
-  at::Tensor t = at::zeros(shape, at::kDouble);
-  for (int64_t e = 0; e < lp.num_experts; ++e)
-    if (lp.group[static_cast<size_t>(e)] >= 0)
-      t[lp.group[static_cast<size_t>(e)]] += lp.weight[static_cast<size_t>(e)] * rows[e].to(at::kDouble);
-  return t.to(stored);
+  at::Tensor rows = ck.load(s.name, stored).movedim(axis, 0);
+  at::Tensor t;
+  if (policy == RouterPolicy::MostUsed) {
+    t = rows.index_select(0, at::tensor(lp.reference, at::kLong));
+  } else {
+    std::vector<int64_t> shape = rows.sizes().vec();
+    shape[0] = lp.num_groups();
+    t = at::zeros(shape, at::kDouble);
+    for (int64_t e = 0; e < lp.num_experts; ++e)
+      if (lp.group[static_cast<size_t>(e)] >= 0)
+        t[lp.group[static_cast<size_t>(e)]] += lp.weight[static_cast<size_t>(e)] * rows[e].to(at::kDouble);
+  }
+  return t.movedim(0, axis).to(stored).contiguous();
 }
 
 // Writes one shard's tensors, merging each group's experts once (the last
@@ -200,7 +217,11 @@ uint64_t ShardWriter::write(const std::string& path, int64_t layer, const std::v
       bytes += ck_.info(from).nbytes();
       continue;
     }
-    at::Tensor t = s.kind == Source::Router ? pruned_router(ck_, s, *lp, plan_.router_policy) : merged_projection(s, *lp);
+    at::Tensor t;
+    if (s.kind == Source::Router)
+      t = pruned_router(ck_, s, *lp, plan_.router_policy, static_cast<int64_t>(expert_axis(names_, ck_, layer, s.name)));
+    else
+      t = merged_projection(s, *lp);
     t = t.contiguous();
     writer.write(s.spec.name, t.data_ptr(), t.nbytes());
     bytes += t.nbytes();
@@ -221,7 +242,7 @@ nlohmann::json pruned_config(const Checkpoint& ck, const Plan& plan) {
     per_layer[static_cast<size_t>(lp.layer)] = lp.num_groups();
   }
   config[c.experts_key()] = most;
-  if (fewest < c.router.top_k) config["num_experts_per_tok"] = fewest;
+  if (fewest < c.router.top_k) config[c.top_k_key()] = fewest;
   if (c.router.n_group > 1 && (fewest != most || most != c.max_experts())) {
     // Merged experts no longer fall into the original groups: route among all of them.
     config["n_group"] = 1;

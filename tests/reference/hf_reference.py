@@ -261,6 +261,35 @@ def tiny_config(family):
                         norm_topk_prob=False,
                         rope_scaling={"type": "yarn", "factor": 40, "original_max_position_embeddings": 32,
                                       "beta_fast": 32, "beta_slow": 1, "mscale": 0.707, "mscale_all_dim": 0.707})
+    elif family == "glm4_moe":
+        # GLM-4.5's layout: head_dim apart from hidden/heads, half of each head rotated, q/k/v biases,
+        # per-head q/k norm, a dense first layer, a shared expert, DeepSeek-V3's router (two groups here),
+        # one MTP layer stored; BF16 as published.
+        base.update(model_type="glm4_moe", architectures=["Glm4MoeForCausalLM"], head_dim=24,
+                    partial_rotary_factor=0.5, attention_bias=True, use_qk_norm=True, n_routed_experts=8,
+                    n_shared_experts=1, num_experts_per_tok=3, n_group=2, topk_group=1, routed_scaling_factor=2.5,
+                    norm_topk_prob=True, moe_intermediate_size=24, intermediate_size=96, first_k_dense_replace=1,
+                    num_nextn_predict_layers=1, rope_theta=1e6, rms_norm_eps=1e-5, hidden_act="silu")
+    elif family == "minimax_m2":
+        # MiniMax-M2's layout: every layer MoE, block_sparse_moe with w1/w3/w2, a sigmoid router with a
+        # selection bias on the block, q/k norm over the whole projection, rotary_dim < head_dim,
+        # FP8 E4M3 in 32 x 32 blocks with the router kept in F32.
+        base.update(model_type="minimax_m2", architectures=["MiniMaxM2ForCausalLM"], num_hidden_layers=2,
+                    head_dim=32, rotary_dim=16, num_local_experts=8, num_experts_per_tok=2, intermediate_size=40,
+                    shared_intermediate_size=0, use_qk_norm=True, qk_norm_type="per_layer", scoring_func="sigmoid",
+                    use_routing_bias=True, rope_theta=5e6, rms_norm_eps=1e-6, use_mtp=True, num_mtp_modules=3,
+                    quantization_config={"quant_method": "fp8", "fmt": "float8_e4m3fn",
+                                         "activation_scheme": "dynamic", "weight_block_size": [32, 32],
+                                         "modules_to_not_convert": ["gate", "e_score_correction_bias", "lm_head"]})
+    elif family == "ernie4_5_moe":
+        # ERNIE-4.5's layout: a dense first layer, softmax router with the selection bias in
+        # moe_statics ([1, E], F32), two shared experts, tied embeddings (an lm_head.weight stored
+        # anyway, which transformers ignores), interleaved RoPE in float32.
+        base.update(model_type="ernie4_5_moe", architectures=["Ernie4_5_MoeForCausalLM"], moe_num_experts=8,
+                    moe_k=3, moe_intermediate_size=32, moe_num_shared_experts=2, intermediate_size=96,
+                    moe_layer_start_index=1, moe_layer_end_index=-1, moe_layer_interval=1, moe_norm_min=1e-12,
+                    tie_word_embeddings=True, use_bias=False, rope_theta=500000.0, rms_norm_eps=1e-5,
+                    hidden_act="silu")
     else:
         raise ValueError(family)
     return base
@@ -271,6 +300,12 @@ def is_deepseek(cfg):
 
 
 def _moe_layer(cfg, layer):
+    if cfg["model_type"] == "ernie4_5_moe":
+        end = cfg.get("moe_layer_end_index", -1)
+        end = cfg["num_hidden_layers"] - 1 if end == -1 else end
+        return (layer + 1) % cfg.get("moe_layer_interval", 1) == 0 and cfg.get("moe_layer_start_index", 0) <= layer <= end
+    if cfg["model_type"] == "glm4_moe":
+        return layer >= cfg.get("first_k_dense_replace", 1)
     if is_deepseek(cfg):
         return layer >= cfg.get("first_k_dense_replace", 0) and layer % cfg.get("moe_layer_freq", 1) == 0
     if cfg["model_type"] in ("qwen2_moe", "qwen3_moe"):
@@ -280,19 +315,54 @@ def _moe_layer(cfg, layer):
 
 
 def _names(cfg):
-    if cfg["model_type"] == "mixtral":
+    if cfg["model_type"] in ("mixtral", "minimax_m2"):
         return "block_sparse_moe", "w1", "w3", "w2"
     return "mlp", "gate_proj", "up_proj", "down_proj"
 
 
 def _experts_key(cfg):
-    if is_deepseek(cfg):
+    if cfg["model_type"] == "ernie4_5_moe":
+        return "moe_num_experts"
+    if is_deepseek(cfg) or cfg["model_type"] == "glm4_moe":
         return "n_routed_experts"
-    return "num_local_experts" if cfg["model_type"] == "mixtral" else "num_experts"
+    return "num_local_experts" if cfg["model_type"] in ("mixtral", "minimax_m2") else "num_experts"
 
 
 def _head_dim(cfg):
     return cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"]
+
+
+def _rotary_dim(cfg):
+    """The rotated part of each head: GLM's head_dim * partial_rotary_factor (0.5 when absent),
+    MiniMax-M2's rotary_dim, the whole head elsewhere."""
+    D = _head_dim(cfg)
+    if cfg["model_type"] == "glm4_moe":
+        return int(D * cfg.get("partial_rotary_factor", 0.5))
+    if cfg["model_type"] == "minimax_m2":
+        return cfg.get("rotary_dim", D)
+    return D
+
+
+def _qk_norm(cfg):
+    """'projection' (RMSNorm over the whole q and k projections), 'head' (over each head) or None."""
+    mt = cfg["model_type"]
+    if mt == "olmoe" or (mt == "minimax_m2" and cfg.get("use_qk_norm", True)):
+        return "projection"
+    if mt == "qwen3_moe" or (mt == "glm4_moe" and cfg.get("use_qk_norm")):
+        return "head"
+    return None
+
+
+def _router_bias(cfg, prefix):
+    """The name of a layer's selection-only bias, or None where the family has none."""
+    mt = cfg["model_type"]
+    if mt == "minimax_m2":
+        return prefix + "block_sparse_moe.e_score_correction_bias" if cfg.get("use_routing_bias", True) else None
+    if mt == "ernie4_5_moe":
+        return prefix + "mlp.moe_statics.e_score_correction_bias"
+    if mt == "glm4_moe" or cfg.get("topk_method") == "noaux_tc":
+        return prefix + "mlp.gate.e_score_correction_bias"
+    return None
 
 
 def random_weights(cfg, seed):
@@ -312,7 +382,8 @@ def random_weights(cfg, seed):
     # A tied head reads the embedding: a smaller one keeps logits O(1..5), as in the untied families.
     embed_std = 0.15 if cfg.get("tie_word_embeddings") else 0.5
     w = {"model.embed_tokens.weight": embed_std * torch.randn(V, d, generator=g)}
-    for l in range(cfg["num_hidden_layers"]):
+    mtp = cfg.get("num_nextn_predict_layers", 0) if mt == "glm4_moe" else 0
+    for l in range(cfg["num_hidden_layers"] + mtp):
         p = f"model.layers.{l}."
         w[p + "input_layernorm.weight"] = norm(d)
         w[p + "post_attention_layernorm.weight"] = norm(d)
@@ -320,15 +391,23 @@ def random_weights(cfg, seed):
         w[p + "self_attn.k_proj.weight"] = lin(Hkv * D, d)
         w[p + "self_attn.v_proj.weight"] = lin(Hkv * D, d)
         w[p + "self_attn.o_proj.weight"] = lin(d, H * D)
-        if mt == "qwen2_moe":
+        if mt == "qwen2_moe" or cfg.get("attention_bias"):
             for x, n in (("q", H * D), ("k", Hkv * D), ("v", Hkv * D)):
                 w[p + f"self_attn.{x}_proj.bias"] = 0.1 * torch.randn(n, generator=g)
-        if mt == "olmoe":
+        if _qk_norm(cfg) == "projection":
             w[p + "self_attn.q_norm.weight"] = norm(H * D)
             w[p + "self_attn.k_norm.weight"] = norm(Hkv * D)
-        if mt == "qwen3_moe":
+        if _qk_norm(cfg) == "head":
             w[p + "self_attn.q_norm.weight"] = norm(D)
             w[p + "self_attn.k_norm.weight"] = norm(D)
+        if l >= cfg["num_hidden_layers"]:
+            # GLM's multi-token-prediction module: its own projections, never run for scoring.
+            w[p + "enorm.weight"] = norm(d)
+            w[p + "hnorm.weight"] = norm(d)
+            w[p + "eh_proj.weight"] = lin(d, 2 * d)
+            w[p + "embed_tokens.weight"] = 0.5 * torch.randn(V, d, generator=g)
+            w[p + "shared_head.norm.weight"] = norm(d)
+            w[p + "shared_head.head.weight"] = lin(V, d)
         if not _moe_layer(cfg, l):
             ff = cfg["intermediate_size"]
             w[p + "mlp.gate_proj.weight"] = lin(ff, d)
@@ -338,6 +417,12 @@ def random_weights(cfg, seed):
         E = cfg[_experts_key(cfg)]
         ff = cfg.get("moe_intermediate_size", cfg["intermediate_size"])
         w[p + f"{moe}.gate.weight"] = lin(E, d, 3.0)
+        bias = _router_bias(cfg, p)
+        if bias:
+            # Some negative, so that selection by score + bias differs from selection by score.
+            w[bias] = 0.3 * torch.randn(E, generator=g)
+            if mt == "ernie4_5_moe":
+                w[bias] = 0.1 * w[bias].view(1, E)  # [1, E]; softmax probabilities are smaller than sigmoids
         for e in range(E):
             ep = p + f"{moe}.experts.{e}."
             w[ep + f"{gp}.weight"] = lin(ff, d)
@@ -349,8 +434,14 @@ def random_weights(cfg, seed):
             w[p + "mlp.shared_expert.up_proj.weight"] = lin(sff, d)
             w[p + "mlp.shared_expert.down_proj.weight"] = lin(d, sff)
             w[p + "mlp.shared_expert_gate.weight"] = lin(1, d)
+        shared = cfg.get("n_shared_experts", 0) if mt == "glm4_moe" else cfg.get("moe_num_shared_experts", 0)
+        if mt in ("glm4_moe", "ernie4_5_moe") and shared:
+            sff = shared * ff
+            w[p + "mlp.shared_experts.gate_proj.weight"] = lin(sff, d)
+            w[p + "mlp.shared_experts.up_proj.weight"] = lin(sff, d)
+            w[p + "mlp.shared_experts.down_proj.weight"] = lin(d, sff)
     w["model.norm.weight"] = norm(d)
-    if not cfg.get("tie_word_embeddings", False):
+    if not cfg.get("tie_word_embeddings", False) or mt == "ernie4_5_moe":
         w["lm_head.weight"] = lin(V, d)
     return w
 
@@ -387,21 +478,27 @@ def attention(cfg, w, p, x, cos, sin):
         return linear(x, w[p + f"self_attn.{n}_proj.weight"], b)
 
     q, k, v = proj("q"), proj("k"), proj("v")
-    if mt == "olmoe":
+    if _qk_norm(cfg) == "projection":
         q = rms_norm(q, w[p + "self_attn.q_norm.weight"], cfg["rms_norm_eps"])
         k = rms_norm(k, w[p + "self_attn.k_norm.weight"], cfg["rms_norm_eps"])
-        if cfg.get("clip_qkv") is not None:
-            c = cfg["clip_qkv"]
-            q, k, v = q.clamp(-c, c), k.clamp(-c, c), v.clamp(-c, c)
+    if mt == "olmoe" and cfg.get("clip_qkv") is not None:
+        c = cfg["clip_qkv"]
+        q, k, v = q.clamp(-c, c), k.clamp(-c, c), v.clamp(-c, c)
     q = q.view(B, S, H, D)
     k = k.view(B, S, Hkv, D)
     v = v.view(B, S, Hkv, D)
-    if mt == "qwen3_moe":
+    if _qk_norm(cfg) == "head":
         q = rms_norm(q, w[p + "self_attn.q_norm.weight"], cfg["rms_norm_eps"])
         k = rms_norm(k, w[p + "self_attn.k_norm.weight"], cfg["rms_norm_eps"])
     q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
-    q = q * cos + rotate_half(q) * sin
-    k = k * cos + rotate_half(k) * sin
+    if mt == "ernie4_5_moe":
+        # Pairs (2i, 2i+1) rotate together, in float32 with float32 tables, cast back.
+        q, k = _rope_pairs_f32(q, cfg, S), _rope_pairs_f32(k, cfg, S)
+    else:
+        # The first r elements of each head rotate (NeoX halves within them), the rest pass.
+        r = cos.shape[-1]
+        q = torch.cat((q[..., :r] * cos + rotate_half(q[..., :r]) * sin, q[..., r:]), dim=-1)
+        k = torch.cat((k[..., :r] * cos + rotate_half(k[..., :r]) * sin, k[..., r:]), dim=-1)
     rep = H // Hkv
     k = k[:, :, None].expand(B, Hkv, rep, S, D).reshape(B, H, S, D)
     v = v[:, :, None].expand(B, Hkv, rep, S, D).reshape(B, H, S, D)
@@ -479,8 +576,10 @@ def forward(cfg, w, tokens, dtype, traces=None):
     w = {n: t if n.endswith("e_score_correction_bias") else t.to(dtype) for n, t in w.items()}
     B, S = tokens.shape
     d, eps = cfg["hidden_size"], cfg["rms_norm_eps"]
-    cos, sin = deepseek_rope(cfg, S, dtype) if deepseek else rope(S, _head_dim(cfg), cfg["rope_theta"], dtype)
-    attend, moe_block = (mla_attention, deepseek_moe) if deepseek else (attention, sparse_moe)
+    cos, sin = deepseek_rope(cfg, S, dtype) if deepseek else rope(S, _rotary_dim(cfg), cfg["rope_theta"], dtype)
+    attend = mla_attention if deepseek else attention
+    moe_block = {"glm4_moe": deepseek_moe, "minimax_m2": minimax_moe, "ernie4_5_moe": ernie_moe}.get(
+        cfg["model_type"], deepseek_moe if deepseek else sparse_moe)
     h = F.embedding(tokens, w["model.embed_tokens.weight"])
     routing = {}
     for l in range(cfg["num_hidden_layers"]):
@@ -565,13 +664,13 @@ def deepseek_random_weights(cfg, seed):
     return w
 
 
-_FP8_PROJECTIONS = ("q_a_proj", "q_b_proj", "q_proj", "kv_a_proj_with_mqa", "kv_b_proj", "o_proj", "gate_proj",
-                    "up_proj", "down_proj")
+_FP8_PROJECTIONS = ("q_a_proj", "q_b_proj", "q_proj", "k_proj", "v_proj", "kv_a_proj_with_mqa", "kv_b_proj", "o_proj",
+                    "gate_proj", "up_proj", "down_proj", "w1", "w2", "w3")
 
 
 def fp8_checkpoint(cfg, weights):
-    """What a DeepSeek FP8 checkpoint stores: every attention, dense-MLP and expert
-    projection as E4M3FN codes with `<name>_scale_inv` block scales; the router,
+    """What a DeepSeek (or MiniMax-M2) FP8 checkpoint stores: every attention, dense-MLP and expert
+    projection as E4M3FN codes with `<name>_scale_inv` block scales; the router (MiniMax-M2: F32),
     embeddings, heads and the MTP layer's eh_proj in BF16; norms and the selection
     bias in F32. Returns (tensors to
     save, the float32 weights they decode to)."""
@@ -582,6 +681,8 @@ def fp8_checkpoint(cfg, weights):
             codes, scale = quantize_fp8(t, block)
             stored[n], stored[n + "_scale_inv"] = codes, scale
             decoded[n] = dequantize_fp8(codes.codes, scale, block)
+        elif n.endswith("gate.weight") and cfg["model_type"] == "minimax_m2":
+            stored[n] = decoded[n] = t.float()  # MiniMax-M2 keeps its router in F32
         elif n.endswith(("gate.weight", "eh_proj.weight", "head.weight")) or "embed_tokens" in n:
             stored[n] = t.to(torch.bfloat16)
             decoded[n] = stored[n].float()
@@ -671,8 +772,9 @@ def deepseek_route(cfg, w, p, x):
     T = x.shape[0]
     E, K = cfg["n_routed_experts"], cfg["num_experts_per_tok"]
     logits = F.linear(x.float(), w[p + "mlp.gate.weight"].float())
-    scores = logits.sigmoid() if cfg["scoring_func"] == "sigmoid" else logits.softmax(dim=-1)
-    method = cfg["topk_method"]
+    # GLM-4.5 has neither key: sigmoid and noaux_tc, as DeepSeek-V3.
+    scores = logits.sigmoid() if cfg.get("scoring_func", "sigmoid") == "sigmoid" else logits.softmax(dim=-1)
+    method = cfg.get("topk_method", "noaux_tc")
     choice = scores + w[p + "mlp.gate.e_score_correction_bias"].float() if method == "noaux_tc" else scores
     G = cfg.get("n_group", 1)
     if method != "greedy" and G > 1:
@@ -714,3 +816,69 @@ def deepseek_moe(cfg, w, p, x, routing_out, trace=None):
         out = out + mlp(w, p + "mlp.shared_experts.", names, x)
     return out
 
+
+
+# ---------------------------------------------------------------- MiniMax-M2
+
+def minimax_moe(cfg, w, p, x, routing_out, trace=None):
+    """MiniMax-M2's sparse MoE block: logits in the compute dtype (the F32 router cast to it, as HF
+    does), sigmoid in float32, top-k of sigmoid + the block's e_score_correction_bias, weights the
+    unbiased sigmoids renormalised without an epsilon, cast back; no scaling, no groups, no shared
+    expert; the routed sum in the compute dtype."""
+    names = _names(cfg)
+    T, d = x.shape
+    E, K = cfg["num_local_experts"], cfg["num_experts_per_tok"]
+    logits = linear(x, w[p + "block_sparse_moe.gate.weight"])
+    scores = torch.sigmoid(logits.float())
+    choice = scores + w[p + "block_sparse_moe.e_score_correction_bias"].float()
+    chosen = choice.topk(K, dim=-1, sorted=False)[1]
+    weights = scores.gather(1, chosen)
+    weights = (weights / weights.sum(dim=-1, keepdim=True)).to(x.dtype)
+    routing_out.append(chosen)
+    out = torch.zeros((T, d), dtype=x.dtype)
+    mask = F.one_hot(chosen, num_classes=E).permute(2, 1, 0)
+    if trace is not None:
+        trace["logits"], trace["weights"] = logits.float(), weights
+        trace["norms"] = torch.zeros(chosen.shape, dtype=torch.float64)
+    _routed_experts(w, p + "block_sparse_moe.experts.", names, x, mask, weights, out, trace)
+    return out
+
+
+# ---------------------------------------------------------------- ERNIE-4.5-MoE
+
+def _rope_pairs_f32(x, cfg, seq):
+    """ERNIE's rotary embedding: cos and sin of cat(freqs, freqs), the first half repeated
+    element-wise, rotate_half mapping (x0, x1, ...) to (-x1, x0, ...); in float32, cast back."""
+    D = x.shape[-1]
+    inv_freq = 1.0 / (cfg["rope_theta"] ** (torch.arange(0, D, 2, dtype=torch.int64).float() / D))
+    freqs = torch.outer(torch.arange(seq, dtype=torch.int64).float(), inv_freq)
+    emb = torch.cat((freqs, freqs), dim=-1)
+    cos = emb.cos()[..., :D // 2].repeat_interleave(2, dim=-1)
+    sin = emb.sin()[..., :D // 2].repeat_interleave(2, dim=-1)
+    rotated = torch.stack((-x[..., 1::2], x[..., 0::2]), dim=-1).flatten(-2)
+    return (x.float() * cos + rotated.float() * sin).to(x.dtype)
+
+
+def ernie_moe(cfg, w, p, x, routing_out, trace=None):
+    """ERNIE-4.5's sparse MoE block: float32 logits from float32 operands, softmax, top-k of the
+    probabilities plus moe_statics' bias, weights the unbiased probabilities over
+    max(their sum, moe_norm_min), cast to the compute dtype; the routed sum in the compute dtype;
+    the shared experts (one MLP) added ungated."""
+    names = _names(cfg)
+    T, d = x.shape
+    E, K = cfg["moe_num_experts"], cfg["moe_k"]
+    logits = F.linear(x.float(), w[p + "mlp.gate.weight"].float())
+    probs = F.softmax(logits, dim=-1, dtype=torch.float)
+    chosen = torch.topk(probs + w[p + "mlp.moe_statics.e_score_correction_bias"].float().squeeze(0), K, dim=-1)[1]
+    weights = probs.gather(-1, chosen)
+    weights = (weights / torch.clamp(weights.sum(-1, keepdim=True), min=cfg.get("moe_norm_min", 1e-12))).to(x.dtype)
+    routing_out.append(chosen)
+    out = torch.zeros((T, d), dtype=x.dtype)
+    mask = F.one_hot(chosen, num_classes=E).permute(2, 1, 0)
+    if trace is not None:
+        trace["logits"], trace["weights"] = logits, weights
+        trace["norms"] = torch.zeros(chosen.shape, dtype=torch.float64)
+    _routed_experts(w, p + "mlp.experts.", names, x, mask, weights, out, trace)
+    if cfg.get("moe_num_shared_experts"):
+        out = out + mlp(w, p + "mlp.shared_experts.", names, x)
+    return out

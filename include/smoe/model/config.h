@@ -14,13 +14,26 @@
 namespace smoe {
 
 // DeepseekV3 also covers Kimi-K2 (model_type kimi_k2), which uses its layout.
-enum class Family { Mixtral, Olmoe, Qwen2Moe, Qwen3Moe, DeepseekV2, DeepseekV3 };
+enum class Family { Mixtral, Olmoe, Qwen2Moe, Qwen3Moe, DeepseekV2, DeepseekV3, Glm4Moe, MinimaxM2, Ernie45Moe };
 
 // Where attention normalises q and k before RoPE.
 enum class QkNorm {
   None,
   Projection,  // OLMoE: RMSNorm over the whole q (k) projection
-  PerHead,     // Qwen3: RMSNorm over each head's head_dim
+  PerHead,     // Qwen3, GLM-4.5: RMSNorm over each head's head_dim
+};
+
+// How the two halves of a rotary pair are laid out in a head.
+enum class RopeLayout {
+  Halves,       // NeoX: element i pairs with i + rotary_dim / 2
+  Interleaved,  // GPT-J (DeepSeek's MLA, ERNIE-4.5): elements 2i and 2i + 1 pair
+};
+
+// How the k chosen weights are renormalised to sum to one (norm_topk_prob).
+enum class Renormalise {
+  Plain,       // w / sum (Mixtral, Qwen, OLMoE, MiniMax-M2)
+  PlusTiny,    // w / (sum + 1e-20) (DeepSeek, GLM-4.5)
+  ClampMin,    // w / max(sum, norm_min) (ERNIE-4.5)
 };
 
 enum class RouterScore { Softmax, Sigmoid };
@@ -32,6 +45,8 @@ struct RouterConfig {
   int64_t top_k = 0;
   RouterScore score = RouterScore::Softmax;
   bool norm_topk_prob = false;  // renormalise the k chosen weights to sum to one
+  Renormalise renormalise = Renormalise::Plain;
+  double norm_min = 1e-12;  // ClampMin's floor (ERNIE's moe_norm_min)
   // Group-limited routing: experts fall into n_group groups; tokens choose among
   // the topk_group best groups only. 1/1 switches it off.
   int64_t n_group = 1;
@@ -42,9 +57,11 @@ struct RouterConfig {
   // renormalised; V3 renormalises, then scales.
   bool scale_only_unnormalised = false;
   bool score_correction_bias = false;  // a per-expert bias added for selection only
-  // Logits from float32 operands whatever the compute dtype, and combine weights
-  // kept in float32 so that the routed sum accumulates in float32 (DeepSeek).
-  bool float32 = false;
+  // Logits from float32 operands whatever the compute dtype (DeepSeek, GLM, ERNIE).
+  bool float32_logits = false;
+  // Combine weights kept in float32, so that the routed sum accumulates in float32
+  // (DeepSeek, GLM); otherwise they are cast to the compute dtype.
+  bool float32_weights = false;
 };
 
 // Multi-head latent attention (DeepSeek-V2/V3): q through an optional low-rank
@@ -84,7 +101,12 @@ struct ModelConfig {
   int64_t num_layers = 0;
   int64_t num_heads = 0;
   int64_t num_kv_heads = 0;
-  int64_t head_dim = 0;                // rotary width too; for MLA qk_rope_head_dim, as HF sets it
+  int64_t head_dim = 0;                // for MLA qk_rope_head_dim (the rotary width), as HF sets it
+  // The rotated part of each head: its first rotary_dim elements (GLM-4.5's
+  // partial_rotary_factor, MiniMax-M2's rotary_dim); 0: the whole head.
+  int64_t rotary_dim = 0;
+  RopeLayout rope_layout = RopeLayout::Halves;
+  bool rope_float32 = false;  // q and k rotate in float32 with float32 tables (ERNIE-4.5)
   int64_t intermediate_size = 0;       // dense MLP layers
   int64_t moe_intermediate_size = 0;   // each routed expert
   int64_t shared_expert_intermediate_size = 0;  // 0: no shared expert
@@ -116,6 +138,8 @@ struct ModelConfig {
   int64_t num_moe_layers() const;
   int64_t max_experts() const;
   const char* experts_key() const;  // the config.json key of the routed-expert count
+  const char* top_k_key() const;    // the config.json key of k
+  int64_t rope_dim() const { return rotary_dim > 0 ? rotary_dim : head_dim; }
 };
 
 const char* family_name(Family family);

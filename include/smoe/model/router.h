@@ -12,7 +12,7 @@ struct Routing {
   at::Tensor logits;   // [T, E] router logits, float32
   at::Tensor scores;   // [T, E] softmax (or sigmoid) of the logits, float32
   at::Tensor experts;  // [T, k] chosen experts, int64, best first
-  at::Tensor weights;  // [T, k] combine weights, in the compute dtype (float32 where config.float32)
+  at::Tensor weights;  // [T, k] combine weights, in the compute dtype (float32 where config.float32_weights)
 };
 
 // x: [T, d] in the compute dtype; router: [E, d]; score_bias: [E] or undefined

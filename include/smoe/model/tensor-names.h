@@ -33,7 +33,9 @@ class TensorNames {
   // The MoE block's prefix: "model.layers.L.block_sparse_moe." (Mixtral) or "...mlp.".
   std::string moe(int64_t l) const;
   std::string router(int64_t l) const { return moe(l) + "gate.weight"; }
-  std::string router_bias(int64_t l) const { return moe(l) + "gate.e_score_correction_bias"; }
+  // The selection-only bias: "...gate.e_score_correction_bias" (DeepSeek, GLM),
+  // on the block (MiniMax-M2), or "...moe_statics.e_score_correction_bias" (ERNIE, [1, E]).
+  std::string router_bias(int64_t l) const;
   // "...experts.": the prefix of every routed expert of layer L.
   std::string experts(int64_t l) const { return moe(l) + "experts."; }
   // "...experts.E.": the prefix of expert E's tensors.
