@@ -28,7 +28,7 @@ def inputs(family, workdir):
     ref.save_checkpoint(model, cfg, ref.random_weights(cfg, seed=99), shards=3)
     corpus = os.path.join(workdir, "corpus.jsonl")
     make_corpus(corpus, cfg["vocab_size"], seed=3)
-    return dict(model=model, corpus=corpus, experts=cfg.get("num_local_experts", cfg.get("num_experts")))
+    return dict(model=model, corpus=corpus, experts=cfg[ref._experts_key(cfg)])
 
 
 @pytest.fixture(scope="module")

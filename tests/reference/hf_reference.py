@@ -79,6 +79,15 @@ def dequantize_fp8(codes, scale, block):
     return FP8_VALUES[codes.long()] * _block_scales(scale, codes.shape, block)
 
 
+def stored_checkpoint(cfg, weights):
+    """(what a family's checkpoint stores, the float32 weights that decodes to): FP8 where the
+    config has a quantization_config, else BF16 with the selection biases in F32, as published."""
+    if "quantization_config" in cfg:
+        return fp8_checkpoint(cfg, weights)
+    stored = {n: t if n.endswith("e_score_correction_bias") else t.to(torch.bfloat16) for n, t in weights.items()}
+    return stored, {n: t.float() for n, t in stored.items()}
+
+
 def dequantize_checkpoint(tensors, block):
     """Every FP8 tensor (uint8 here, with a `<name>_scale_inv` partner) as float32;
     the scale tensors dropped."""

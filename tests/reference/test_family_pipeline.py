@@ -1,17 +1,18 @@
-"""The DeepSeek-V3 family through every job, on a tiny FP8 checkpoint (16 x 16
-block scales, group-limited sigmoid routing with a selection bias, a dense first
-layer, a shared expert, a stored MTP layer):
-  plan-resources counts the parameters (and the MTP layer's) and the bytes the
+"""A family with routed and shared experts through every job (--family: deepseek_v3,
+glm4_moe, minimax_m2, ernie4_5_moe), on a tiny checkpoint stored as the family
+publishes it (DeepSeek-V3 and MiniMax-M2 in FP8 E4M3 with block scales, GLM-4.5 and
+ERNIE-4.5 in BF16 with F32 selection biases):
+  plan-resources counts the parameters (and an MTP layer's) and the bytes the
     checkpoint holds;
   collect on 1 rank, 2 ranks and 2 ranks layerwise, one thread each: the same
     statistics (OpenBLAS rounds some GEMM shapes differently with another thread
     count, e.g. [120, 64] x [64, 96]: sums then agree to ~1e-6, not bit for bit), and
     expert counts equal to the plain-PyTorch reference's routing;
-  cluster (uncurl, factor 2; the other five methods run too) and prune: the pruned checkpoint keeps the family
-    layout (n_routed_experts, per-group router rows and selection biases, FP8
-    experts with block scales, n_group 1, the MTP layer untouched), experts kept
-    alone are byte-identical, merged ones are the merge re-quantised as the
-    reference quantises it;
+  cluster (uncurl, factor 2; the other five methods run too) and prune: the pruned
+    checkpoint keeps the family layout (its expert-count key, per-group router rows
+    and selection biases, experts in the stored format, n_group 1, an MTP layer
+    untouched), experts kept alone are byte-identical, merged ones are the merge as
+    the reference computes it (FP8: re-quantised as the reference quantises it);
   the pruned model scores like the reference runs it (perplexity, routing), and
     `smoe eval` gives the same results on 1 and 2 ranks."""
 
@@ -27,15 +28,56 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import hf_reference as ref  # noqa: E402
 
-CFG = ref.tiny_config("deepseek_v3")
-MOE_LAYERS = [l for l in range(CFG["num_hidden_layers"]) if ref._moe_layer(CFG, l)]
-E = CFG["n_routed_experts"]
-PROJECTIONS = ("gate_proj", "up_proj", "down_proj")
-# (layer, group, projection) of every expert of the factor-2 pruned checkpoint.
-EXPERT_PROJECTIONS = [(l, g, proj) for l in MOE_LAYERS for g in range(E // 2) for proj in PROJECTIONS]
 # name: (extra arguments, ranks; 0 = no mpirun)
 COLLECT_RUNS = {"1 rank": ([], 0), "2 ranks": ([], 2), "2 ranks layerwise": (["--schedule", "layerwise"], 2)}
 OTHER_METHODS = ["frequency", "mc-smoe", "hc-smoe", "reap", "naee"]
+
+
+class Family:
+    """The tiny config of a family and the names its checkpoint uses."""
+
+    def __init__(self, name):
+        self.cfg = cfg = ref.tiny_config(name)
+        self.name = name
+        self.moe_layers = [l for l in range(cfg["num_hidden_layers"]) if ref._moe_layer(cfg, l)]
+        self.key = ref._experts_key(cfg)
+        self.E = cfg[self.key]
+        block, gate, up, down = ref._names(cfg)
+        self.block, self.projections = block, (gate, up, down)
+        self.fp8 = "quantization_config" in cfg
+        self.fp8_block = cfg["quantization_config"]["weight_block_size"] if self.fp8 else None
+        self.mtp = cfg.get("num_nextn_predict_layers", 0) if name in ("deepseek_v3", "glm4_moe") else 0
+
+    def router(self, layer):
+        return f"model.layers.{layer}.{self.block}.gate.weight"
+
+    def bias(self, layer):
+        return ref._router_bias(self.cfg, f"model.layers.{layer}.")
+
+    def expert(self, layer, e, proj):
+        return f"model.layers.{layer}.{self.block}.experts.{e}.{proj}.weight"
+
+    def expert_projections(self):
+        """(layer, group, projection) of every expert of the factor-2 pruned checkpoint."""
+        return [(l, g, p) for l in self.moe_layers for g in range(self.E // 2) for p in self.projections]
+
+
+def pytest_generate_tests(metafunc):
+    """Per-layer and per-projection tests, for the family given with --family."""
+    name = metafunc.config.getoption("--family")
+    if name is None:
+        return
+    f = Family(name)
+    if "layer" in metafunc.fixturenames and "group" not in metafunc.fixturenames:
+        metafunc.parametrize("layer", f.moe_layers, ids=[f"layer{l}" for l in f.moe_layers])
+    if "group" in metafunc.fixturenames:
+        eps = f.expert_projections()
+        metafunc.parametrize("layer,group,proj", eps, ids=[f"layer{l}-group{g}-{p}" for l, g, p in eps])
+
+
+@pytest.fixture(scope="module")
+def fam(family):
+    return Family(family)
 
 
 def load_checkpoint(folder):
@@ -52,37 +94,39 @@ def printed(stdout):
 
 
 @pytest.fixture(scope="module")
-def inputs(workdir):
-    """The FP8 checkpoint (2 shards), its decoded weights, and a corpus of 24 random documents."""
+def inputs(fam, workdir):
+    """The checkpoint (2 shards), its decoded weights, and a corpus of 24 random documents."""
     torch.set_num_threads(2)
-    stored, decoded = ref.fp8_checkpoint(CFG, ref.random_weights(CFG, seed=29))
+    stored, decoded = ref.stored_checkpoint(fam.cfg, ref.random_weights(fam.cfg, seed=29))
     model = os.path.join(workdir, "model")
-    ref.save_checkpoint(model, CFG, stored, shards=2)
+    ref.save_checkpoint(model, fam.cfg, stored, shards=2)
     rng = np.random.default_rng(3)
-    docs = [rng.integers(0, CFG["vocab_size"], int(rng.integers(10, 50))).tolist() for _ in range(24)]
+    docs = [rng.integers(0, fam.cfg["vocab_size"], int(rng.integers(10, 50))).tolist() for _ in range(24)]
     corpus = os.path.join(workdir, "task.jsonl")
     with open(corpus, "w") as f:
         for d in docs:
             f.write(json.dumps({"input_ids": d}) + "\n")
-    return dict(model=model, decoded=decoded, docs=docs, corpus=corpus,
-                block=CFG["quantization_config"]["weight_block_size"])
+    return dict(model=model, decoded=decoded, docs=docs, corpus=corpus)
 
 
 # ---- plan-resources counts what the checkpoint holds
 
 @pytest.fixture(scope="module")
-def plan_resources(inputs, smoe_run):
+def plan_resources(fam, inputs, smoe_run):
     plan = json.loads(smoe_run("plan-resources", "--model", inputs["model"], "--json", "--ranks", "2").stdout)
     tensors, _ = load_checkpoint(inputs["model"])
-    mtp_prefix = f"model.layers.{CFG['num_hidden_layers']}."
-    loaded = sum(t.numel() for n, t in tensors.items() if not n.endswith("_scale_inv") and not n.startswith(mtp_prefix))
-    mtp = sum(t.numel() for n, t in tensors.items() if not n.endswith("_scale_inv") and n.startswith(mtp_prefix))
-    on_disk = sum(t.numel() * t.element_size() for t in tensors.values())
-    norm_bytes = sum(t.numel() * 2 for n, t in tensors.items() if t.dtype == torch.float32 and not n.endswith("_scale_inv"))
+    mtp_prefix = f"model.layers.{fam.cfg['num_hidden_layers']}."
+    # A stored lm_head.weight of tied embeddings is not loaded (ERNIE-4.5 ships one).
+    unused = "lm_head.weight" if fam.cfg.get("tie_word_embeddings") else None
+    weights = {n: t for n, t in tensors.items() if not n.endswith("_scale_inv") and n != unused}
+    loaded = sum(t.numel() for n, t in weights.items() if not n.startswith(mtp_prefix))
+    mtp = sum(t.numel() for n, t in weights.items() if n.startswith(mtp_prefix))
+    on_disk = sum(t.numel() * t.element_size() for n, t in tensors.items() if n != unused)
+    f32_bytes = sum(t.numel() * 2 for n, t in weights.items() if t.dtype == torch.float32)
     print(f"\nplan-resources: {plan['parameters']['total']} parameters ({loaded} loaded), {plan['parameters']['mtp']} in "
-          f"the MTP layer ({mtp}), checkpoint bytes {plan['checkpoint_bytes']:.0f} ({on_disk} on disk, {norm_bytes} "
-          "for the F32 norms)")
-    return dict(plan=plan, loaded=loaded, mtp=mtp, on_disk=on_disk, norm_bytes=norm_bytes)
+          f"the MTP layer ({mtp}), checkpoint bytes {plan['checkpoint_bytes']:.0f} ({on_disk} on disk, {f32_bytes} "
+          "more for F32 tensors)")
+    return dict(plan=plan, loaded=loaded, mtp=mtp, on_disk=on_disk, f32_bytes=f32_bytes)
 
 
 def test_plan_resources_counts_the_loaded_parameters(plan_resources):
@@ -94,16 +138,16 @@ def test_plan_resources_counts_the_mtp_parameters(plan_resources):
 
 
 def test_plan_resources_counts_the_checkpoint_bytes(plan_resources):
-    # The reference stores norms and biases in F32 where plan-resources assumes BF16 (as Kimi-K2 ships them).
+    # The reference stores norms, routers or biases in F32 where plan-resources assumes BF16.
     r = plan_resources
-    assert r["plan"]["checkpoint_bytes"] == r["on_disk"] - r["norm_bytes"], \
-        f"{r['on_disk']} on disk less {r['norm_bytes']} for the F32 norms"
+    assert r["plan"]["checkpoint_bytes"] == r["on_disk"] - r["f32_bytes"], \
+        f"{r['on_disk']} on disk less {r['f32_bytes']} for the F32 tensors"
 
 
 # ---- collect
 
 @pytest.fixture(scope="module")
-def collected(inputs, workdir, smoe_run):
+def collected(fam, inputs, workdir, smoe_run):
     """The statistics of the three collect runs, keyed by run name then (layer, dataset), and the
     layers each run wrote. The 1-rank run's file is stats-0.h5."""
     stats, layers = {}, {}
@@ -112,27 +156,27 @@ def collected(inputs, workdir, smoe_run):
         smoe_run("collect", "--model", inputs["model"], "--task", f"t={inputs['corpus']}", "--out", out, "--out-mean",
                  "--sample", "32", *extra, "--threads", "1", ranks=ranks)
         with h5py.File(out) as f:
-            stats[name] = {(l, k): f[f"tasks/t/layers/{l}/{k}"][()] for l in MOE_LAYERS
+            stats[name] = {(l, k): f[f"tasks/t/layers/{l}/{k}"][()] for l in fam.moe_layers
                            for k in f[f"tasks/t/layers/{l}"].keys()}
             layers[name] = sorted(int(l) for l in f["tasks/t/layers"])
     return dict(stats=stats, layers=layers, file=os.path.join(workdir, "stats-0.h5"))
 
 
 @pytest.fixture(scope="module")
-def reference_counts(inputs):
+def reference_counts(fam, inputs):
     """How often the reference's routing picks each expert, per MoE layer, over the corpus."""
-    counts = {l: np.zeros(E, dtype=np.int64) for l in MOE_LAYERS}
+    counts = {l: np.zeros(fam.E, dtype=np.int64) for l in fam.moe_layers}
     with torch.no_grad():
         for d in inputs["docs"]:
-            _, routing = ref.forward(CFG, inputs["decoded"], torch.tensor([d]), torch.float32)
+            _, routing = ref.forward(fam.cfg, inputs["decoded"], torch.tensor([d]), torch.float32)
             for l, chosen in routing.items():
-                counts[l] += np.bincount(chosen.reshape(-1).numpy(), minlength=E)
+                counts[l] += np.bincount(chosen.reshape(-1).numpy(), minlength=fam.E)
     return counts
 
 
 @pytest.mark.parametrize("name", list(COLLECT_RUNS), ids=[n.replace(" ", "-") for n in COLLECT_RUNS])
-def test_collect_writes_the_moe_layers_only(collected, name):
-    assert collected["layers"][name] == MOE_LAYERS, f"statistics for layers {collected['layers'][name]}"
+def test_collect_writes_the_moe_layers_only(fam, collected, name):
+    assert collected["layers"][name] == fam.moe_layers, f"statistics for layers {collected['layers'][name]}"
 
 
 @pytest.mark.parametrize("name", ["2 ranks", "2 ranks layerwise"], ids=["2-ranks", "2-ranks-layerwise"])
@@ -144,7 +188,6 @@ def test_collect_on_2_ranks_gives_the_1_rank_statistics(collected, name):
     assert not differ, f"(layer, dataset) differing from 1 rank: {differ}"
 
 
-@pytest.mark.parametrize("layer", MOE_LAYERS, ids=[f"layer{l}" for l in MOE_LAYERS])
 def test_collect_counts_equal_the_references_routing(collected, reference_counts, layer):
     got = collected["stats"]["1 rank"][(layer, "count")]
     assert np.array_equal(got, reference_counts[layer]), \
@@ -154,7 +197,7 @@ def test_collect_counts_equal_the_references_routing(collected, reference_counts
 # ---- cluster (uncurl, factor 2) and prune
 
 @pytest.fixture(scope="module")
-def pruned(inputs, collected, workdir, smoe_run):
+def pruned(fam, inputs, collected, workdir, smoe_run):
     plan = os.path.join(workdir, "plan.h5")
     smoe_run("cluster", "--stats", collected["file"], "--task", "t", "--method", "uncurl", "--factor", "2",
              "--out", plan)
@@ -164,106 +207,119 @@ def pruned(inputs, collected, workdir, smoe_run):
     new, cfg = load_checkpoint(folder)
     with h5py.File(plan) as f:
         groups = {l: (f[f"layers/{l}/group"][()], f[f"layers/{l}/weight"][()], f[f"layers/{l}/reference"][()])
-                  for l in MOE_LAYERS}
-    members = {(l, g): [e for e in range(E) if groups[l][0][e] == g] for l in MOE_LAYERS for g in range(E // 2)}
+                  for l in fam.moe_layers}
+    members = {(l, g): [e for e in range(fam.E) if groups[l][0][e] == g] for l in fam.moe_layers
+               for g in range(fam.E // 2)}
     print(f"\nuncurl factor 2 groups: {members}")
     return dict(folder=folder, old=old, new=new, cfg=cfg, groups=groups, members=members)
 
 
-def test_pruned_config_halves_n_routed_experts(pruned):
-    assert pruned["cfg"]["n_routed_experts"] == E // 2
+def test_pruned_config_halves_the_expert_count(fam, pruned):
+    assert pruned["cfg"][fam.key] == fam.E // 2
 
 
-def test_pruned_config_has_one_expert_group(pruned):
+def test_pruned_config_has_one_expert_group(fam, pruned):
+    if fam.cfg.get("n_group", 1) == 1:
+        pytest.skip(f"{fam.name} routes without groups here")
     assert pruned["cfg"]["n_group"] == 1 and pruned["cfg"]["topk_group"] == 1, \
         f"n_group {pruned['cfg']['n_group']}, topk_group {pruned['cfg']['topk_group']}"
 
 
-def test_pruned_config_keeps_the_quantization_config(pruned):
-    assert pruned["cfg"]["quantization_config"] == CFG["quantization_config"]
+def test_pruned_config_keeps_everything_else(fam, pruned):
+    changed = {k for k in set(fam.cfg) | set(pruned["cfg"])
+               if k not in (fam.key, "n_group", "topk_group") and fam.cfg.get(k) != pruned["cfg"].get(k)}
+    assert not changed, f"keys changed: {sorted(changed)}"
 
 
-def test_pruned_config_keeps_the_model_type(pruned):
-    assert pruned["cfg"]["model_type"] == "deepseek_v3"
-
-
-def test_pruned_checkpoint_copies_the_mtp_layer(pruned):
+def test_pruned_checkpoint_copies_the_mtp_layer(fam, pruned):
+    if not fam.mtp:
+        pytest.skip(f"{fam.name}'s checkpoint stores no MTP layer")
     old, new = pruned["old"], pruned["new"]
-    mtp = [n for n in old if n.startswith(f"model.layers.{CFG['num_hidden_layers']}.")]
+    mtp = [n for n in old if n.startswith(f"model.layers.{fam.cfg['num_hidden_layers']}.")]
     assert mtp, "the checkpoint has no MTP layer"
     changed = [n for n in mtp if not torch.equal(old[n], new[n])]
     assert not changed, f"{len(changed)} of the MTP layer's {len(mtp)} tensors changed: {changed[:5]}"
 
 
-@pytest.mark.parametrize("layer", MOE_LAYERS, ids=[f"layer{l}" for l in MOE_LAYERS])
-def test_pruned_router_and_bias_have_one_row_per_group(pruned, layer):
-    p = f"model.layers.{layer}.mlp."
-    rows = (pruned["new"][p + "gate.weight"].shape[0], pruned["new"][p + "gate.e_score_correction_bias"].shape[0])
-    assert rows == (E // 2, E // 2), f"router rows, bias rows {rows}"
+def test_pruned_tensors_outside_the_moe_blocks_are_copied(fam, pruned):
+    old, new = pruned["old"], pruned["new"]
+    moe = tuple(f"model.layers.{l}.{fam.block}." for l in fam.moe_layers)
+    outside = [n for n in old if not n.startswith(moe)]
+    changed = [n for n in outside if n not in new or not torch.equal(old[n], new[n])]
+    assert not changed, f"{len(changed)} of {len(outside)} tensors changed or missing: {changed[:5]}"
 
 
-@pytest.mark.parametrize("layer", MOE_LAYERS, ids=[f"layer{l}" for l in MOE_LAYERS])
-def test_pruned_group_keeps_its_reference_members_selection_bias(pruned, layer):
+def test_pruned_router_and_bias_have_one_row_per_group(fam, pruned, layer):
+    rows = pruned["new"][fam.router(layer)].shape[0]
+    assert rows == fam.E // 2, f"router rows {rows}"
+    if fam.bias(layer):
+        bias = pruned["new"][fam.bias(layer)]
+        assert bias.shape == pruned["old"][fam.bias(layer)].shape[:-1] + (fam.E // 2,), f"bias shape {bias.shape}"
+
+
+def test_pruned_group_keeps_its_reference_members_selection_bias(fam, pruned, layer):
     """The most-used router policy."""
-    p = f"model.layers.{layer}.mlp."
-    reference = pruned["groups"][layer][2]
-    assert torch.equal(pruned["new"][p + "gate.e_score_correction_bias"],
-                       pruned["old"][p + "gate.e_score_correction_bias"][reference]), f"reference members {reference}"
+    if not fam.bias(layer):
+        pytest.skip(f"{fam.name} has no selection bias")
+    reference = torch.as_tensor(pruned["groups"][layer][2])
+    old = pruned["old"][fam.bias(layer)]
+    assert torch.equal(pruned["new"][fam.bias(layer)], old.index_select(old.dim() - 1, reference)), \
+        f"reference members {reference.tolist()}"
 
 
-@pytest.mark.parametrize("layer", MOE_LAYERS, ids=[f"layer{l}" for l in MOE_LAYERS])
-def test_pruned_experts_beyond_the_groups_are_gone(pruned, layer):
-    p = f"model.layers.{layer}.mlp."
-    left = [n for n in pruned["new"] if n.startswith(p + f"experts.{E // 2}.")]
-    assert not left, f"experts {E // 2}.. still present: {left[:5]}"
+def test_pruned_experts_beyond_the_groups_are_gone(fam, pruned, layer):
+    p = f"model.layers.{layer}.{fam.block}."
+    left = [n for n in pruned["new"] if n.startswith(p + f"experts.{fam.E // 2}.")]
+    assert not left, f"experts {fam.E // 2}.. still present: {left[:5]}"
 
 
-@pytest.mark.parametrize("layer,group,proj", EXPERT_PROJECTIONS,
-                         ids=[f"layer{l}-group{g}-{p}" for l, g, p in EXPERT_PROJECTIONS])
-def test_kept_expert_keeps_its_fp8_bytes_and_scales(pruned, layer, group, proj):
+def test_kept_expert_keeps_its_bytes(fam, pruned, layer, group, proj):
     members = pruned["members"][(layer, group)]
     if len(members) != 1:
         pytest.skip(f"group {group} merges experts {members}")
-    p = f"model.layers.{layer}.mlp."
-    name, src = p + f"experts.{group}.{proj}.weight", p + f"experts.{members[0]}.{proj}.weight"
+    name, src = fam.expert(layer, group, proj), fam.expert(layer, members[0], proj)
     new, old = pruned["new"], pruned["old"]
-    assert torch.equal(new[name], old[src]) and torch.equal(new[name + "_scale_inv"], old[src + "_scale_inv"]), \
-        f"expert {members[0]} kept as {group}: FP8 bytes or scales changed"
+    assert torch.equal(new[name], old[src]), f"expert {members[0]} kept as {group}: bytes changed"
+    if fam.fp8:
+        assert torch.equal(new[name + "_scale_inv"], old[src + "_scale_inv"]), f"expert {members[0]}: scales changed"
 
 
-@pytest.mark.parametrize("layer,group,proj", EXPERT_PROJECTIONS,
-                         ids=[f"layer{l}-group{g}-{p}" for l, g, p in EXPERT_PROJECTIONS])
-def test_merged_expert_is_the_merge_requantised_as_the_reference_does(pruned, inputs, layer, group, proj):
+def test_merged_expert_is_the_merge_as_the_reference_computes_it(fam, pruned, layer, group, proj):
     members = pruned["members"][(layer, group)]
     if len(members) == 1:
         pytest.skip(f"group {group} keeps expert {members[0]} alone")
-    block = inputs["block"]
-    p = f"model.layers.{layer}.mlp."
-    name = p + f"experts.{group}.{proj}.weight"
-    codes, scale = pruned["new"][name], pruned["new"][name + "_scale_inv"]
+    name = fam.expert(layer, group, proj)
     old, weight = pruned["old"], pruned["groups"][layer][1]
-    merged = sum(weight[e] * ref.dequantize_fp8(old[p + f"experts.{e}.{proj}.weight"],
-                                                old[p + f"experts.{e}.{proj}.weight_scale_inv"], block).double()
-                 for e in members).float()
-    want_codes, want_scale = ref.quantize_fp8(merged, block)
+
+    def decoded(e):
+        n = fam.expert(layer, e, proj)
+        return ref.dequantize_fp8(old[n], old[n + "_scale_inv"], fam.fp8_block) if fam.fp8 else old[n]
+
+    merged = sum(weight[e] * decoded(e).double() for e in members)
+    if not fam.fp8:
+        want = merged.to(old[fam.expert(layer, members[0], proj)].dtype)
+        assert torch.equal(pruned["new"][name], want), "the merge differs from the reference's, rounded once"
+        return
+    codes, scale = pruned["new"][name], pruned["new"][name + "_scale_inv"]
+    want_codes, want_scale = ref.quantize_fp8(merged.float(), fam.fp8_block)
     mismatch = (codes != want_codes.codes).float().mean().item()
     step = (codes.int() - want_codes.codes.int()).abs().max().item()
-    print(f"layer {layer} group {group} {proj}: merge of {members} re-quantised in {block} blocks "
+    print(f"layer {layer} group {group} {proj}: merge of {members} re-quantised in {fam.fp8_block} blocks "
           f"(codes differing from the reference's: {mismatch:.2%}, by at most {step} step)")
     assert torch.allclose(scale, want_scale, rtol=1e-6, atol=0), "block scales differ from the reference's"
     assert mismatch <= 1e-3, f"codes differing from the reference's: {mismatch:.2%}"
     assert step <= 1, f"codes differ from the reference's by up to {step} steps"
 
 
-def test_some_expert_projections_are_merges(pruned):
-    merged = sum(len(pruned["members"][(l, g)]) > 1 for l, g, _ in EXPERT_PROJECTIONS)
-    assert merged > 0, "no merged FP8 projection to check"
+def test_some_expert_projections_are_merges(fam, pruned):
+    merged = sum(len(pruned["members"][(l, g)]) > 1 for l, g, _ in fam.expert_projections())
+    assert merged > 0, "no merged projection to check"
 
 
 # ---- the other methods: each plan prunes to a model that runs
 
 @pytest.fixture(scope="module", params=OTHER_METHODS)
-def other_method(request, inputs, collected, workdir, smoe_run):
+def other_method(request, fam, inputs, collected, workdir, smoe_run):
     method = request.param
     plan, out = os.path.join(workdir, f"plan-{method}.h5"), os.path.join(workdir, f"pruned-{method}")
     smoe_run("cluster", "--stats", collected["file"], "--task", "t", "--method", method, "--factor", "2",
@@ -272,13 +328,13 @@ def other_method(request, inputs, collected, workdir, smoe_run):
     p = smoe_run("score", "--model", out, "--corpus", inputs["corpus"], "--threads", "2")
     ppl = float(printed(p.stdout)["perplexity"])
     with open(os.path.join(out, "config.json")) as f:
-        experts = json.load(f)["n_routed_experts"]
+        experts = json.load(f)[fam.key]
     print(f"\n{method}: pruned to {experts} experts, perplexity {ppl:.3f}")
     return dict(ppl=ppl, experts=experts)
 
 
-def test_other_method_prunes_to_half_the_experts(other_method):
-    assert other_method["experts"] == E // 2
+def test_other_method_prunes_to_half_the_experts(fam, other_method):
+    assert other_method["experts"] == fam.E // 2
 
 
 def test_other_method_pruned_model_scores_a_finite_perplexity(other_method):
@@ -288,9 +344,10 @@ def test_other_method_pruned_model_scores_a_finite_perplexity(other_method):
 # ---- the pruned model runs as the reference runs it
 
 @pytest.fixture(scope="module")
-def pruned_reference(inputs, pruned):
+def pruned_reference(fam, inputs, pruned):
     """The reference's perplexity and routing of the (uncurl) pruned model on the corpus."""
-    pdecoded = ref.dequantize_checkpoint(pruned["new"], inputs["block"])
+    pdecoded = ref.dequantize_checkpoint(pruned["new"], fam.fp8_block) if fam.fp8 else \
+        {n: t.float() for n, t in pruned["new"].items()}
     nll = n = 0.0
     routing = {}
     with torch.no_grad():
