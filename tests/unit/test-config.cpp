@@ -238,6 +238,165 @@ TEST(ConfigMalformed, DeepseekFaultsNamed) {
   }
 }
 
+// GLM-4.6's config.json (docs/scale/glm-4.6-config.json), the keys smoe reads.
+nlohmann::json glm4_6() {
+  return {{"model_type", "glm4_moe"}, {"vocab_size", 151552}, {"hidden_size", 5120}, {"num_hidden_layers", 92},
+          {"num_attention_heads", 96}, {"num_key_value_heads", 8}, {"head_dim", 128}, {"partial_rotary_factor", 0.5},
+          {"attention_bias", true}, {"use_qk_norm", true}, {"intermediate_size", 12288},
+          {"moe_intermediate_size", 1536}, {"n_routed_experts", 160}, {"n_shared_experts", 1},
+          {"num_experts_per_tok", 8}, {"first_k_dense_replace", 3}, {"n_group", 1}, {"topk_group", 1},
+          {"routed_scaling_factor", 2.5}, {"norm_topk_prob", true}, {"num_nextn_predict_layers", 1},
+          {"rms_norm_eps", 1e-5}, {"rope_theta", 1000000}, {"rope_scaling", nullptr}, {"tie_word_embeddings", false}};
+}
+
+// MiniMax-M2's config.json (docs/scale/minimax-m2-config.json), the keys smoe reads.
+nlohmann::json minimax_m2() {
+  return {{"model_type", "minimax_m2"}, {"vocab_size", 200064}, {"hidden_size", 3072}, {"num_hidden_layers", 62},
+          {"num_attention_heads", 48}, {"num_key_value_heads", 8}, {"head_dim", 128}, {"rotary_dim", 64},
+          {"intermediate_size", 1536}, {"num_local_experts", 256}, {"num_experts_per_tok", 8},
+          {"shared_intermediate_size", 0}, {"scoring_func", "sigmoid"}, {"use_routing_bias", true},
+          {"use_qk_norm", true}, {"qk_norm_type", "per_layer"}, {"rms_norm_eps", 1e-6}, {"rope_theta", 5000000},
+          {"quantization_config", {{"quant_method", "fp8"}, {"fmt", "float8_e4m3fn"},
+                                   {"weight_block_size", {128, 128}}, {"activation_scheme", "dynamic"}}}};
+}
+
+// ERNIE-4.5-21B-A3B's config.json (docs/scale/ernie-4.5-21b-a3b-config.json).
+nlohmann::json ernie4_5() {
+  return {{"model_type", "ernie4_5_moe"}, {"vocab_size", 103424}, {"hidden_size", 2560}, {"num_hidden_layers", 28},
+          {"num_attention_heads", 20}, {"num_key_value_heads", 4}, {"head_dim", 128}, {"intermediate_size", 12288},
+          {"moe_intermediate_size", 1536}, {"moe_num_experts", 64}, {"moe_k", 6}, {"moe_num_shared_experts", 2},
+          {"moe_layer_start_index", 1}, {"moe_layer_end_index", 27}, {"moe_layer_interval", 1}, {"use_bias", false},
+          {"tie_word_embeddings", true}, {"rms_norm_eps", 1e-5}, {"rope_theta", 500000.0}};
+}
+
+TEST(Config, Glm4Moe) {
+  ModelConfig c = parse_model_config(glm4_6(), "c.json");
+  EXPECT_EQ(c.family, Family::Glm4Moe);
+  EXPECT_STREQ(c.experts_key(), "n_routed_experts");
+  EXPECT_EQ(c.head_dim, 128);  // 5120 / 96 is not a whole number
+  EXPECT_EQ(c.rope_dim(), 64);
+  EXPECT_EQ(c.rope_layout, RopeLayout::Halves);
+  EXPECT_EQ(c.qk_norm, QkNorm::PerHead);
+  EXPECT_TRUE(c.attention_bias);
+  EXPECT_EQ(c.num_moe_layers(), 89);  // layers 0-2 dense
+  EXPECT_FALSE(c.is_moe(2));
+  EXPECT_EQ(c.shared_expert_intermediate_size, 1536);
+  EXPECT_EQ(c.router.score, RouterScore::Sigmoid);
+  EXPECT_EQ(c.router.group_score, GroupScore::TopTwoSum);
+  EXPECT_TRUE(c.router.score_correction_bias);
+  EXPECT_EQ(c.router.renormalise, Renormalise::PlusTiny);
+  EXPECT_TRUE(c.router.float32_logits && c.router.float32_weights);
+  EXPECT_DOUBLE_EQ(c.router.routed_scaling_factor, 2.5);
+  EXPECT_EQ(c.num_nextn_predict_layers, 1);
+  EXPECT_FALSE(c.mla.enabled());
+
+  nlohmann::json air = glm4_6();  // GLM-4.5-Air: no q/k norm, one dense layer; no factor given: 0.5
+  air["use_qk_norm"] = false;
+  air["first_k_dense_replace"] = 1;
+  air.erase("partial_rotary_factor");
+  ModelConfig a = parse_model_config(air, "c.json");
+  EXPECT_EQ(a.qk_norm, QkNorm::None);
+  EXPECT_EQ(a.rope_dim(), 64);
+  EXPECT_EQ(a.num_moe_layers(), 91);
+
+  nlohmann::json v5 = glm4_6();  // transformers 5 moves the factor into rope_parameters
+  v5.erase("partial_rotary_factor");
+  v5["rope_parameters"] = {{"rope_type", "default"}, {"rope_theta", 1000000}, {"partial_rotary_factor", 0.25}};
+  EXPECT_EQ(parse_model_config(v5, "c.json").rope_dim(), 32);
+}
+
+TEST(Config, MinimaxM2) {
+  ModelConfig c = parse_model_config(minimax_m2(), "c.json");
+  EXPECT_EQ(c.family, Family::MinimaxM2);
+  EXPECT_STREQ(c.experts_key(), "num_local_experts");
+  EXPECT_EQ(c.num_moe_layers(), 62);
+  EXPECT_EQ(c.moe_intermediate_size, 1536);
+  EXPECT_EQ(c.shared_expert_intermediate_size, 0);
+  EXPECT_EQ(c.rope_dim(), 64);
+  EXPECT_EQ(c.qk_norm, QkNorm::Projection);
+  EXPECT_EQ(c.router.score, RouterScore::Sigmoid);
+  EXPECT_TRUE(c.router.score_correction_bias);
+  EXPECT_TRUE(c.router.norm_topk_prob);
+  EXPECT_EQ(c.router.renormalise, Renormalise::Plain);
+  EXPECT_FALSE(c.router.float32_logits || c.router.float32_weights);
+  EXPECT_EQ(c.router.n_group, 1);
+  EXPECT_DOUBLE_EQ(c.router.routed_scaling_factor, 1.0);
+  EXPECT_TRUE(c.fp8);
+  const TensorNames names(c.family);
+  EXPECT_EQ(names.router(4), "model.layers.4.block_sparse_moe.gate.weight");
+  EXPECT_EQ(names.router_bias(4), "model.layers.4.block_sparse_moe.e_score_correction_bias");
+  EXPECT_EQ(names.expert(4, 9, Proj::Up), "model.layers.4.block_sparse_moe.experts.9.w3.weight");
+}
+
+TEST(Config, Ernie45Moe) {
+  ModelConfig c = parse_model_config(ernie4_5(), "c.json");
+  EXPECT_EQ(c.family, Family::Ernie45Moe);
+  EXPECT_STREQ(c.experts_key(), "moe_num_experts");
+  EXPECT_STREQ(c.top_k_key(), "moe_k");
+  EXPECT_EQ(c.router.top_k, 6);
+  EXPECT_EQ(c.num_moe_layers(), 27);
+  EXPECT_FALSE(c.is_moe(0));
+  EXPECT_EQ(c.shared_expert_intermediate_size, 3072);
+  EXPECT_EQ(c.rope_layout, RopeLayout::Interleaved);
+  EXPECT_TRUE(c.rope_float32);
+  EXPECT_TRUE(c.tie_word_embeddings);
+  EXPECT_EQ(c.router.score, RouterScore::Softmax);
+  EXPECT_TRUE(c.router.score_correction_bias);
+  EXPECT_EQ(c.router.renormalise, Renormalise::ClampMin);
+  EXPECT_DOUBLE_EQ(c.router.norm_min, 1e-12);
+  EXPECT_TRUE(c.router.float32_logits);
+  EXPECT_FALSE(c.router.float32_weights);
+  const TensorNames names(c.family);
+  EXPECT_EQ(names.router_bias(1), "model.layers.1.mlp.moe_statics.e_score_correction_bias");
+  EXPECT_EQ(names.shared_expert(1), "model.layers.1.mlp.shared_experts.");
+
+  nlohmann::json j = ernie4_5();  // every other layer from 3, end -1: the last layer
+  j["moe_layer_start_index"] = 3;
+  j["moe_layer_end_index"] = -1;
+  j["moe_layer_interval"] = 2;
+  ModelConfig odd = parse_model_config(j, "c.json");
+  EXPECT_FALSE(odd.is_moe(2));
+  EXPECT_TRUE(odd.is_moe(3));
+  EXPECT_FALSE(odd.is_moe(4));
+  EXPECT_TRUE(odd.is_moe(27));
+  EXPECT_EQ(odd.num_moe_layers(), 13);
+}
+
+TEST(ConfigMalformed, NewFamiliesFaultsNamed) {
+  struct Case {
+    nlohmann::json (*config)();
+    const char* key;
+    nlohmann::json value;
+    const char* fault;
+  } cases[] = {
+      {glm4_6, "n_group", 3, "n_routed_experts (160) must be a positive multiple of n_group (3)"},
+      {glm4_6, "partial_rotary_factor", 0, "'partial_rotary_factor' must lie in (0, 1]"},
+      {glm4_6, "partial_rotary_factor", 0.01, "the rotary part of a head (1) must be even"},
+      {glm4_6, "first_k_dense_replace", -1, "'first_k_dense_replace' must not be negative"},
+      {minimax_m2, "rotary_dim", 256, "'rotary_dim' (256) must lie in 1..head_dim (128)"},
+      {minimax_m2, "rotary_dim", 63, "the rotary part of a head (63) must be even"},
+      {minimax_m2, "qk_norm_type", "per_head", "qk_norm_type 'per_head' is not supported"},
+      {minimax_m2, "scoring_func", "softmax", "scoring_func 'softmax' is not supported for minimax_m2"},
+      {minimax_m2, "shared_intermediate_size", 512, "'shared_intermediate_size' must be 0"},
+      {minimax_m2, "num_local_experts", nullptr, "missing required key 'num_local_experts'"},
+      {ernie4_5, "moe_layer_interval", 0, "'moe_layer_interval' must be positive"},
+      {ernie4_5, "moe_layer_start_index", 40, "leave no MoE layer"},
+      {ernie4_5, "moe_norm_min", 0, "'moe_norm_min' must be positive"},
+      {ernie4_5, "use_bias", true, "use_bias is not supported for ernie4_5_moe"},
+      {ernie4_5, "moe_k", 65, "moe_k (65) exceeds the 64 experts of layer 1"},
+      {ernie4_5, "moe_num_shared_experts", -2, "'moe_num_shared_experts' must not be negative"},
+  };
+  for (const auto& c : cases) {
+    nlohmann::json j = c.config();
+    if (c.value.is_null())
+      j.erase(c.key);
+    else
+      j[c.key] = c.value;
+    std::string msg = error_of(j);
+    EXPECT_NE(msg.find(c.fault), std::string::npos) << c.key << ": " << msg;
+  }
+}
+
 TEST(ConfigMalformed, MissingFileAndBadJson) {
   try {
     read_model_config("/nonexistent/model");
