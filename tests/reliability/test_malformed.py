@@ -24,6 +24,7 @@ import pytest
 here = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, here)
 from inputs import edit_config, first_tensor, prepare, rewrite_header, shard, write  # noqa: E402
+import hf_reference as ref  # noqa: E402  (on the path through inputs)
 
 
 # Each case: (name, make(inputs, dir) -> (smoe args, final output path, [words the message must hold])).
@@ -161,6 +162,36 @@ def fp8_nan(p):
     return p
 
 
+def family_case(family, breaker, words, job=score):
+    """A tiny checkpoint of `family`, stored as the family publishes it, broken by
+    breaker(folder), which returns the file to be named."""
+    def make(g, d):
+        m = os.path.join(d, "model")
+        cfg = ref.tiny_config(family)
+        ref.save_checkpoint(m, cfg, ref.stored_checkpoint(cfg, ref.random_weights(cfg, 5))[0], shards=1)
+        culprit = breaker(m)
+        args, out = job(m, g.corpus, d)
+        return args, out, [culprit] + words
+    return make
+
+
+def config_edit(edit):
+    """A breaker that edits config.json."""
+    def breaker(m):
+        edit_config(m, edit)
+        return os.path.join(m, "config.json")
+    return breaker
+
+
+def header_edit(edit):
+    """A breaker that edits the one shard's header."""
+    def breaker(m):
+        p = os.path.join(m, "model.safetensors")
+        rewrite_header(p, edit)
+        return p
+    return breaker
+
+
 def config_case(edit, words, job=score):
     def make(g, d):
         m = g.model_copy(d)
@@ -294,6 +325,27 @@ CASES = [
     ("FP8 config with another quantisation", fp8_case(
         lambda p: (edit_config(os.path.dirname(p), lambda c: c.update(quantization_config={"quant_method": "awq"})),
                    os.path.join(os.path.dirname(p), "config.json"))[1], ["quant_method", "awq"])),
+    # ---- the families' own faults
+    ("GLM-4.5 expert count not divisible by the groups", family_case(
+        "glm4_moe", config_edit(lambda c: c.update(n_group=3)), ["n_routed_experts (8)", "n_group (3)"])),
+    ("GLM-4.5 partial rotary factor of zero", family_case(
+        "glm4_moe", config_edit(lambda c: c.update(partial_rotary_factor=0)), ["partial_rotary_factor"])),
+    ("GLM-4.5 q/k norm over the projection, not per head", family_case(
+        "glm4_moe", header_edit(lambda h: h["model.layers.0.self_attn.q_norm.weight"].update(shape=[2, 12])),
+        ["model.layers.0.self_attn.q_norm.weight", "[2, 12]", "[24]"])),
+    ("MiniMax-M2 rotary_dim beyond head_dim", family_case(
+        "minimax_m2", config_edit(lambda c: c.update(rotary_dim=64)), ["'rotary_dim' (64)", "head_dim (32)"])),
+    ("MiniMax-M2 expert block scales of the wrong shape", family_case(
+        "minimax_m2", header_edit(lambda h: h["model.layers.1.block_sparse_moe.experts.3.w2.weight_scale_inv"].update(
+            shape=[4, 1])), ["model.layers.1.block_sparse_moe.experts.3.w2.weight_scale_inv", "[4, 1]", "[2, 2]"])),
+    ("MiniMax-M2 selection bias missing", family_case(
+        "minimax_m2", lambda m: (header_edit(lambda h: h.pop("model.layers.0.block_sparse_moe.e_score_correction_bias"))(m),
+                                 m)[1], ["model.layers.0.block_sparse_moe.e_score_correction_bias", "minimax_m2"])),
+    ("ERNIE-4.5 selection bias as [E], not [1, E]", family_case(
+        "ernie4_5_moe", header_edit(lambda h: h["model.layers.1.mlp.moe_statics.e_score_correction_bias"].update(
+            shape=[8])), ["model.layers.1.mlp.moe_statics.e_score_correction_bias", "[8]", "[1, 8]"])),
+    ("ERNIE-4.5 MoE layers past the last layer", family_case(
+        "ernie4_5_moe", config_edit(lambda c: c.update(moe_layer_start_index=5)), ["leave no MoE layer"])),
     # ---- configs
     ("config not JSON", config_case("{\"model_type\": \"mixtral\",", ["JSON"])),
     ("config without hidden_size", config_case(lambda c: c.pop("hidden_size"), ["hidden_size"])),
