@@ -385,7 +385,7 @@ void place_experts(const nlohmann::json& j, ModelConfig& c, int64_t num_experts,
   }
   for (size_t l = 0; l < c.layer_experts.size(); ++l) {
     if (c.layer_experts[l] > 0)
-      SMOE_CHECK_INPUT(c.router.top_k <= c.layer_experts[l], path, ": num_experts_per_tok (", c.router.top_k,
+      SMOE_CHECK_INPUT(c.router.top_k <= c.layer_experts[l], path, ": ", c.top_k_key(), " (", c.router.top_k,
                        ") exceeds the ", c.layer_experts[l], " experts of layer ", l);
     if (c.layer_experts[l] > 0 && c.router.n_group > 1)
       SMOE_CHECK_INPUT(c.layer_experts[l] == num_experts, path, ": layer ", l, " keeps ", c.layer_experts[l],
@@ -471,10 +471,9 @@ ModelConfig parse_model_config(const nlohmann::json& j, const std::string& path)
                    path, ": the rotary part of a head (", c.rope_dim(), ") must be even and lie in 2..head_dim (",
                    c.head_dim, ")");
   check_positive(num_experts, c.experts_key(), path);
-  check_positive(c.router.top_k, "num_experts_per_tok", path);
-  check_positive(c.moe_intermediate_size,
-                 c.family == Family::Mixtral || c.family == Family::Olmoe ? "intermediate_size" : "moe_intermediate_size",
-                 path);
+  check_positive(c.router.top_k, c.top_k_key(), path);
+  const bool mixtral_like = c.family == Family::Mixtral || c.family == Family::Olmoe || c.family == Family::MinimaxM2;
+  check_positive(c.moe_intermediate_size, mixtral_like ? "intermediate_size" : "moe_intermediate_size", path);
   SMOE_CHECK_INPUT(c.sliding_window >= 0, path, ": 'sliding_window' must not be negative");
 
   place_experts(j, c, num_experts, sparse_step, mlp_only, path);
