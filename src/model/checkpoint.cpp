@@ -9,6 +9,7 @@
 
 #include "smoe/core/error.h"
 #include "smoe/io/fp8.h"
+#include "smoe/io/mxfp4.h"
 #include "smoe/io/tensor-io.h"
 
 namespace smoe {
@@ -115,6 +116,25 @@ at::Tensor Checkpoint::load_fp8(const std::string& name, at::ScalarType dtype) c
   // rather than when the layer is released (they are read again if ever needed).
   where_.at(name).file->release_pages(i);
   return dtype == at::kFloat ? out : out.to(dtype);
+}
+
+at::Tensor Checkpoint::load_mxfp4(const std::string& prefix, int64_t count, int64_t index, int64_t rows,
+                                  int64_t cols) const {
+  const int64_t groups = cols / kMxfp4Group;
+  SMOE_ASSERT(cols % kMxfp4Group == 0 && index >= 0 && index < count, "load_mxfp4: bad request for ", prefix);
+  const std::string blocks = prefix + "_blocks", scales = prefix + "_scales";
+  for (const auto& [name, shape] : {std::pair{blocks, std::vector<int64_t>{count, rows, groups, 16}},
+                                    std::pair{scales, std::vector<int64_t>{count, rows, groups}}}) {
+    const TensorInfo& i = info(name);
+    const std::string& path = where_.at(name).file->path();
+    SMOE_CHECK_INPUT(i.dtype == Dtype::U8, path, ": MXFP4 tensor '", name, "' must be U8, found ", dtype_name(i.dtype));
+    SMOE_CHECK_INPUT(i.shape == shape, path, ": MXFP4 tensor '", name, "' has shape ", shape_text(i.shape),
+                     ", the config (", config_.path, ") implies ", shape_text(shape));
+  }
+  at::Tensor out = at::empty({rows, cols}, at::kFloat);
+  dequantize_mxfp4(bytes(blocks) + index * rows * groups * 16, bytes(scales) + index * rows * groups, rows, groups,
+                   out.data_ptr<float>());
+  return out;
 }
 
 void Checkpoint::populate_pages(const std::string& name) const { where_.at(name).file->populate_pages(info(name)); }

@@ -20,6 +20,7 @@ const char* family_name(Family family) {
     case Family::Glm4Moe: return "glm4_moe";
     case Family::MinimaxM2: return "minimax_m2";
     case Family::Ernie45Moe: return "ernie4_5_moe";
+    case Family::GptOss: return "gpt_oss";
   }
   return "?";
 }
@@ -27,7 +28,8 @@ const char* family_name(Family family) {
 const char* ModelConfig::experts_key() const {
   switch (family) {
     case Family::Mixtral:
-    case Family::MinimaxM2: return "num_local_experts";
+    case Family::MinimaxM2:
+    case Family::GptOss: return "num_local_experts";
     case Family::DeepseekV2:
     case Family::DeepseekV3:
     case Family::Glm4Moe: return "n_routed_experts";
@@ -91,6 +93,7 @@ void parse_rope_scaling(const nlohmann::json& j, ModelConfig& c, const std::stri
   y.original_max_position = json_double(rs, "original_max_position_embeddings", where);
   y.beta_fast = json_double(rs, "beta_fast", 32.0, where);
   y.beta_slow = json_double(rs, "beta_slow", 1.0, where);
+  y.truncate = json_bool(rs, "truncate", true, where);
   SMOE_CHECK_INPUT(y.factor >= 1, where, ": 'factor' must be at least 1, found ", y.factor);
   SMOE_CHECK_INPUT(y.original_max_position > 0, where, ": 'original_max_position_embeddings' must be positive");
   SMOE_CHECK_INPUT(y.beta_fast > 0 && y.beta_slow > 0, where, ": 'beta_fast' and 'beta_slow' must be positive");
@@ -271,6 +274,51 @@ int64_t parse_ernie4_5_moe(const nlohmann::json& j, ModelConfig& c, const std::s
   return num_experts;
 }
 
+// gpt-oss: every layer MoE, experts stacked in MXFP4 with biases and a clamped
+// SwiGLU; a router with a bias choosing by logits, weights a softmax over the k;
+// attention with biases on q, k, v and o and a sink logit per head; sliding and
+// full layers from layer_types.
+int64_t parse_gpt_oss(const nlohmann::json& j, ModelConfig& c, const std::string& path) {
+  const int64_t num_experts = json_int(j, "num_local_experts", path);
+  RouterConfig& r = c.router;
+  r.top_k = json_int(j, "num_experts_per_tok", path);
+  r.score = RouterScore::SoftmaxOfTopK;
+  r.logit_bias = true;
+  c.moe_intermediate_size = json_int(j, "intermediate_size", path);
+  c.attention_bias = c.attention_out_bias = json_bool(j, "attention_bias", true, path);
+  c.attention_sinks = true;
+  c.norm_weight_float32 = true;
+  c.swiglu_limit = json_double(j, "swiglu_limit", 7.0, path);
+  SMOE_CHECK_INPUT(c.swiglu_limit > 0, path, ": 'swiglu_limit' must be positive");
+  c.sliding_window = json_int(j, "sliding_window", 0, path);
+  if (j.contains("layer_types") && !j["layer_types"].is_null()) {
+    const auto& types = j["layer_types"];
+    SMOE_CHECK_INPUT(types.is_array() && static_cast<int64_t>(types.size()) == c.num_layers, path,
+                     ": 'layer_types' must list one type for each of the ", c.num_layers, " layers, found ",
+                     types.is_array() ? std::to_string(types.size()) + " entries" : json_quote(types));
+    for (const auto& t : types) {
+      SMOE_CHECK_INPUT(t.is_string() && (t == "sliding_attention" || t == "full_attention"), path,
+                       ": 'layer_types' entries must be \"sliding_attention\" or \"full_attention\", found ",
+                       json_quote(t));
+      c.sliding_layers.push_back(t == "sliding_attention");
+    }
+  } else {
+    for (int64_t l = 0; l < c.num_layers; ++l) c.sliding_layers.push_back(l % 2 == 0);  // transformers' default
+  }
+  if (j.contains("quantization_config") && !j["quantization_config"].is_null()) {
+    const auto& q = j["quantization_config"];
+    const std::string where = path + " quantization_config";
+    SMOE_CHECK_INPUT(q.is_object(), where, ": must be an object");
+    const std::string qm = json_string(q, "quant_method", where);
+    SMOE_CHECK_INPUT(qm == "mxfp4", where, ": quant_method '", qm, "' is not supported for gpt_oss (mxfp4)");
+    c.mxfp4 = true;
+    SMOE_CHECK_INPUT(c.hidden_size % 32 == 0 && c.moe_intermediate_size % 32 == 0, path,
+                     ": MXFP4 experts need hidden_size (", c.hidden_size, ") and intermediate_size (",
+                     c.moe_intermediate_size, ") to be multiples of 32");
+  }
+  return num_experts;
+}
+
 // GLM-4.5/4.6: grouped-query attention (q/k/v biases, optional per-head q/k norm,
 // partial rotary in the NeoX layout) and DeepSeek-V3's MoE.
 int64_t parse_glm4_moe(const nlohmann::json& j, ModelConfig& c, const std::string& path) {
@@ -290,9 +338,10 @@ Family family_of(const std::string& model_type, const std::string& path) {
   if (model_type == "glm4_moe") return Family::Glm4Moe;
   if (model_type == "minimax_m2") return Family::MinimaxM2;
   if (model_type == "ernie4_5_moe") return Family::Ernie45Moe;
+  if (model_type == "gpt_oss") return Family::GptOss;
   throw InputError(str(path, ": model_type '", model_type,
                        "' is not supported (supported: mixtral, olmoe, qwen2_moe, qwen3_moe, deepseek_v2, "
-                       "deepseek_v3, kimi_k2, glm4_moe, minimax_m2, ernie4_5_moe)"));
+                       "deepseek_v3, kimi_k2, glm4_moe, minimax_m2, ernie4_5_moe, gpt_oss)"));
 }
 
 bool is_deepseek(Family f) { return f == Family::DeepseekV2 || f == Family::DeepseekV3; }
@@ -464,6 +513,9 @@ ModelConfig parse_model_config(const nlohmann::json& j, const std::string& path)
     case Family::Ernie45Moe:
       num_experts = parse_ernie4_5_moe(j, c, path);
       break;
+    case Family::GptOss:
+      num_experts = parse_gpt_oss(j, c, path);
+      break;
   }
   parse_rope_scaling(j, c, path);
   SMOE_CHECK_INPUT(c.rope_theta > 0, path, ": 'rope_theta' must be positive");
@@ -472,7 +524,8 @@ ModelConfig parse_model_config(const nlohmann::json& j, const std::string& path)
                    c.head_dim, ")");
   check_positive(num_experts, c.experts_key(), path);
   check_positive(c.router.top_k, c.top_k_key(), path);
-  const bool mixtral_like = c.family == Family::Mixtral || c.family == Family::Olmoe || c.family == Family::MinimaxM2;
+  const bool mixtral_like = c.family == Family::Mixtral || c.family == Family::Olmoe || c.family == Family::MinimaxM2 ||
+                            c.family == Family::GptOss;
   check_positive(c.moe_intermediate_size, mixtral_like ? "intermediate_size" : "moe_intermediate_size", path);
   SMOE_CHECK_INPUT(c.sliding_window >= 0, path, ": 'sliding_window' must not be negative");
 

@@ -5,6 +5,7 @@
 #include <map>
 
 #include "smoe/core/error.h"
+#include "smoe/io/tensor-io.h"
 #include "smoe/model/checkpoint.h"
 #include "smoe/model/tensor-names.h"
 
@@ -60,8 +61,45 @@ GatedMlp load_mlp(const Loader& load, const std::string& prefix, const TensorNam
   return m;
 }
 
+// A tensor as stored (a view of the mapped file), its shape checked.
+at::Tensor stored(const Loader& load, const std::string& name, const std::vector<int64_t>& shape) {
+  return load.ck->load(name, to_scalar_type(load.ck->info(name).dtype, name), shape);
+}
+
+// Expert e of a gpt-oss layer: gate_up [2F, d] (MXFP4 blocks, or [E, d, 2F] in
+// BF16 checkpoints) with gate and up interleaved by row, down [d, F], and biases.
+GatedMlp load_stacked_expert(const Loader& load, const TensorNames& names, const ModelConfig& c, int64_t l,
+                             int64_t E, int64_t e) {
+  SMOE_CHECK_INPUT(load.ck, "gpt-oss experts load from a checkpoint only");
+  const int64_t d = c.hidden_size, F = c.moe_intermediate_size;
+  const std::string gate_up = names.stacked(l, Proj::Gate), down = names.stacked(l, Proj::Down);
+  at::Tensor gu, dn;  // [2F, d], [d, F] float32
+  if (c.mxfp4) {
+    gu = load.ck->load_mxfp4(gate_up, E, e, 2 * F, d);
+    dn = load.ck->load_mxfp4(down, E, e, d, F);
+  } else {
+    gu = stored(load, gate_up, {E, d, 2 * F})[e].t().to(at::kFloat);
+    dn = stored(load, down, {E, F, d})[e].t().to(at::kFloat);
+  }
+  at::Tensor gu_bias = stored(load, gate_up + "_bias", {E, 2 * F})[e].to(at::kFloat);
+  at::Tensor dn_bias = stored(load, down + "_bias", {E, d})[e].to(at::kFloat);
+  auto own = [&](const at::Tensor& t) { return t.contiguous().to(load.device, load.dtype); };
+  GatedMlp m;
+  m.gate_proj = own(gu.slice(0, 0, 2 * F, 2));
+  m.up_proj = own(gu.slice(0, 1, 2 * F, 2));
+  m.down_proj = own(dn);
+  m.gate_bias = own(gu_bias.slice(0, 0, 2 * F, 2));
+  m.up_bias = own(gu_bias.slice(0, 1, 2 * F, 2));
+  m.down_bias = own(dn_bias);
+  m.swiglu_limit = c.swiglu_limit;
+  return m;
+}
+
 uint64_t bytes_of(const at::Tensor& t) { return t.defined() ? t.nbytes() : 0; }
-uint64_t bytes_of(const GatedMlp& m) { return bytes_of(m.gate_proj) + bytes_of(m.up_proj) + bytes_of(m.down_proj); }
+uint64_t bytes_of(const GatedMlp& m) {
+  return bytes_of(m.gate_proj) + bytes_of(m.up_proj) + bytes_of(m.down_proj) + bytes_of(m.gate_bias) +
+         bytes_of(m.up_bias) + bytes_of(m.down_bias);
+}
 
 }  // namespace
 
@@ -131,6 +169,8 @@ void Decoder::load_layer(int64_t l) {
       a.k_bias = load(ap + "k_proj.bias", {Hkv * D});
       a.v_bias = load(ap + "v_proj.bias", {Hkv * D});
     }
+    if (c.attention_out_bias) a.o_bias = load(ap + "o_proj.bias", {d});
+    if (c.attention_sinks) a.sinks = load(ap + "sinks", {H});
     if (c.qk_norm == QkNorm::Projection) {
       a.q_norm = load(ap + "q_norm.weight", {H * D});
       a.k_norm = load(ap + "k_norm.weight", {Hkv * D});
@@ -155,10 +195,13 @@ void Decoder::load_layer(int64_t l) {
                                                                          : std::vector<int64_t>{m.num_experts};
       m.score_bias = load_f32(names.router_bias(l), shape).reshape({m.num_experts});
     }
+    if (c.router.logit_bias) m.router_bias = load(names.router_logit_bias(l), {m.num_experts});
     m.experts.resize(static_cast<size_t>(m.num_experts));
     for (int64_t e = 0; e < m.num_experts; ++e) {
       if (options_.holds_expert && !options_.holds_expert(l, e)) continue;
-      m.experts[static_cast<size_t>(e)] = load_mlp(load, names.expert(l, e), &names, c.moe_intermediate_size, d);
+      m.experts[static_cast<size_t>(e)] = c.family == Family::GptOss
+                                              ? load_stacked_expert(load, names, c, l, m.num_experts, e)
+                                              : load_mlp(load, names.expert(l, e), &names, c.moe_intermediate_size, d);
     }
     if (c.shared_expert_intermediate_size > 0) {
       m.shared = load_mlp(load, names.shared_expert(l), &names, c.shared_expert_intermediate_size, d);
@@ -188,12 +231,13 @@ uint64_t Decoder::parameter_bytes() const {
   for (const auto& L : layers_) {
     n += bytes_of(L.input_norm) + bytes_of(L.post_attention_norm);
     const auto& a = L.attention;
-    for (const auto* t : {&a.q_proj, &a.k_proj, &a.v_proj, &a.o_proj, &a.q_bias, &a.k_bias, &a.v_bias, &a.q_norm,
+    for (const auto* t : {&a.q_proj, &a.k_proj, &a.v_proj, &a.o_proj, &a.q_bias, &a.k_bias, &a.v_bias, &a.o_bias,
+                          &a.sinks, &a.q_norm,
                           &a.k_norm, &a.q_a_proj, &a.q_a_norm, &a.q_b_proj, &a.kv_a_proj, &a.kv_a_norm, &a.kv_b_proj})
       n += bytes_of(*t);
     n += bytes_of(L.mlp);
     if (L.moe) {
-      n += bytes_of(L.moe->router) + bytes_of(L.moe->score_bias) + bytes_of(L.moe->shared) +
+      n += bytes_of(L.moe->router) + bytes_of(L.moe->router_bias) + bytes_of(L.moe->score_bias) + bytes_of(L.moe->shared) +
            bytes_of(L.moe->shared_gate);
       for (const auto& e : L.moe->experts) n += bytes_of(e);
     }
@@ -213,12 +257,13 @@ at::Tensor Decoder::apply_layer(int64_t layer, const at::Tensor& h_in, MoeExecut
   SMOE_ASSERT(L.loaded, "layer ", layer, " is not loaded");
   const int64_t B = h_in.size(0), S = h_in.size(1), d = c.hidden_size;
   const RopeTables rope = rope_tables(S, c, c.rope_float32 ? at::kFloat : dtype_, device_);
-  at::Tensor h = h_in + attention(c, L.attention, rms_norm(h_in, L.input_norm, c.rms_norm_eps), rope);
-  at::Tensor x = rms_norm(h, L.post_attention_norm, c.rms_norm_eps);
+  const bool f32 = c.norm_weight_float32;
+  at::Tensor h = h_in + attention(c, layer, L.attention, rms_norm(h_in, L.input_norm, c.rms_norm_eps, f32), rope);
+  at::Tensor x = rms_norm(h, L.post_attention_norm, c.rms_norm_eps, f32);
   if (!L.moe) return h + gated_mlp(L.mlp, x);
   const MoeLayer& m = *L.moe;
   at::Tensor flat = x.reshape({B * S, d});
-  Routing r = route(c.router, flat, m.router, m.score_bias);
+  Routing r = route(c.router, flat, m.router, m.score_bias, m.router_bias);
   if (observer) observer->on_routing(m, flat, r);
   at::Tensor y = executor.run(m, flat, r, observer);
   if (m.shared.defined()) {
@@ -231,7 +276,7 @@ at::Tensor Decoder::apply_layer(int64_t layer, const at::Tensor& h_in, MoeExecut
 
 at::Tensor Decoder::head(const at::Tensor& h) const {
   SMOE_ASSERT(lm_head.defined(), "the output head was not loaded");
-  return dense(rms_norm(h, final_norm, config_.rms_norm_eps), lm_head).to(at::kFloat);
+  return dense(rms_norm(h, final_norm, config_.rms_norm_eps, config_.norm_weight_float32), lm_head).to(at::kFloat);
 }
 
 at::Tensor Decoder::forward(const at::Tensor& tokens, MoeExecutor& executor, RoutingObserver* observer) const {

@@ -17,10 +17,11 @@
 
 namespace smoe {
 
-at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps, bool weight_float32) {
   at::Tensor xf = x.to(at::kFloat);
   at::Tensor var = xf.pow(2).mean(-1, true);
   xf = xf * at::rsqrt(var + eps);
+  if (weight_float32) return (weight.to(at::kFloat) * xf).to(x.scalar_type());
   return weight * xf.to(x.scalar_type());
 }
 
@@ -36,8 +37,13 @@ at::Tensor rope_inv_freq(const ModelConfig& c) {
     return static_cast<double>(dim) * std::log(y.original_max_position / (rotations * 2 * M_PI)) /
            (2 * std::log(c.rope_theta));
   };
-  double low = std::max(std::floor(correction_dim(y.beta_fast)), 0.0);
-  double high = std::min(std::ceil(correction_dim(y.beta_slow)), static_cast<double>(dim - 1));
+  double low = correction_dim(y.beta_fast), high = correction_dim(y.beta_slow);
+  if (y.truncate) {
+    low = std::floor(low);
+    high = std::ceil(high);
+  }
+  low = std::max(low, 0.0);
+  high = std::min(high, static_cast<double>(dim - 1));
   if (low == high) high += 0.001;
   at::Tensor ramp = ((at::arange(dim / 2, at::kLong).to(at::kFloat) - low) / (high - low)).clamp(0, 1);
   at::Tensor extrapolation_factor = 1 - ramp;
@@ -239,19 +245,30 @@ at::Tensor batch_matmul(const at::Tensor& a, const at::Tensor& b) {
 namespace {
 
 // Position i sees j <= i (and, with a sliding window, i - j < window).
-at::Tensor causal_mask(const ModelConfig& c, int64_t S, at::Device device) {
+at::Tensor causal_mask(int64_t window, int64_t S, at::Device device) {
   at::Tensor idx = at::arange(S, at::TensorOptions().dtype(at::kLong).device(device));
   at::Tensor masked = idx.unsqueeze(0) > idx.unsqueeze(1);
-  if (c.sliding_window > 0) masked = masked.logical_or(idx.unsqueeze(1) - idx.unsqueeze(0) >= c.sliding_window);
+  if (window > 0) masked = masked.logical_or(idx.unsqueeze(1) - idx.unsqueeze(0) >= window);
   return masked;
 }
 
-// softmax(q k^T * scale + mask) v over [B, H, S, *] -> [B, S, H * dv].
-at::Tensor attend(const ModelConfig& c, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+// softmax(q k^T * scale + mask) v over [B, H, S, *] -> [B, S, H * dv]. With
+// sinks [H] (gpt-oss), each head's sink logit joins every row as one more column,
+// the row's largest logit is subtracted, and the sink's share is dropped after
+// the softmax, in the compute dtype as transformers does.
+at::Tensor attend(const ModelConfig& c, int64_t window, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                  const at::Tensor& sinks = {}) {
   const int64_t B = q.size(0), H = q.size(1), S = q.size(2);
   at::Tensor scores = batch_matmul(q, k.transpose(2, 3)) * c.attention_scale;
-  scores = scores.masked_fill(causal_mask(c, S, q.device()), -std::numeric_limits<double>::infinity());
-  at::Tensor probs = at::softmax(scores, -1, at::kFloat).to(q.scalar_type());
+  scores = scores.masked_fill(causal_mask(window, S, q.device()), -std::numeric_limits<double>::infinity());
+  at::Tensor probs;
+  if (sinks.defined()) {
+    at::Tensor all = at::cat({scores, sinks.to(scores.scalar_type()).view({1, H, 1, 1}).expand({B, H, S, 1})}, -1);
+    all = all - std::get<0>(all.max(-1, true));
+    probs = at::softmax(all, -1, at::kFloat).to(q.scalar_type()).narrow(-1, 0, S);
+  } else {
+    probs = at::softmax(scores, -1, at::kFloat).to(q.scalar_type());
+  }
   return batch_matmul(probs, v).transpose(1, 2).reshape({B, S, H * v.size(-1)});
 }
 
@@ -304,12 +321,13 @@ at::Tensor mla_attention(const ModelConfig& c, const AttentionWeights& w, const 
   k_pe = rope_interleaved(k_pe, rope).expand({B, H, S, dr});
   at::Tensor qs = at::cat({q.narrow(-1, 0, dn), q_pe}, -1);
   at::Tensor ks = at::cat({kv.narrow(-1, 0, dn), k_pe}, -1);
-  return dense(attend(c, qs, ks, kv.narrow(-1, dn, dv)), w.o_proj);
+  return dense(attend(c, 0, qs, ks, kv.narrow(-1, dn, dv)), w.o_proj);
 }
 
 }  // namespace
 
-at::Tensor attention(const ModelConfig& c, const AttentionWeights& w, const at::Tensor& x, const RopeTables& rope) {
+at::Tensor attention(const ModelConfig& c, int64_t layer, const AttentionWeights& w, const at::Tensor& x,
+                     const RopeTables& rope) {
   if (c.mla.enabled()) return mla_attention(c, w, x, rope);
   const int64_t B = x.size(0), S = x.size(1);
   const int64_t H = c.num_heads, Hkv = c.num_kv_heads, D = c.head_dim;
@@ -343,10 +361,28 @@ at::Tensor attention(const ModelConfig& c, const AttentionWeights& w, const at::
     k = k.unsqueeze(2).expand({B, Hkv, rep, S, D}).reshape({B, H, S, D});
     v = v.unsqueeze(2).expand({B, Hkv, rep, S, D}).reshape({B, H, S, D});
   }
-  return dense(attend(c, q, k, v), w.o_proj);
+  return dense(attend(c, c.window(layer), q, k, v, w.sinks), w.o_proj, w.o_bias);
 }
 
+namespace {
+
+// gpt-oss's expert: each bias added after its product (as transformers adds them),
+// g = min(gate, l), u = clamp(up, -l, l), down((u + 1) * g * sigmoid(1.702 g)).
+at::Tensor clamped_swiglu(const GatedMlp& mlp, const at::Tensor& x) {
+  const double limit = mlp.swiglu_limit;
+  at::Tensor gate = dense(x, mlp.gate_proj), up = dense(x, mlp.up_proj);
+  if (mlp.gate_bias.defined()) gate = gate + mlp.gate_bias;
+  if (mlp.up_bias.defined()) up = up + mlp.up_bias;
+  gate = gate.clamp_max(limit);
+  up = up.clamp(-limit, limit);
+  at::Tensor y = dense((up + 1) * (gate * at::sigmoid(gate * 1.702)), mlp.down_proj);
+  return mlp.down_bias.defined() ? y + mlp.down_bias : y;
+}
+
+}  // namespace
+
 at::Tensor gated_mlp(const GatedMlp& mlp, const at::Tensor& x) {
+  if (mlp.swiglu_limit > 0) return clamped_swiglu(mlp, x);
   // Through smoe's kernel the gate and up projections share one packing of x, and
   // (for 2-D x: the experts' token blocks) come out column-major, the layout in
   // which the down projection packs silu(gate) * up without a transpose.

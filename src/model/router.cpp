@@ -3,16 +3,18 @@
 #include <ATen/ATen.h>
 
 #include <limits>
+#include <tuple>
 
 #include "smoe/core/error.h"
 #include "smoe/model/layers.h"
 
 namespace smoe {
 
-Routing route(const RouterConfig& config, const at::Tensor& x, const at::Tensor& router, const at::Tensor& score_bias) {
+Routing route(const RouterConfig& config, const at::Tensor& x, const at::Tensor& router, const at::Tensor& score_bias,
+              const at::Tensor& logit_bias) {
   // Logits in the compute dtype, as the HF modules compute them (DeepSeek, GLM, ERNIE:
   // from float32 operands); scores in float32.
-  at::Tensor logits = config.float32_logits ? dense(x.to(at::kFloat), router.to(at::kFloat)) : dense(x, router);
+  at::Tensor logits = config.float32_logits ? dense(x.to(at::kFloat), router.to(at::kFloat)) : dense(x, router, logit_bias);
   Routing r = route_logits(config, logits.to(at::kFloat), score_bias);
   if (!config.float32_weights) r.weights = r.weights.to(x.scalar_type());
   return r;
@@ -21,7 +23,15 @@ Routing route(const RouterConfig& config, const at::Tensor& x, const at::Tensor&
 Routing route_logits(const RouterConfig& config, const at::Tensor& logits, const at::Tensor& score_bias) {
   Routing r;
   r.logits = logits;
-  r.scores = config.score == RouterScore::Softmax ? at::softmax(r.logits, -1) : at::sigmoid(r.logits);
+  r.scores = config.score == RouterScore::Sigmoid ? at::sigmoid(r.logits) : at::softmax(r.logits, -1);
+  if (config.score == RouterScore::SoftmaxOfTopK) {
+    // gpt-oss: the k largest logits, their softmax the weights (the scores are the
+    // softmax over all experts, for the statistics).
+    at::Tensor top;
+    std::tie(top, r.experts) = r.logits.topk(config.top_k, -1);
+    r.weights = at::softmax(top, -1);
+    return r;
+  }
 
   at::Tensor choice = score_bias.defined() ? r.scores + score_bias.to(r.scores.scalar_type()) : r.scores;
   if (config.n_group > 1) {

@@ -17,7 +17,20 @@ at::Tensor unit_features(const GatedMlp& m) {
 
 GatedMlp permute_units(const GatedMlp& m, const std::vector<int64_t>& perm) {
   at::Tensor idx = at::tensor(perm, at::kLong);
-  return {m.gate_proj.index_select(0, idx), m.up_proj.index_select(0, idx), m.down_proj.index_select(1, idx)};
+  GatedMlp p = m;
+  p.gate_proj = m.gate_proj.index_select(0, idx);
+  p.up_proj = m.up_proj.index_select(0, idx);
+  p.down_proj = m.down_proj.index_select(1, idx);
+  if (m.gate_bias.defined()) p.gate_bias = m.gate_bias.index_select(0, idx);
+  if (m.up_bias.defined()) p.up_bias = m.up_bias.index_select(0, idx);
+  return p;  // down_bias runs over the outputs: not permuted
+}
+
+// acc += w * t in float64 (t undefined: nothing; acc undefined: started at zero).
+void add_weighted(at::Tensor& acc, double w, const at::Tensor& t) {
+  if (!t.defined()) return;
+  if (!acc.defined()) acc = at::zeros_like(t, at::kDouble);
+  acc += w * t.to(at::kDouble);
 }
 
 }  // namespace
@@ -35,14 +48,17 @@ GatedMlp merge_experts(const std::vector<GatedMlp>& members, const std::vector<d
                        bool align) {
   SMOE_ASSERT(!members.empty() && members.size() == weights.size() && reference < members.size(), "bad merge group");
   const GatedMlp& ref = members[reference];
-  GatedMlp out{at::zeros_like(ref.gate_proj, at::kDouble), at::zeros_like(ref.up_proj, at::kDouble),
-               at::zeros_like(ref.down_proj, at::kDouble)};
+  GatedMlp out;
+  out.swiglu_limit = ref.swiglu_limit;
   for (size_t m = 0; m < members.size(); ++m) {
     GatedMlp x = members[m];
     if (align && m != reference) x = permute_units(x, align_hidden_units(ref, x));
-    out.gate_proj += weights[m] * x.gate_proj.to(at::kDouble);
-    out.up_proj += weights[m] * x.up_proj.to(at::kDouble);
-    out.down_proj += weights[m] * x.down_proj.to(at::kDouble);
+    add_weighted(out.gate_proj, weights[m], x.gate_proj);
+    add_weighted(out.up_proj, weights[m], x.up_proj);
+    add_weighted(out.down_proj, weights[m], x.down_proj);
+    add_weighted(out.gate_bias, weights[m], x.gate_bias);
+    add_weighted(out.up_bias, weights[m], x.up_bias);
+    add_weighted(out.down_bias, weights[m], x.down_bias);
   }
   return out;
 }

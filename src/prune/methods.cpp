@@ -88,7 +88,8 @@ class NaeeSearch {
   NaeeSearch(const MoeLayer& layer, const RouterConfig& router, const at::Tensor& sample)
       : router_(router), k_(router.top_k), num_experts_(layer.num_experts) {
     x_ = sample.to(layer.router.scalar_type());
-    logits_ = at::linear(x_, layer.router).to(at::kDouble);
+    logits_ = (layer.router_bias.defined() ? at::linear(x_, layer.router, layer.router_bias.to(x_.scalar_type()))
+                                           : at::linear(x_, layer.router)).to(at::kDouble);
     if (layer.score_bias.defined()) bias_ = layer.score_bias.to(at::kDouble);
     const int64_t E = layer.num_experts;
     for (int64_t e = 0; e < E; ++e) outputs_.push_back(gated_mlp(layer.experts[static_cast<size_t>(e)], x_).to(at::kDouble));

@@ -299,6 +299,18 @@ def tiny_config(family):
                     moe_layer_start_index=1, moe_layer_end_index=-1, moe_layer_interval=1, moe_norm_min=1e-12,
                     tie_word_embeddings=True, use_bias=False, rope_theta=500000.0, rms_norm_eps=1e-5,
                     hidden_act="silu")
+    elif family == "gpt_oss":
+        # gpt-oss's layout: experts stacked in MXFP4 with BF16 biases, a router with a bias, attention
+        # with biases on q/k/v/o and a sink per head, sliding (window 8 here) and full layers
+        # alternating, YaRN with truncate false, head_dim apart from hidden/heads.
+        base.update(model_type="gpt_oss", architectures=["GptOssForCausalLM"], num_hidden_layers=4, head_dim=32,
+                    num_local_experts=8, num_experts_per_tok=2, experts_per_token=2, intermediate_size=64,
+                    sliding_window=8, layer_types=["sliding_attention", "full_attention"] * 2, attention_bias=True,
+                    swiglu_limit=7.0, rope_theta=150000.0, rms_norm_eps=1e-5, hidden_act="silu",
+                    rope_scaling={"rope_type": "yarn", "factor": 32.0, "beta_fast": 32.0, "beta_slow": 1.0,
+                                  "original_max_position_embeddings": 4096, "truncate": False},
+                    quantization_config={"quant_method": "mxfp4", "modules_to_not_convert": [
+                        "model.layers.*.self_attn", "model.layers.*.mlp.router", "model.embed_tokens", "lm_head"]})
     else:
         raise ValueError(family)
     return base
@@ -330,6 +342,8 @@ def _names(cfg):
 
 
 def _experts_key(cfg):
+    if cfg["model_type"] == "gpt_oss":
+        return "num_local_experts"
     if cfg["model_type"] == "ernie4_5_moe":
         return "moe_num_experts"
     if is_deepseek(cfg) or cfg["model_type"] == "glm4_moe":
@@ -377,6 +391,8 @@ def _router_bias(cfg, prefix):
 def random_weights(cfg, seed):
     if is_deepseek(cfg):
         return deepseek_random_weights(cfg, seed)
+    if cfg["model_type"] == "gpt_oss":
+        return gpt_oss_random_weights(cfg, seed)
     g = torch.Generator().manual_seed(seed)
 
     def lin(o, i, scale=1.0):
@@ -582,6 +598,8 @@ def forward(cfg, w, tokens, dtype, traces=None):
     num_hidden_layers) are not run, and its selection bias stays float32 (HF keeps
     e_score_correction_bias in float32)."""
     deepseek = is_deepseek(cfg)
+    if cfg["model_type"] == "gpt_oss":
+        return gpt_oss_forward(cfg, w, tokens, dtype, traces)
     w = {n: t if n.endswith("e_score_correction_bias") else t.to(dtype) for n, t in w.items()}
     B, S = tokens.shape
     d, eps = cfg["hidden_size"], cfg["rms_norm_eps"]
@@ -891,3 +909,191 @@ def ernie_moe(cfg, w, p, x, routing_out, trace=None):
     if cfg.get("moe_num_shared_experts"):
         out = out + mlp(w, p + "mlp.shared_experts.", names, x)
     return out
+
+
+# ---------------------------------------------------------------- MXFP4 and gpt-oss
+
+E2M1_VALUES = torch.tensor([0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0])
+
+
+def dequantize_mxfp4(blocks, scales):
+    """blocks uint8 [..., G, 16], scales uint8 [..., G] -> float32 [..., G * 32]: byte j of a group holds
+    element 2j in its low nibble and 2j + 1 in its high nibble, a nibble is an E2M1 code, the scale
+    byte s multiplies the group by 2^(s - 127)."""
+    b = blocks.long()
+    values = torch.stack((E2M1_VALUES[b & 15], E2M1_VALUES[b >> 4]), dim=-1).flatten(-2)  # [..., G, 32]
+    values = values * torch.pow(2.0, scales.float() - 127)[..., None]
+    return values.flatten(-2)
+
+
+def quantize_mxfp4(w):
+    """w float [..., G * 32] -> (blocks uint8 [..., G, 16], scales uint8 [..., G]): each group's scale
+    the smallest power of two with max |w| / scale <= 6 (127 for an all-zero group), each value the
+    nearest E2M1 value of w / scale, ties to the even code."""
+    groups = w.double().reshape(*w.shape[:-1], -1, 32)
+    amax = groups.abs().amax(-1)
+    exponent = torch.where(amax > 0, torch.ceil(torch.log2(amax / 6.0)), torch.zeros_like(amax))
+    exponent = torch.where(6.0 * torch.pow(2.0, exponent - 1) >= amax, exponent - 1, exponent)  # log2's rounding
+    exponent = torch.where(amax > 0, torch.where(6.0 * torch.pow(2.0, exponent) < amax, exponent + 1, exponent),
+                           torch.zeros_like(amax))
+    x = groups / torch.pow(2.0, exponent)[..., None]
+    a = x.abs().clamp(max=6.0)
+    magnitudes = E2M1_VALUES[:8].double()
+    hi = torch.searchsorted(magnitudes, a).clamp(1, 7)
+    lo = hi - 1
+    d_lo, d_hi = a - magnitudes[lo], magnitudes[hi] - a
+    code = torch.where((d_hi < d_lo) | ((d_hi == d_lo) & (hi % 2 == 0)), hi, lo)
+    code = code + 8 * torch.signbit(x).long()
+    blocks = (code[..., 0::2] | (code[..., 1::2] << 4)).to(torch.uint8)
+    return blocks, (exponent + 127).to(torch.uint8)
+
+
+def gpt_oss_random_weights(cfg, seed):
+    """What a gpt-oss checkpoint stores: experts stacked per layer in MXFP4 ([E, out, in/32, 16] blocks,
+    [E, out, in/32] scales) with float biases, gate and up interleaved by row; the rest float."""
+    g = torch.Generator().manual_seed(seed)
+
+    def lin(o, i, scale=1.0):
+        return torch.randn(o, i, generator=g) * scale / math.sqrt(i)
+
+    def norm(n):
+        return 1.0 + 0.1 * torch.randn(n, generator=g)
+
+    d, V, H, Hkv, D = cfg["hidden_size"], cfg["vocab_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"], _head_dim(cfg)
+    E, F = cfg["num_local_experts"], cfg["intermediate_size"]
+    w = {"model.embed_tokens.weight": 0.5 * torch.randn(V, d, generator=g)}
+    for l in range(cfg["num_hidden_layers"]):
+        p = f"model.layers.{l}."
+        w[p + "input_layernorm.weight"] = norm(d)
+        w[p + "post_attention_layernorm.weight"] = norm(d)
+        for x, o, i in (("q", H * D, d), ("k", Hkv * D, d), ("v", Hkv * D, d), ("o", d, H * D)):
+            w[p + f"self_attn.{x}_proj.weight"] = lin(o, i)
+            w[p + f"self_attn.{x}_proj.bias"] = 0.1 * torch.randn(o, generator=g)
+        w[p + "self_attn.sinks"] = torch.randn(H, generator=g)
+        w[p + "mlp.router.weight"] = lin(E, d, 3.0)
+        w[p + "mlp.router.bias"] = 0.3 * torch.randn(E, generator=g)
+        # gate_up's biases push some gates and ups past the clamp at 7.
+        for name, o, i, bias_scale in (("gate_up_proj", 2 * F, d, 4.0), ("down_proj", d, F, 0.1)):
+            blocks, scales = quantize_mxfp4(torch.stack([lin(o, i, 2.0) for _ in range(E)]))
+            w[p + f"mlp.experts.{name}_blocks"] = blocks
+            w[p + f"mlp.experts.{name}_scales"] = scales
+            w[p + f"mlp.experts.{name}_bias"] = bias_scale * torch.randn(E, o, generator=g)
+    w["model.norm.weight"] = norm(d)
+    w["lm_head.weight"] = lin(V, d)
+    return w
+
+
+def gpt_oss_rope(cfg, seq, dtype):
+    """cos, sin [seq, head_dim] (NeoX halves) from YaRN's blended inverse frequencies, the correction
+    range kept fractional where truncate is false, both times 0.1 ln(factor) + 1; cast to dtype."""
+    dim, base, rs = _head_dim(cfg), cfg["rope_theta"], cfg["rope_scaling"]
+    f = rs["factor"]
+    pos_freqs = base ** (torch.arange(0, dim, 2, dtype=torch.int64).float() / dim)
+
+    def corr_dim(rotations):
+        return dim * math.log(rs["original_max_position_embeddings"] / (rotations * 2 * math.pi)) / (2 * math.log(base))
+
+    low, high = corr_dim(rs.get("beta_fast", 32)), corr_dim(rs.get("beta_slow", 1))
+    if rs.get("truncate", True):
+        low, high = math.floor(low), math.ceil(high)
+    low, high = max(low, 0), min(high, dim - 1)
+    if low == high:
+        high += 0.001
+    extrapolation = 1 - ((torch.arange(dim // 2, dtype=torch.float32) - low) / (high - low)).clamp(0, 1)
+    inv_freq = (1.0 / (f * pos_freqs)) * (1 - extrapolation) + (1.0 / pos_freqs) * extrapolation
+    factor = 0.1 * math.log(f) + 1.0
+    freqs = torch.outer(torch.arange(seq, dtype=torch.int64).float(), inv_freq)
+    emb = torch.cat((freqs, freqs), dim=-1)
+    return (emb.cos() * factor).to(dtype), (emb.sin() * factor).to(dtype)
+
+
+def gpt_oss_rms_norm(x, weight, eps):
+    """gpt-oss's RMSNorm: normalised in float32, times the float32 weight, then cast."""
+    xf = x.float()
+    xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
+    return (weight.float() * xf).to(x.dtype)
+
+
+def gpt_oss_attention(cfg, w, p, x, cos, sin, layer):
+    """GQA with biases on q/k/v/o; a sliding window (i - j < window) on sliding layers; each head's sink
+    logit appended to every row, the row's largest logit subtracted, the softmax over the row in the
+    compute dtype, the sink's column dropped."""
+    B, S, _ = x.shape
+    H, Hkv, D = cfg["num_attention_heads"], cfg["num_key_value_heads"], _head_dim(cfg)
+    a = p + "self_attn."
+    q = linear(x, w[a + "q_proj.weight"], w[a + "q_proj.bias"]).view(B, S, H, D).transpose(1, 2)
+    k = linear(x, w[a + "k_proj.weight"], w[a + "k_proj.bias"]).view(B, S, Hkv, D).transpose(1, 2)
+    v = linear(x, w[a + "v_proj.weight"], w[a + "v_proj.bias"]).view(B, S, Hkv, D).transpose(1, 2)
+    q, k = q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
+    rep = H // Hkv
+    k = k[:, :, None].expand(B, Hkv, rep, S, D).reshape(B, H, S, D)
+    v = v[:, :, None].expand(B, Hkv, rep, S, D).reshape(B, H, S, D)
+    scores = matmul(q, k.transpose(2, 3)) * D ** -0.5
+    i, j = torch.arange(S)[:, None], torch.arange(S)[None, :]
+    allowed = j <= i
+    if cfg["layer_types"][layer] == "sliding_attention":
+        allowed &= (i - j) < cfg["sliding_window"]
+    scores = scores.masked_fill(~allowed, float("-inf"))
+    sinks = w[a + "sinks"].to(scores.dtype).view(1, H, 1, 1).expand(B, H, S, 1)
+    combined = torch.cat([scores, sinks], dim=-1)
+    combined = combined - combined.max(dim=-1, keepdim=True).values
+    probs = F.softmax(combined, dim=-1, dtype=combined.dtype)[..., :-1]
+    out = matmul(probs, v).transpose(1, 2).reshape(B, S, H * D)
+    return linear(out, w[a + "o_proj.weight"], w[a + "o_proj.bias"])
+
+
+def gpt_oss_experts(cfg, w, p):
+    """Every expert of a layer decoded: (gate_up [E, 2F, d], gate_up bias, down [E, d, F], down bias)."""
+    e = p + "mlp.experts."
+    return (dequantize_mxfp4(w[e + "gate_up_proj_blocks"], w[e + "gate_up_proj_scales"]), w[e + "gate_up_proj_bias"],
+            dequantize_mxfp4(w[e + "down_proj_blocks"], w[e + "down_proj_scales"]), w[e + "down_proj_bias"])
+
+
+def gpt_oss_moe(cfg, w, p, x, routing_out, trace=None):
+    """gpt-oss's MoE block: router logits with a bias, the top-k of the logits, a softmax over those k in
+    the logits' dtype; per expert gate_up = x W + b split by parity (gate even, up odd), gate clamped
+    above at the limit, up on both sides, (up + 1) * gate * sigmoid(1.702 gate), down with its bias,
+    times the weight, summed in the compute dtype."""
+    T, d = x.shape
+    K, limit = cfg["num_experts_per_tok"], cfg.get("swiglu_limit", 7.0)
+    logits = linear(x, w[p + "mlp.router.weight"], w[p + "mlp.router.bias"])
+    top, chosen = torch.topk(logits, K, dim=-1)
+    weights = F.softmax(top, dim=1, dtype=top.dtype)
+    routing_out.append(chosen)
+    gate_up, gate_up_bias, down, down_bias = gpt_oss_experts(cfg, w, p)
+    out = torch.zeros((T, d), dtype=x.dtype)
+    if trace is not None:
+        trace["logits"], trace["weights"] = logits.float(), weights
+        trace["norms"] = torch.zeros(chosen.shape, dtype=torch.float64)
+    for e in range(cfg["num_local_experts"]):
+        token, slot = torch.where(chosen == e)
+        if token.numel() == 0:
+            continue
+        gu = matmul(x[token], gate_up[e].t().to(x.dtype)) + gate_up_bias[e].to(x.dtype)
+        gate, up = gu[..., 0::2].clamp(max=limit), gu[..., 1::2].clamp(-limit, limit)
+        y = matmul((up + 1) * (gate * torch.sigmoid(gate * 1.702)), down[e].t().to(x.dtype)) + down_bias[e].to(x.dtype)
+        if trace is not None:
+            trace["norms"][token, slot] = y.double().norm(dim=1)
+        out.index_add_(0, token, (y * weights[token, slot, None]).to(out.dtype))
+    return out
+
+
+def gpt_oss_forward(cfg, w, tokens, dtype, traces=None):
+    w = {n: t.to(dtype) if t.is_floating_point() else t for n, t in w.items()}
+    B, S = tokens.shape
+    d, eps = cfg["hidden_size"], cfg["rms_norm_eps"]
+    cos, sin = gpt_oss_rope(cfg, S, dtype)
+    h = F.embedding(tokens, w["model.embed_tokens.weight"])
+    routing = {}
+    for l in range(cfg["num_hidden_layers"]):
+        p = f"model.layers.{l}."
+        h = h + gpt_oss_attention(cfg, w, p, gpt_oss_rms_norm(h, w[p + "input_layernorm.weight"], eps), cos, sin, l)
+        x = gpt_oss_rms_norm(h, w[p + "post_attention_layernorm.weight"], eps).reshape(B * S, d)
+        chosen = []
+        trace = None if traces is None else {"input": x}
+        h = h + gpt_oss_moe(cfg, w, p, x, chosen, trace).view(B, S, d)
+        if traces is not None:
+            traces[l] = trace
+        routing[l] = chosen[0]
+    h = gpt_oss_rms_norm(h, w["model.norm.weight"], eps)
+    return linear(h, w["lm_head.weight"]).float(), routing

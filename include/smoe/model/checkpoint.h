@@ -36,6 +36,11 @@ class Checkpoint {
   at::Tensor load(const std::string& name, at::ScalarType dtype, const std::vector<int64_t>& shape = {}) const;
 
   bool is_fp8(const std::string& name) const { return info(name).dtype == Dtype::F8_E4M3; }
+  // Item `index` of a stacked MXFP4 tensor (gpt-oss's experts): `<prefix>_blocks`
+  // U8 [N, rows, cols / 32, 16] and `<prefix>_scales` U8 [N, rows, cols / 32],
+  // decoded (io/mxfp4.h) to [rows, cols] float32. InputError naming the file, the
+  // tensor and both shapes where they are not what rows and cols imply.
+  at::Tensor load_mxfp4(const std::string& prefix, int64_t count, int64_t index, int64_t rows, int64_t cols) const;
 
   // Faults the tensor's mapped pages in now (MappedFile::populate), for a tensor
   // used in place that every batch reads whole.

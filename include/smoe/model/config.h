@@ -14,7 +14,7 @@
 namespace smoe {
 
 // DeepseekV3 also covers Kimi-K2 (model_type kimi_k2), which uses its layout.
-enum class Family { Mixtral, Olmoe, Qwen2Moe, Qwen3Moe, DeepseekV2, DeepseekV3, Glm4Moe, MinimaxM2, Ernie45Moe };
+enum class Family { Mixtral, Olmoe, Qwen2Moe, Qwen3Moe, DeepseekV2, DeepseekV3, Glm4Moe, MinimaxM2, Ernie45Moe, GptOss };
 
 // Where attention normalises q and k before RoPE.
 enum class QkNorm {
@@ -36,7 +36,11 @@ enum class Renormalise {
   ClampMin,    // w / max(sum, norm_min) (ERNIE-4.5)
 };
 
-enum class RouterScore { Softmax, Sigmoid };
+enum class RouterScore {
+  Softmax,        // softmax over all experts, then top-k
+  Sigmoid,        // sigmoid of each logit, then top-k
+  SoftmaxOfTopK,  // gpt-oss: top-k of the logits, then a softmax over those k
+};
 // How group-limited routing scores a group: DeepSeek-V2 takes the group's best
 // expert, DeepSeek-V3 (noaux_tc) the sum of its best two.
 enum class GroupScore { Max, TopTwoSum };
@@ -57,6 +61,7 @@ struct RouterConfig {
   // renormalised; V3 renormalises, then scales.
   bool scale_only_unnormalised = false;
   bool score_correction_bias = false;  // a per-expert bias added for selection only
+  bool logit_bias = false;             // the router is a linear layer with a bias (gpt-oss)
   // Logits from float32 operands whatever the compute dtype (DeepSeek, GLM, ERNIE).
   bool float32_logits = false;
   // Combine weights kept in float32, so that the routed sum accumulates in float32
@@ -86,6 +91,7 @@ struct YarnScaling {
   double beta_fast = 32.0;
   double beta_slow = 1.0;
   double attention_factor = 1.0;  // scales cos and sin
+  bool truncate = true;           // round the correction range to whole dimensions (gpt-oss: false)
 };
 
 // The most decoder layers a config may declare (published models have ~100).
@@ -113,6 +119,13 @@ struct ModelConfig {
   bool shared_expert_gate = false;     // Qwen2-MoE: sigmoid(shared_expert_gate(x)) scales it
 
   bool attention_bias = false;  // q/k/v projections carry a bias
+  bool attention_out_bias = false;  // o_proj carries a bias (gpt-oss)
+  bool attention_sinks = false;     // a learned logit per head joins each softmax row, then is dropped (gpt-oss)
+  bool norm_weight_float32 = false; // RMSNorm multiplies by its weight in float32, then casts (gpt-oss)
+  // Experts' activation: 0 for silu(gate) * up; otherwise gpt-oss's clamped SwiGLU,
+  // (clamp(up, -l, l) + 1) * g * sigmoid(1.702 g) with g = min(gate, l).
+  double swiglu_limit = 0;
+  bool mxfp4 = false;  // experts stacked per layer in MXFP4 (quantization_config mxfp4)
   QkNorm qk_norm = QkNorm::None;
   double clip_qkv = 0.0;        // 0: no clipping (OLMoE option)
   double rms_norm_eps = 1e-6;
@@ -127,6 +140,9 @@ struct ModelConfig {
   bool fp8 = false;                     // quantization_config names fp8
   int64_t num_nextn_predict_layers = 0; // DeepSeek-V3's multi-token-prediction layers, stored after the others; skipped
   int64_t sliding_window = 0;   // 0: full causal attention
+  // Per layer, whether it attends within sliding_window (gpt-oss's layer_types);
+  // empty: every layer does where sliding_window > 0.
+  std::vector<bool> sliding_layers;
   bool tie_word_embeddings = false;
 
   RouterConfig router;
@@ -140,6 +156,10 @@ struct ModelConfig {
   const char* experts_key() const;  // the config.json key of the routed-expert count
   const char* top_k_key() const;    // the config.json key of k
   int64_t rope_dim() const { return rotary_dim > 0 ? rotary_dim : head_dim; }
+  // The attention window of a layer; 0: full causal attention.
+  int64_t window(int64_t layer) const {
+    return sliding_layers.empty() || sliding_layers.at(static_cast<size_t>(layer)) ? sliding_window : 0;
+  }
 };
 
 const char* family_name(Family family);

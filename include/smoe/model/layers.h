@@ -24,8 +24,9 @@ bool cpu_bf16_gemm_native();
 // LibTorch's (BLAS) path.
 bool cpu_gemm_own();
 
-// x * rsqrt(mean(x^2) + eps) in float32, cast back, times weight.
-at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps);
+// x * rsqrt(mean(x^2) + eps) in float32, cast back, times weight; with
+// `weight_float32` (gpt-oss) times weight in float32, then cast back.
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps, bool weight_float32 = false);
 
 // cos and sin tables for positions [0, seq_len), [seq_len, head_dim], in `dtype`
 // on `device` (computed in float32 on the CPU), with the config's YaRN scaling.
@@ -40,21 +41,27 @@ at::Tensor rope_inv_freq(const ModelConfig& config);
 struct AttentionWeights {
   at::Tensor q_proj, k_proj, v_proj, o_proj;  // [out, in]
   at::Tensor q_bias, k_bias, v_bias;          // undefined without attention_bias
+  at::Tensor o_bias;                          // undefined without attention_out_bias
+  at::Tensor sinks;                           // [H], undefined without attention_sinks
   at::Tensor q_norm, k_norm;                  // undefined without q/k norm
   // Multi-head latent attention: q_proj is undefined where q goes through q_a/q_b.
   at::Tensor q_a_proj, q_a_norm, q_b_proj;    // [q_lora_rank, d], [q_lora_rank], [H*(dn+dr), q_lora_rank]
   at::Tensor kv_a_proj, kv_a_norm, kv_b_proj; // [kv_lora_rank+dr, d], [kv_lora_rank], [H*(dn+dv), kv_lora_rank]
 };
 
-// Causal self-attention over x: [B, S, d] -> [B, S, d]: grouped-query, or
-// multi-head latent attention where config.mla is enabled.
-at::Tensor attention(const ModelConfig& config, const AttentionWeights& w, const at::Tensor& x,
+// Causal self-attention of decoder layer `layer` over x: [B, S, d] -> [B, S, d]:
+// grouped-query, or multi-head latent attention where config.mla is enabled.
+at::Tensor attention(const ModelConfig& config, int64_t layer, const AttentionWeights& w, const at::Tensor& x,
                      const RopeTables& rope);
 
-// The gated MLP used by dense layers and by every expert: down(silu(gate x) * up x).
+// The gated MLP used by dense layers and by every expert: down(silu(gate x) * up x),
+// or gpt-oss's clamped SwiGLU with biases (config.swiglu_limit).
 struct GatedMlp {
   at::Tensor gate_proj, up_proj;  // [ff, d]
   at::Tensor down_proj;           // [d, ff]
+  at::Tensor gate_bias, up_bias;  // [ff], gpt-oss; undefined elsewhere
+  at::Tensor down_bias;           // [d], gpt-oss
+  double swiglu_limit = 0;        // 0: silu(gate) * up
   bool defined() const { return gate_proj.defined(); }
 };
 at::Tensor gated_mlp(const GatedMlp& mlp, const at::Tensor& x);

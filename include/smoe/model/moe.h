@@ -17,6 +17,7 @@ struct MoeLayer {
   int64_t layer = 0;        // index of the decoder layer
   int64_t num_experts = 0;
   at::Tensor router;        // [E, d]
+  at::Tensor router_bias;   // [E], added to the logits (gpt-oss); undefined for most families
   at::Tensor score_bias;    // [E], selection-only bias; undefined for most families
   std::vector<GatedMlp> experts;  // E entries; an entry is undefined where this process does not hold it
   GatedMlp shared;          // undefined without a shared expert

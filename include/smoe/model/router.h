@@ -16,8 +16,10 @@ struct Routing {
 };
 
 // x: [T, d] in the compute dtype; router: [E, d]; score_bias: [E] or undefined
-// (used for selection only, as DeepSeek-V3's e_score_correction_bias).
-Routing route(const RouterConfig& config, const at::Tensor& x, const at::Tensor& router, const at::Tensor& score_bias);
+// (used for selection only, as DeepSeek-V3's e_score_correction_bias); logit_bias:
+// [E] or undefined (added to the logits, gpt-oss).
+Routing route(const RouterConfig& config, const at::Tensor& x, const at::Tensor& router, const at::Tensor& score_bias,
+              const at::Tensor& logit_bias = {});
 
 // The same rule from router logits [T, E] already computed (float32 or float64):
 // scores, selection, weights in the logits' dtype.

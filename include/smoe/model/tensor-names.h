@@ -32,7 +32,12 @@ class TensorNames {
 
   // The MoE block's prefix: "model.layers.L.block_sparse_moe." (Mixtral) or "...mlp.".
   std::string moe(int64_t l) const;
-  std::string router(int64_t l) const { return moe(l) + "gate.weight"; }
+  // "...gate.weight" ("...router.weight" for gpt-oss), and gpt-oss's router bias.
+  std::string router(int64_t l) const { return moe(l) + (family_ == Family::GptOss ? "router.weight" : "gate.weight"); }
+  std::string router_logit_bias(int64_t l) const { return moe(l) + "router.bias"; }
+  // gpt-oss stacks a layer's experts: "...experts.gate_up_proj" (+ "_blocks",
+  // "_scales" in MXFP4, "_bias") and "...experts.down_proj".
+  std::string stacked(int64_t l, Proj p) const { return experts(l) + (p == Proj::Down ? "down_proj" : "gate_up_proj"); }
   // The selection-only bias: "...gate.e_score_correction_bias" (DeepSeek, GLM),
   // on the block (MiniMax-M2), or "...moe_statics.e_score_correction_bias" (ERNIE, [1, E]).
   std::string router_bias(int64_t l) const;
