@@ -61,40 +61,6 @@ GatedMlp load_mlp(const Loader& load, const std::string& prefix, const TensorNam
   return m;
 }
 
-// A tensor as stored (a view of the mapped file), its shape checked.
-at::Tensor stored(const Loader& load, const std::string& name, const std::vector<int64_t>& shape) {
-  return load.ck->load(name, to_scalar_type(load.ck->info(name).dtype, name), shape);
-}
-
-// Expert e of a gpt-oss layer: gate_up [2F, d] (MXFP4 blocks, or [E, d, 2F] in
-// BF16 checkpoints) with gate and up interleaved by row, down [d, F], and biases.
-GatedMlp load_stacked_expert(const Loader& load, const TensorNames& names, const ModelConfig& c, int64_t l,
-                             int64_t E, int64_t e) {
-  SMOE_CHECK_INPUT(load.ck, "gpt-oss experts load from a checkpoint only");
-  const int64_t d = c.hidden_size, F = c.moe_intermediate_size;
-  const std::string gate_up = names.stacked(l, Proj::Gate), down = names.stacked(l, Proj::Down);
-  at::Tensor gu, dn;  // [2F, d], [d, F] float32
-  if (c.mxfp4) {
-    gu = load.ck->load_mxfp4(gate_up, E, e, 2 * F, d);
-    dn = load.ck->load_mxfp4(down, E, e, d, F);
-  } else {
-    gu = stored(load, gate_up, {E, d, 2 * F})[e].t().to(at::kFloat);
-    dn = stored(load, down, {E, F, d})[e].t().to(at::kFloat);
-  }
-  at::Tensor gu_bias = stored(load, gate_up + "_bias", {E, 2 * F})[e].to(at::kFloat);
-  at::Tensor dn_bias = stored(load, down + "_bias", {E, d})[e].to(at::kFloat);
-  auto own = [&](const at::Tensor& t) { return t.contiguous().to(load.device, load.dtype); };
-  GatedMlp m;
-  m.gate_proj = own(gu.slice(0, 0, 2 * F, 2));
-  m.up_proj = own(gu.slice(0, 1, 2 * F, 2));
-  m.down_proj = own(dn);
-  m.gate_bias = own(gu_bias.slice(0, 0, 2 * F, 2));
-  m.up_bias = own(gu_bias.slice(0, 1, 2 * F, 2));
-  m.down_bias = own(dn_bias);
-  m.swiglu_limit = c.swiglu_limit;
-  return m;
-}
-
 uint64_t bytes_of(const at::Tensor& t) { return t.defined() ? t.nbytes() : 0; }
 uint64_t bytes_of(const GatedMlp& m) {
   return bytes_of(m.gate_proj) + bytes_of(m.up_proj) + bytes_of(m.down_proj) + bytes_of(m.gate_bias) +
@@ -199,9 +165,14 @@ void Decoder::load_layer(int64_t l) {
     m.experts.resize(static_cast<size_t>(m.num_experts));
     for (int64_t e = 0; e < m.num_experts; ++e) {
       if (options_.holds_expert && !options_.holds_expert(l, e)) continue;
-      m.experts[static_cast<size_t>(e)] = c.family == Family::GptOss
-                                              ? load_stacked_expert(load, names, c, l, m.num_experts, e)
-                                              : load_mlp(load, names.expert(l, e), &names, c.moe_intermediate_size, d);
+      if (c.family != Family::GptOss) {
+        m.experts[static_cast<size_t>(e)] = load_mlp(load, names.expert(l, e), &names, c.moe_intermediate_size, d);
+        continue;
+      }
+      SMOE_CHECK_INPUT(checkpoint_, "gpt-oss experts load from a checkpoint only");
+      GatedMlp& x = m.experts[static_cast<size_t>(e)] = load_stacked_expert(*checkpoint_, l, m.num_experts, e, dtype_);
+      for (at::Tensor* t : {&x.gate_proj, &x.up_proj, &x.down_proj, &x.gate_bias, &x.up_bias, &x.down_bias})
+        *t = t->to(device_);
     }
     if (c.shared_expert_intermediate_size > 0) {
       m.shared = load_mlp(load, names.shared_expert(l), &names, c.shared_expert_intermediate_size, d);
@@ -283,6 +254,42 @@ at::Tensor Decoder::forward(const at::Tensor& tokens, MoeExecutor& executor, Rou
   at::Tensor h = embed(tokens);
   for (int64_t l = 0; l < config_.num_layers; ++l) h = apply_layer(l, h, executor, observer);
   return head(h);
+}
+
+namespace {
+
+// A tensor as stored (a view of the mapped file), its shape checked.
+at::Tensor stored(const Checkpoint& ck, const std::string& name, const std::vector<int64_t>& shape) {
+  return ck.load(name, to_scalar_type(ck.info(name).dtype, name), shape);
+}
+
+}  // namespace
+
+GatedMlp load_stacked_expert(const Checkpoint& ck, int64_t l, int64_t E, int64_t e, at::ScalarType dtype) {
+  const ModelConfig& c = ck.config();
+  const TensorNames names(c.family);
+  const int64_t d = c.hidden_size, F = c.moe_intermediate_size;
+  const std::string gate_up = names.stacked(l, Proj::Gate), down = names.stacked(l, Proj::Down);
+  at::Tensor gu, dn;  // [2F, d], [d, F] float32
+  if (c.mxfp4) {
+    gu = ck.load_mxfp4(gate_up, E, e, 2 * F, d);
+    dn = ck.load_mxfp4(down, E, e, d, F);
+  } else {
+    gu = stored(ck, gate_up, {E, d, 2 * F})[e].t().to(at::kFloat);
+    dn = stored(ck, down, {E, F, d})[e].t().to(at::kFloat);
+  }
+  at::Tensor gu_bias = stored(ck, gate_up + "_bias", {E, 2 * F})[e].to(at::kFloat);
+  at::Tensor dn_bias = stored(ck, down + "_bias", {E, d})[e].to(at::kFloat);
+  auto own = [&](const at::Tensor& t) { return t.contiguous().to(dtype); };
+  GatedMlp m;
+  m.gate_proj = own(gu.slice(0, 0, 2 * F, 2));
+  m.up_proj = own(gu.slice(0, 1, 2 * F, 2));
+  m.down_proj = own(dn);
+  m.gate_bias = own(gu_bias.slice(0, 0, 2 * F, 2));
+  m.up_bias = own(gu_bias.slice(0, 1, 2 * F, 2));
+  m.down_bias = own(dn_bias);
+  m.swiglu_limit = c.swiglu_limit;
+  return m;
 }
 
 }  // namespace smoe

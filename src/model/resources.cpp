@@ -39,6 +39,8 @@ double attention_vectors(const ModelConfig& c) {  // norms and biases of one lay
   if (c.mla.enabled()) n += static_cast<double>(c.mla.q_lora_rank + c.mla.kv_lora_rank);
   const double D = static_cast<double>(c.head_dim);
   if (c.attention_bias) n += D * static_cast<double>(c.num_heads + 2 * c.num_kv_heads);
+  if (c.attention_out_bias) n += static_cast<double>(c.hidden_size);
+  if (c.attention_sinks) n += static_cast<double>(c.num_heads);
   if (c.qk_norm == QkNorm::Projection) n += D * static_cast<double>(c.num_heads + c.num_kv_heads);
   if (c.qk_norm == QkNorm::PerHead) n += 2 * D;
   return n;
@@ -46,9 +48,20 @@ double attention_vectors(const ModelConfig& c) {  // norms and biases of one lay
 
 double mlp_params(double d, double ff) { return 3 * d * ff; }
 
+// A routed expert: its three projections, and gpt-oss's biases (gate, up, down).
+double expert_params(const ModelConfig& c) {
+  const double d = static_cast<double>(c.hidden_size), ff = static_cast<double>(c.moe_intermediate_size);
+  return mlp_params(d, ff) + (c.family == Family::GptOss ? 2 * ff + d : 0);
+}
+
+// A router: its rows, and a selection or logit bias.
+double router_params(const ModelConfig& c, double E) {
+  return E * static_cast<double>(c.hidden_size) + (c.router.score_correction_bias || c.router.logit_bias ? E : 0);
+}
+
 // One [rows, cols] projection on disk.
 double matrix_bytes(const ModelConfig& c, double rows, double cols, double weight_bytes) {
-  if (!c.fp8) return rows * cols * weight_bytes;
+  if (!c.fp8) return rows * cols * weight_bytes;  // MXFP4 experts: expert_bytes
   return rows * cols + 4 * ceil_div(rows, static_cast<double>(c.fp8_block_rows)) *
                            ceil_div(cols, static_cast<double>(c.fp8_block_cols));
 }
@@ -64,7 +77,7 @@ ParameterCounts count_parameters(const ModelConfig& c) {
   const double d = static_cast<double>(c.hidden_size), V = static_cast<double>(c.vocab_size);
   p.embed = V * d;
   p.lm_head = c.tie_word_embeddings ? 0 : V * d;
-  p.per_expert = mlp_params(d, static_cast<double>(c.moe_intermediate_size));
+  p.per_expert = expert_params(c);
   double attention_layer = attention_vectors(c);
   for (const auto& [r, k] : attention_matrices(c)) attention_layer += r * k;
   const double shared_layer = mlp_params(d, static_cast<double>(c.shared_expert_intermediate_size)) +
@@ -81,8 +94,8 @@ ParameterCounts count_parameters(const ModelConfig& c) {
     } else {
       p.routed_experts += E * p.per_expert;
       p.shared_experts += shared_layer;
-      p.router += E * d + (c.router.score_correction_bias ? E : 0);
-      active += static_cast<double>(c.router.top_k) * p.per_expert + shared_layer + E * d;
+      p.router += router_params(c, E);
+      active += static_cast<double>(c.router.top_k) * p.per_expert + shared_layer + router_params(c, E);
     }
   }
   p.norms += d;
@@ -90,8 +103,8 @@ ParameterCounts count_parameters(const ModelConfig& c) {
   // from [embedding | hidden], three norms, and its own copies of the embedding and output head.
   const double E0 = static_cast<double>(c.max_experts());
   p.mtp = static_cast<double>(c.num_nextn_predict_layers) *
-          (attention_layer + 2 * d + E0 * p.per_expert + shared_layer + E0 * d +
-           (c.router.score_correction_bias ? E0 : 0) + 2 * d * d + 3 * d + 2 * V * d);
+          (attention_layer + 2 * d + E0 * p.per_expert + shared_layer + router_params(c, E0) + 2 * d * d + 3 * d +
+           2 * V * d);
   p.active_per_token = active;
   return p;
 }
@@ -103,7 +116,9 @@ double checkpoint_bytes(const ModelConfig& c, double weight_bytes) {
   double attention_layer = attention_vectors(c) * weight_bytes;
   for (const auto& [r, k] : attention_matrices(c)) attention_layer += matrix_bytes(c, r, k, weight_bytes);
   const double ff = static_cast<double>(c.moe_intermediate_size), sff = static_cast<double>(c.shared_expert_intermediate_size);
-  const double expert = 2 * matrix_bytes(c, ff, d, weight_bytes) + matrix_bytes(c, d, ff, weight_bytes);
+  double expert = 2 * matrix_bytes(c, ff, d, weight_bytes) + matrix_bytes(c, d, ff, weight_bytes);
+  if (c.family == Family::GptOss)  // biases; MXFP4: half a byte per weight and a scale byte per 32
+    expert = (c.mxfp4 ? 3 * ff * d * (0.5 + 1.0 / 32) : expert) + (2 * ff + d) * weight_bytes;
   const double shared = sff > 0 ? 2 * matrix_bytes(c, sff, d, weight_bytes) + matrix_bytes(c, d, sff, weight_bytes) : 0;
   const double I = static_cast<double>(c.intermediate_size);
   for (int64_t l = 0; l < c.num_layers; ++l) {
@@ -116,7 +131,7 @@ double checkpoint_bytes(const ModelConfig& c, double weight_bytes) {
   const double V = static_cast<double>(c.vocab_size);
   bytes += static_cast<double>(c.num_nextn_predict_layers) *
            (attention_layer + E0 * expert + shared +
-            (E0 * d + (c.router.score_correction_bias ? E0 : 0) + 2 * d * d + 5 * d + 2 * V * d) * weight_bytes);
+            (router_params(c, E0) + 2 * d * d + 5 * d + 2 * V * d) * weight_bytes);
   return bytes;
 }
 

@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <nlohmann/json.hpp>
 
 #include "smoe/core/error.h"
@@ -16,8 +17,10 @@
 #include "smoe/core/output.h"
 #include "smoe/core/numbers.h"
 #include "smoe/model/checkpoint.h"
+#include "smoe/model/decoder.h"
 #include "smoe/model/tensor-names.h"
 #include "smoe/io/fp8.h"
+#include "smoe/io/mxfp4.h"
 #include "smoe/io/json.h"
 #include "smoe/io/outputs.h"
 #include "smoe/io/tensor-io.h"
@@ -31,7 +34,7 @@ namespace {
 
 // Where a tensor of the output comes from.
 struct Source {
-  enum Kind { Copy, Router, Expert } kind = Copy;
+  enum Kind { Copy, Router, Expert, Stacked } kind = Copy;  // Stacked: a gpt-oss layer's experts in one tensor
   std::string name;       // Copy: the input tensor
   int64_t layer = 0;
   int64_t group = 0;      // Router: -; Expert: the group
@@ -73,6 +76,7 @@ void check_shapes(const Checkpoint& ck, const Plan& plan, const TensorNames& nam
       SMOE_CHECK_INPUT(!ck.info(bias).shape.empty() && ck.info(bias).shape.back() == lp.num_experts, ck.dir(),
                        ": tensor '", bias,
                        "' does not have one entry per expert");
+    if (c.family == Family::GptOss) continue;  // stacked: checked as each expert is read
     for (int64_t e = 0; e < lp.num_experts; ++e) {
       expect(names.expert(lp.layer, e, Proj::Gate), {ff, d});
       expect(names.expert(lp.layer, e, Proj::Up), {ff, d});
@@ -98,10 +102,18 @@ std::map<int64_t, std::vector<Source>> output_tensors(const Checkpoint& ck, cons
     const TensorInfo& info = ck.info(name);
     const LayerPlan* lp = l >= 0 ? plan_of(plan, l) : nullptr;
     const std::string experts = l >= 0 ? names.experts(l) : "";
-    if (lp && (name == names.router(l) || name == names.router_bias(l))) {
+    const bool stacked = ck.config().family == Family::GptOss;
+    if (lp && (name == names.router(l) || name == names.router_bias(l) ||
+               (stacked && name == names.router_logit_bias(l)))) {
       std::vector<int64_t> shape = info.shape;
       shape.at(expert_axis(names, ck, l, name)) = lp->num_groups();
       shards[l].push_back({Source::Router, name, l, 0, "", {name, info.dtype, shape}});
+    } else if (lp && stacked && name.compare(0, experts.size(), experts) == 0) {
+      std::vector<int64_t> shape = info.shape;
+      SMOE_CHECK_INPUT(!shape.empty() && shape[0] == lp->num_experts, ck.dir(), ": stacked expert tensor '", name,
+                       "' does not have one entry per expert (", lp->num_experts, ")");
+      shape[0] = lp->num_groups();
+      shards[l].push_back({Source::Stacked, name, l, 0, "", {name, info.dtype, shape}});
     } else if (lp && name.compare(0, experts.size(), experts) == 0) {
       const std::string rest = name.substr(experts.size());
       if (parse_int(rest.substr(0, rest.find('.')), "tensor '" + name + "': expert number") == 0)
@@ -140,6 +152,80 @@ at::Tensor pruned_router(const Checkpoint& ck, const Source& s, const LayerPlan&
         t[lp.group[static_cast<size_t>(e)]] += lp.weight[static_cast<size_t>(e)] * rows[e].to(at::kDouble);
   }
   return t.movedim(0, axis).to(stored).contiguous();
+}
+
+// gpt-oss: a pruned layer's stacked expert tensors, each as the bytes of its
+// groups one after another. A group of one keeps its expert's bytes; a merged
+// group is merged in float64 and encoded again as stored (MXFP4 blocks and
+// scales, gate and up interleaved by row; biases in their dtype).
+class StackedLayer {
+ public:
+  StackedLayer(const Checkpoint& ck, const LayerPlan& lp, const PruneOptions& options) : ck_(ck), lp_(lp) {
+    const TensorNames names(ck.config().family);
+    for (Proj p : {Proj::Gate, Proj::Down}) {
+      const std::string base = names.stacked(lp.layer, p);
+      for (const char* part : {"_blocks", "_scales", "_bias", ""})
+        if (ck.has(base + part)) bytes_[base + part];
+    }
+    for (int64_t g = 0; g < lp.num_groups(); ++g) add_group(g, options.align);
+  }
+  const std::vector<uint8_t>& bytes(const std::string& name) const { return bytes_.at(name); }
+
+ private:
+  void append(const std::string& name, const void* data, size_t n) {
+    const auto* p = static_cast<const uint8_t*>(data);
+    bytes_.at(name).insert(bytes_.at(name).end(), p, p + n);
+  }
+  void append(const std::string& name, const at::Tensor& t) {
+    const at::Tensor c = t.to(to_scalar_type(ck_.info(name).dtype, name)).contiguous();
+    append(name, c.data_ptr(), c.nbytes());
+  }
+  void add_group(int64_t g, bool align);
+  void add_projection(const std::string& base, const at::Tensor& w, const at::Tensor& bias);
+
+  const Checkpoint& ck_;
+  const LayerPlan& lp_;
+  std::map<std::string, std::vector<uint8_t>> bytes_;
+};
+
+void StackedLayer::add_group(int64_t g, bool align) {
+  const std::vector<int64_t> members = lp_.members(g);
+  if (members.size() == 1) {
+    for (const auto& [name, out] : bytes_) {
+      const uint64_t item = ck_.info(name).nbytes() / static_cast<uint64_t>(lp_.num_experts);
+      append(name, ck_.bytes(name) + static_cast<uint64_t>(members[0]) * item, item);
+    }
+    return;
+  }
+  std::vector<GatedMlp> mlps;
+  std::vector<double> weights;
+  size_t reference = 0;
+  for (int64_t e : members) {
+    if (e == lp_.reference[static_cast<size_t>(g)]) reference = mlps.size();
+    mlps.push_back(load_stacked_expert(ck_, lp_.layer, lp_.num_experts, e, at::kDouble));
+    weights.push_back(lp_.weight[static_cast<size_t>(e)]);
+  }
+  const GatedMlp m = merge_experts(mlps, weights, reference, align);
+  const TensorNames names(ck_.config().family);
+  const int64_t F = m.gate_proj.size(0);
+  add_projection(names.stacked(lp_.layer, Proj::Gate), at::stack({m.gate_proj, m.up_proj}, 1).reshape({2 * F, -1}),
+                 at::stack({m.gate_bias, m.up_bias}, 1).reshape({2 * F}));
+  add_projection(names.stacked(lp_.layer, Proj::Down), m.down_proj, m.down_bias);
+}
+
+// w [out, in]: MXFP4 blocks and scales, or [in, out] as stored without quantisation.
+void StackedLayer::add_projection(const std::string& base, const at::Tensor& w, const at::Tensor& bias) {
+  append(base + "_bias", bias);
+  if (!ck_.config().mxfp4) {
+    append(base, w.t());
+    return;
+  }
+  const at::Tensor f = w.to(at::kFloat).contiguous();
+  const int64_t rows = f.size(0), groups = f.size(1) / kMxfp4Group;
+  std::vector<uint8_t> blocks(static_cast<size_t>(rows * groups * 16)), scales(static_cast<size_t>(rows * groups));
+  quantize_mxfp4(f.data_ptr<float>(), rows, groups, blocks.data(), scales.data());
+  append(base + "_blocks", blocks.data(), blocks.size());
+  append(base + "_scales", scales.data(), scales.size());
 }
 
 // Writes one shard's tensors, merging each group's experts once (the last
@@ -207,7 +293,15 @@ uint64_t ShardWriter::write(const std::string& path, int64_t layer, const std::v
   const LayerPlan* lp = layer >= 0 ? plan_of(plan_, layer) : nullptr;
   cached_group_ = -1;
   uint64_t bytes = 0;
+  std::optional<StackedLayer> stacked;
   for (const auto& s : sources) {
+    if (s.kind == Source::Stacked) {
+      if (!stacked) stacked.emplace(ck_, *lp, options_);
+      const std::vector<uint8_t>& b = stacked->bytes(s.name);
+      writer.write(s.spec.name, b.data(), b.size());
+      bytes += b.size();
+      continue;
+    }
     // Copied tensors, and experts kept alone, are the input's bytes, unchanged.
     std::string from = s.kind == Source::Copy ? s.name : "";
     if (s.kind == Source::Expert && lp->members(s.group).size() == 1)
@@ -242,7 +336,10 @@ nlohmann::json pruned_config(const Checkpoint& ck, const Plan& plan) {
     per_layer[static_cast<size_t>(lp.layer)] = lp.num_groups();
   }
   config[c.experts_key()] = most;
-  if (fewest < c.router.top_k) config[c.top_k_key()] = fewest;
+  if (fewest < c.router.top_k) {
+    config[c.top_k_key()] = fewest;
+    if (config.contains("experts_per_token")) config["experts_per_token"] = fewest;  // gpt-oss repeats it
+  }
   if (c.router.n_group > 1 && (fewest != most || most != c.max_experts())) {
     // Merged experts no longer fall into the original groups: route among all of them.
     config["n_group"] = 1;

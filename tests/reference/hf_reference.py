@@ -81,11 +81,13 @@ def dequantize_fp8(codes, scale, block):
 
 def stored_checkpoint(cfg, weights):
     """(what a family's checkpoint stores, the float32 weights that decodes to): FP8 where the
-    config has a quantization_config, else BF16 with the selection biases in F32, as published."""
-    if "quantization_config" in cfg:
+    config has an FP8 quantization_config, else BF16 with the selection biases in F32, as published
+    (gpt-oss's MXFP4 blocks and scales stay as they are)."""
+    if cfg.get("quantization_config", {}).get("quant_method") == "fp8":
         return fp8_checkpoint(cfg, weights)
-    stored = {n: t if n.endswith("e_score_correction_bias") else t.to(torch.bfloat16) for n, t in weights.items()}
-    return stored, {n: t.float() for n, t in stored.items()}
+    stored = {n: t if n.endswith("e_score_correction_bias") or not t.is_floating_point() else t.to(torch.bfloat16)
+              for n, t in weights.items()}
+    return stored, {n: t.float() if t.is_floating_point() else t for n, t in stored.items()}
 
 
 def dequantize_checkpoint(tensors, block):

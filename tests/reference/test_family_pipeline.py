@@ -1,7 +1,7 @@
-"""A family with routed and shared experts through every job (--family: deepseek_v3,
-glm4_moe, minimax_m2, ernie4_5_moe), on a tiny checkpoint stored as the family
-publishes it (DeepSeek-V3 and MiniMax-M2 in FP8 E4M3 with block scales, GLM-4.5 and
-ERNIE-4.5 in BF16 with F32 selection biases):
+"""A family through every job (--family: deepseek_v3, glm4_moe, minimax_m2,
+ernie4_5_moe, gpt_oss), on a tiny checkpoint stored as the family publishes it
+(DeepSeek-V3 and MiniMax-M2 in FP8 E4M3 with block scales, GLM-4.5 and ERNIE-4.5 in
+BF16 with F32 selection biases, gpt-oss's experts stacked in MXFP4 with BF16 biases):
   plan-resources counts the parameters (and an MTP layer's) and the bytes the
     checkpoint holds;
   collect on 1 rank, 2 ranks and 2 ranks layerwise, one thread each: the same
@@ -12,7 +12,8 @@ ERNIE-4.5 in BF16 with F32 selection biases):
     checkpoint keeps the family layout (its expert-count key, per-group router rows
     and selection biases, experts in the stored format, n_group 1, an MTP layer
     untouched), experts kept alone are byte-identical, merged ones are the merge as
-    the reference computes it (FP8: re-quantised as the reference quantises it);
+    the reference computes it (FP8 and MXFP4: re-quantised as the reference quantises
+    it);
   the pruned model scores like the reference runs it (perplexity, routing), and
     `smoe eval` gives the same results on 1 and 2 ranks."""
 
@@ -44,18 +45,26 @@ class Family:
         self.E = cfg[self.key]
         block, gate, up, down = ref._names(cfg)
         self.block, self.projections = block, (gate, up, down)
-        self.fp8 = "quantization_config" in cfg
+        self.fp8 = cfg.get("quantization_config", {}).get("quant_method") == "fp8"
         self.fp8_block = cfg["quantization_config"]["weight_block_size"] if self.fp8 else None
+        self.stacked = name == "gpt_oss"  # one tensor per layer holds every expert
+        if self.stacked:
+            self.projections = ("gate_up_proj", "down_proj")
         self.mtp = cfg.get("num_nextn_predict_layers", 0) if name in ("deepseek_v3", "glm4_moe") else 0
 
     def router(self, layer):
-        return f"model.layers.{layer}.{self.block}.gate.weight"
+        return f"model.layers.{layer}.{self.block}.{'router' if self.stacked else 'gate'}.weight"
 
     def bias(self, layer):
         return ref._router_bias(self.cfg, f"model.layers.{layer}.")
 
     def expert(self, layer, e, proj):
         return f"model.layers.{layer}.{self.block}.experts.{e}.{proj}.weight"
+
+    def stacked_parts(self, layer, proj):
+        """gpt-oss: the stacked tensors of a projection (blocks, scales, bias)."""
+        base = f"model.layers.{layer}.mlp.experts.{proj}"
+        return base + "_blocks", base + "_scales", base + "_bias"
 
     def expert_projections(self):
         """(layer, group, projection) of every expert of the factor-2 pruned checkpoint."""
@@ -118,9 +127,13 @@ def plan_resources(fam, inputs, smoe_run):
     mtp_prefix = f"model.layers.{fam.cfg['num_hidden_layers']}."
     # A stored lm_head.weight of tied embeddings is not loaded (ERNIE-4.5 ships one).
     unused = "lm_head.weight" if fam.cfg.get("tie_word_embeddings") else None
-    weights = {n: t for n, t in tensors.items() if not n.endswith("_scale_inv") and n != unused}
-    loaded = sum(t.numel() for n, t in weights.items() if not n.startswith(mtp_prefix))
-    mtp = sum(t.numel() for n, t in weights.items() if n.startswith(mtp_prefix))
+    weights = {n: t for n, t in tensors.items() if not n.endswith(("_scale_inv", "_scales")) and n != unused}
+
+    def params(n, t):  # an MXFP4 byte holds two weights
+        return 2 * t.numel() if n.endswith("_blocks") else t.numel()
+
+    loaded = sum(params(n, t) for n, t in weights.items() if not n.startswith(mtp_prefix))
+    mtp = sum(params(n, t) for n, t in weights.items() if n.startswith(mtp_prefix))
     on_disk = sum(t.numel() * t.element_size() for n, t in tensors.items() if n != unused)
     f32_bytes = sum(t.numel() * 2 for n, t in weights.items() if t.dtype == torch.float32)
     print(f"\nplan-resources: {plan['parameters']['total']} parameters ({loaded} loaded), {plan['parameters']['mtp']} in "
@@ -252,6 +265,9 @@ def test_pruned_tensors_outside_the_moe_blocks_are_copied(fam, pruned):
 def test_pruned_router_and_bias_have_one_row_per_group(fam, pruned, layer):
     rows = pruned["new"][fam.router(layer)].shape[0]
     assert rows == fam.E // 2, f"router rows {rows}"
+    if fam.stacked:
+        logit_bias = pruned["new"][f"model.layers.{layer}.mlp.router.bias"]
+        assert logit_bias.shape == (fam.E // 2,), f"router bias shape {logit_bias.shape}"
     if fam.bias(layer):
         bias = pruned["new"][fam.bias(layer)]
         assert bias.shape == pruned["old"][fam.bias(layer)].shape[:-1] + (fam.E // 2,), f"bias shape {bias.shape}"
@@ -268,6 +284,10 @@ def test_pruned_group_keeps_its_reference_members_selection_bias(fam, pruned, la
 
 
 def test_pruned_experts_beyond_the_groups_are_gone(fam, pruned, layer):
+    if fam.stacked:
+        shapes = {n: pruned["new"][n].shape[0] for proj in fam.projections for n in fam.stacked_parts(layer, proj)}
+        assert set(shapes.values()) == {fam.E // 2}, f"stacked tensors' expert counts {shapes}"
+        return
     p = f"model.layers.{layer}.{fam.block}."
     left = [n for n in pruned["new"] if n.startswith(p + f"experts.{fam.E // 2}.")]
     assert not left, f"experts {fam.E // 2}.. still present: {left[:5]}"
@@ -277,6 +297,11 @@ def test_kept_expert_keeps_its_bytes(fam, pruned, layer, group, proj):
     members = pruned["members"][(layer, group)]
     if len(members) != 1:
         pytest.skip(f"group {group} merges experts {members}")
+    if fam.stacked:
+        changed = [n for n in fam.stacked_parts(layer, proj)
+                   if not torch.equal(pruned["new"][n][group], pruned["old"][n][members[0]])]
+        assert not changed, f"expert {members[0]} kept as {group}: bytes changed in {changed}"
+        return
     name, src = fam.expert(layer, group, proj), fam.expert(layer, members[0], proj)
     new, old = pruned["new"], pruned["old"]
     assert torch.equal(new[name], old[src]), f"expert {members[0]} kept as {group}: bytes changed"
@@ -288,8 +313,11 @@ def test_merged_expert_is_the_merge_as_the_reference_computes_it(fam, pruned, la
     members = pruned["members"][(layer, group)]
     if len(members) == 1:
         pytest.skip(f"group {group} keeps expert {members[0]} alone")
-    name = fam.expert(layer, group, proj)
     old, weight = pruned["old"], pruned["groups"][layer][1]
+    if fam.stacked:
+        check_merged_mxfp4(fam, pruned, layer, group, proj, members, weight)
+        return
+    name = fam.expert(layer, group, proj)
 
     def decoded(e):
         n = fam.expert(layer, e, proj)
@@ -309,6 +337,26 @@ def test_merged_expert_is_the_merge_as_the_reference_computes_it(fam, pruned, la
     assert torch.allclose(scale, want_scale, rtol=1e-6, atol=0), "block scales differ from the reference's"
     assert mismatch <= 1e-3, f"codes differing from the reference's: {mismatch:.2%}"
     assert step <= 1, f"codes differ from the reference's by up to {step} steps"
+
+
+def check_merged_mxfp4(fam, pruned, layer, group, proj, members, weight):
+    """gpt-oss: the members decoded, merged in float64 (no alignment), encoded again as the reference
+    encodes MXFP4; the biases merged and rounded to their dtype."""
+    blocks, scales, bias = fam.stacked_parts(layer, proj)
+    old, new = pruned["old"], pruned["new"]
+    merged = sum(weight[e] * ref.dequantize_mxfp4(old[blocks][e], old[scales][e]).double() for e in members)
+    want_blocks, want_scales = ref.quantize_mxfp4(merged)
+    codes = torch.stack((new[blocks][group] & 15, new[blocks][group] >> 4), -1)
+    want = torch.stack((want_blocks & 15, want_blocks >> 4), -1)
+    mismatch = (codes != want).float().mean().item()
+    error = (ref.dequantize_mxfp4(new[blocks][group], new[scales][group]).double() - merged).abs().max().item()
+    print(f"layer {layer} group {group} {proj}: merge of {members} re-encoded in MXFP4 (codes differing from the "
+          f"reference's: {mismatch:.2%}; largest error of the encoding {error:.3g}, largest weight "
+          f"{merged.abs().max().item():.3g})")
+    assert torch.equal(new[scales][group], want_scales), "scales differ from the reference's"
+    assert mismatch <= 1e-3, f"codes differing from the reference's: {mismatch:.2%}"
+    want_bias = sum(weight[e] * old[bias][e].double() for e in members).to(old[bias].dtype)
+    assert torch.equal(new[bias][group], want_bias), "the merged bias differs from the reference's"
 
 
 def test_some_expert_projections_are_merges(fam, pruned):
@@ -347,7 +395,7 @@ def test_other_method_pruned_model_scores_a_finite_perplexity(other_method):
 def pruned_reference(fam, inputs, pruned):
     """The reference's perplexity and routing of the (uncurl) pruned model on the corpus."""
     pdecoded = ref.dequantize_checkpoint(pruned["new"], fam.fp8_block) if fam.fp8 else \
-        {n: t.float() for n, t in pruned["new"].items()}
+        {n: t.float() if t.is_floating_point() else t for n, t in pruned["new"].items()}
     nll = n = 0.0
     routing = {}
     with torch.no_grad():

@@ -36,6 +36,11 @@ struct DecoderOptions {
   bool trainable = false;
 };
 
+// Expert e of gpt-oss layer l (of E experts), from the stacked tensors: gate_up
+// [2F, d] (MXFP4 blocks and scales, or [E, d, 2F] in BF16 checkpoints) with gate
+// and up interleaved by row, down [d, F], their biases, as `dtype`.
+GatedMlp load_stacked_expert(const Checkpoint& checkpoint, int64_t l, int64_t E, int64_t e, at::ScalarType dtype);
+
 class Decoder {
  public:
   // From a checkpoint on disk, which must outlive the decoder.
