@@ -79,11 +79,12 @@ std::string table_report(const ResourceReportOptions& o, const ModelConfig& c, c
               billions(p.dense_mlp).c_str(), billions(p.routed_experts).c_str(),
               static_cast<long long>(c.num_moe_layers()), static_cast<long long>(c.max_experts()), p.per_expert / 1e6,
               billions(p.shared_experts).c_str(), billions(p.router).c_str());
-  out += format("checkpoint on disk: %s (%s)\n", gb(checkpoint_bytes(c, 2.0)).c_str(),
-              c.fp8 ? ("FP8 E4M3 projections, " + std::to_string(c.fp8_block_rows) + "x" +
-                       std::to_string(c.fp8_block_cols) + " float32 block scales")
-                          .c_str()
-                    : "BF16");
+  const std::string format_on_disk =
+      c.fp8     ? "FP8 E4M3 projections, " + std::to_string(c.fp8_block_rows) + "x" + std::to_string(c.fp8_block_cols) +
+                      " float32 block scales"
+      : c.mxfp4 ? "MXFP4 experts, BF16 elsewhere"
+                : "BF16";
+  out += format("checkpoint on disk: %s (%s)\n", gb(checkpoint_bytes(c, 2.0)).c_str(), format_on_disk.c_str());
   out += format("cluster: %s, %.0f GB, %.0f TFLOP/s BF16 at %.0f%% MFU, %d per node, %.0f GB/s in a node, %.0f GB/s "
               "between nodes (per GPU)\n",
               cluster.gpu.c_str(), cluster.memory_bytes / 1e9, cluster.peak_flops / 1e12, 100 * cluster.mfu,

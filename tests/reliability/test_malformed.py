@@ -346,6 +346,15 @@ CASES = [
             shape=[8])), ["model.layers.1.mlp.moe_statics.e_score_correction_bias", "[8]", "[1, 8]"])),
     ("ERNIE-4.5 MoE layers past the last layer", family_case(
         "ernie4_5_moe", config_edit(lambda c: c.update(moe_layer_start_index=5)), ["leave no MoE layer"])),
+    ("gpt-oss MXFP4 blocks mis-shaped", family_case(
+        "gpt_oss", header_edit(lambda h: h["model.layers.0.mlp.experts.gate_up_proj_blocks"].update(shape=[8, 128, 4, 8])),
+        ["model.layers.0.mlp.experts.gate_up_proj_blocks", "[8, 128, 4, 8]", "[8, 128, 2, 16]"])),
+    ("gpt-oss MXFP4 scales mis-shaped", family_case(
+        "gpt_oss", header_edit(lambda h: h["model.layers.1.mlp.experts.down_proj_scales"].update(shape=[8, 32, 4])),
+        ["model.layers.1.mlp.experts.down_proj_scales", "[8, 32, 4]", "[8, 64, 2]"])),
+    ("gpt-oss layer types of the wrong length", family_case(
+        "gpt_oss", config_edit(lambda c: c.update(layer_types=["full_attention"] * 3)),
+        ["'layer_types'", "each of the 4 layers", "found 3 entries"])),
     # ---- configs
     ("config not JSON", config_case("{\"model_type\": \"mixtral\",", ["JSON"])),
     ("config without hidden_size", config_case(lambda c: c.pop("hidden_size"), ["hidden_size"])),

@@ -2,6 +2,8 @@
 // file and key named.
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include <nlohmann/json.hpp>
 
 #include "smoe/core/error.h"
@@ -269,6 +271,53 @@ nlohmann::json ernie4_5() {
           {"tie_word_embeddings", true}, {"rms_norm_eps", 1e-5}, {"rope_theta", 500000.0}};
 }
 
+// gpt-oss-20b's config.json (docs/scale/gpt-oss-20b-config.json), the keys smoe reads.
+nlohmann::json gpt_oss_20b() {
+  nlohmann::json types = nlohmann::json::array();
+  for (int l = 0; l < 24; ++l) types.push_back(l % 2 == 0 ? "sliding_attention" : "full_attention");
+  return {{"model_type", "gpt_oss"}, {"vocab_size", 201088}, {"hidden_size", 2880}, {"num_hidden_layers", 24},
+          {"num_attention_heads", 64}, {"num_key_value_heads", 8}, {"head_dim", 64}, {"intermediate_size", 2880},
+          {"num_local_experts", 32}, {"num_experts_per_tok", 4}, {"sliding_window", 128}, {"layer_types", types},
+          {"attention_bias", true}, {"swiglu_limit", 7.0}, {"rms_norm_eps", 1e-5}, {"rope_theta", 150000},
+          {"rope_scaling", {{"rope_type", "yarn"}, {"factor", 32.0}, {"beta_fast", 32.0}, {"beta_slow", 1.0},
+                            {"original_max_position_embeddings", 4096}, {"truncate", false}}},
+          {"quantization_config", {{"quant_method", "mxfp4"}}}};
+}
+
+TEST(Config, GptOss) {
+  ModelConfig c = parse_model_config(gpt_oss_20b(), "c.json");
+  EXPECT_EQ(c.family, Family::GptOss);
+  EXPECT_STREQ(c.experts_key(), "num_local_experts");
+  EXPECT_EQ(c.num_moe_layers(), 24);
+  EXPECT_EQ(c.moe_intermediate_size, 2880);
+  EXPECT_EQ(c.router.score, RouterScore::SoftmaxOfTopK);
+  EXPECT_TRUE(c.router.logit_bias);
+  EXPECT_FALSE(c.router.score_correction_bias);
+  EXPECT_TRUE(c.attention_bias && c.attention_out_bias && c.attention_sinks);
+  EXPECT_TRUE(c.norm_weight_float32);
+  EXPECT_DOUBLE_EQ(c.swiglu_limit, 7.0);
+  EXPECT_TRUE(c.mxfp4);
+  EXPECT_FALSE(c.fp8);
+  EXPECT_EQ(c.window(0), 128);
+  EXPECT_EQ(c.window(1), 0);
+  EXPECT_EQ(c.window(22), 128);
+  EXPECT_TRUE(c.yarn.enabled);
+  EXPECT_FALSE(c.yarn.truncate);
+  EXPECT_NEAR(c.yarn.attention_factor, 0.1 * std::log(32.0) + 1, 1e-12);
+  EXPECT_DOUBLE_EQ(c.attention_scale, 0.125);
+  const TensorNames names(c.family);
+  EXPECT_EQ(names.router(3), "model.layers.3.mlp.router.weight");
+  EXPECT_EQ(names.router_logit_bias(3), "model.layers.3.mlp.router.bias");
+  EXPECT_EQ(names.stacked(3, Proj::Up), "model.layers.3.mlp.experts.gate_up_proj");
+  EXPECT_EQ(names.stacked(3, Proj::Down), "model.layers.3.mlp.experts.down_proj");
+
+  nlohmann::json j = gpt_oss_20b();  // without layer_types: transformers' alternation, sliding first
+  j.erase("layer_types");
+  ModelConfig d = parse_model_config(j, "c.json");
+  EXPECT_EQ(d.window(0), 128);
+  EXPECT_EQ(d.window(1), 0);
+}
+
 TEST(Config, Glm4Moe) {
   ModelConfig c = parse_model_config(glm4_6(), "c.json");
   EXPECT_EQ(c.family, Family::Glm4Moe);
@@ -385,6 +434,13 @@ TEST(ConfigMalformed, NewFamiliesFaultsNamed) {
       {ernie4_5, "use_bias", true, "use_bias is not supported for ernie4_5_moe"},
       {ernie4_5, "moe_k", 65, "moe_k (65) exceeds the 64 experts of layer 1"},
       {ernie4_5, "moe_num_shared_experts", -2, "'moe_num_shared_experts' must not be negative"},
+      {gpt_oss_20b, "layer_types", nlohmann::json::array({"full_attention"}),
+       "'layer_types' must list one type for each of the 24 layers, found 1 entries"},
+      {gpt_oss_20b, "layer_types", std::vector<std::string>(24, "local"), "entries must be \"sliding_attention\""},
+      {gpt_oss_20b, "quantization_config", nlohmann::json{{"quant_method", "fp8"}},
+       "quant_method 'fp8' is not supported for gpt_oss (mxfp4)"},
+      {gpt_oss_20b, "intermediate_size", 2881, "to be multiples of 32"},
+      {gpt_oss_20b, "swiglu_limit", -1, "'swiglu_limit' must be positive"},
   };
   for (const auto& c : cases) {
     nlohmann::json j = c.config();
