@@ -4,7 +4,8 @@ installed (not on Debian 12: run it on a machine with pip's transformers). For e
 family, writes the same tiny random checkpoint the cross-checks use, loads it with
 AutoModelForCausalLM (eager attention, float32), and compares logits (and, for the
 plain softmax routers, routing choices) with the plain-PyTorch reference. FP8
-checkpoints are given to transformers decoded (its FP8 path needs a GPU).
+checkpoints are given to transformers decoded (its FP8 path needs a GPU), gpt-oss
+with its experts dequantised (as transformers does on a CPU).
 
     python3 tests/reference/check_against_transformers.py [--workdir DIR] [--family F ...]"""
 
@@ -21,7 +22,7 @@ import transformers  # noqa: E402
 
 
 FAMILIES = ["mixtral", "olmoe", "qwen2_moe", "qwen3_moe", "deepseek_v3", "kimi_k2", "deepseek_v2", "glm4_moe",
-            "minimax_m2", "ernie4_5_moe"]
+            "minimax_m2", "ernie4_5_moe", "gpt_oss"]
 
 
 def checkpoint(family, folder):
@@ -30,6 +31,11 @@ def checkpoint(family, folder):
     model_type lives in its Hub code, under deepseek_v3. Returns (config, weights)."""
     cfg = ref.tiny_config(family)
     w = ref.random_weights(cfg, seed=1234)
+    if cfg["model_type"] == "gpt_oss":
+        # transformers dequantises MXFP4 on a CPU anyway: give it the dequantised layout.
+        saved_cfg, saved = ref.gpt_oss_dequantized(cfg, w)
+        ref.save_checkpoint(folder, saved_cfg, saved, shards=3)
+        return cfg, w
     if "quantization_config" in cfg:
         w = ref.fp8_checkpoint(cfg, w)[1]
         cfg = {k: v for k, v in cfg.items() if k != "quantization_config"}

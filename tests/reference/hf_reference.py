@@ -1099,3 +1099,19 @@ def gpt_oss_forward(cfg, w, tokens, dtype, traces=None):
         routing[l] = chosen[0]
     h = gpt_oss_rms_norm(h, w["model.norm.weight"], eps)
     return linear(h, w["lm_head.weight"]).float(), routing
+
+
+def gpt_oss_dequantized(cfg, weights):
+    """The same gpt-oss model as transformers writes it dequantised (and as BF16 releases store it):
+    no quantization_config, each stacked projection [E, in, out] under its plain name
+    (mlp.experts.gate_up_proj, mlp.experts.down_proj). Returns (config, weights)."""
+    out = {}
+    for n, t in weights.items():
+        if n.endswith("_scales"):
+            continue
+        if n.endswith("_blocks"):
+            base = n[:-len("_blocks")]
+            out[base] = dequantize_mxfp4(t, weights[base + "_scales"]).transpose(1, 2).contiguous()
+        else:
+            out[n] = t
+    return {k: v for k, v in cfg.items() if k != "quantization_config"}, out

@@ -91,3 +91,17 @@ def test_perplexity_equal_in_f32(case):
 
 def test_logits_file_names_its_dtype(case):
     assert case["meta"].get("dtype") == case["compute"]
+
+
+def test_gpt_oss_dequantized_layout_gives_the_same_logits(family, inputs, smoe, workdir):
+    """gpt-oss only: the model with its experts dequantised to [E, in, out] (no quantization_config, as
+    transformers writes it) scores exactly as the MXFP4 checkpoint does."""
+    if family != "gpt_oss":
+        pytest.skip("gpt-oss only")
+    cfg, w = ref.gpt_oss_dequantized(inputs["cfg"], inputs["weights"]["f32"])
+    folder = os.path.join(workdir, "dequantized")
+    ref.save_checkpoint(folder, cfg, w, shards=2)
+    mxfp4, _, _, _ = run_smoe(smoe, inputs["folders"]["f32"], inputs["corpus"], "f32",
+                              os.path.join(workdir, "mxfp4.safetensors"))
+    plain, _, _, _ = run_smoe(smoe, folder, inputs["corpus"], "f32", os.path.join(workdir, "plain.safetensors"))
+    assert torch.equal(mxfp4["logits"], plain["logits"])
