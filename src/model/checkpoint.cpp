@@ -1,6 +1,7 @@
 #include "smoe/model/checkpoint.h"
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -132,8 +133,12 @@ at::Tensor Checkpoint::load_mxfp4(const std::string& prefix, int64_t count, int6
                      ", the config (", config_.path, ") implies ", shape_text(shape));
   }
   at::Tensor out = at::empty({rows, cols}, at::kFloat);
-  dequantize_mxfp4(bytes(blocks) + index * rows * groups * 16, bytes(scales) + index * rows * groups, rows, groups,
-                   out.data_ptr<float>());
+  const uint8_t* b = bytes(blocks) + index * rows * groups * 16;
+  const uint8_t* s = bytes(scales) + index * rows * groups;
+  float* o = out.data_ptr<float>();
+  at::parallel_for(0, rows, std::max<int64_t>(1, 4096 / groups), [&](int64_t r0, int64_t r1) {
+    dequantize_mxfp4(b + r0 * groups * 16, s + r0 * groups, r1 - r0, groups, o + r0 * cols);
+  });
   return out;
 }
 
