@@ -17,10 +17,10 @@ std::string mpi_error_text(int code) {
 }
 
 MpiSession::MpiSession(int* argc, char*** argv) {
-  // Started without mpirun or srun, Open MPI forks a daemon for the one process,
-  // only to serve MPI_Comm_spawn, which smoe never calls: a third of a second at
-  // every start. Launched processes ignore the setting; a user's own value stays.
-  SMOE_CHECK_SYS(setenv("OMPI_MCA_ess_singleton_isolated", "1", /*overwrite=*/0), "setenv OMPI_MCA_ess_singleton_isolated");
+  // A process started without mpirun or srun lets Open MPI fork its daemon. (Its
+  // "isolated" singletons start a third of a second sooner, but all of them share one
+  // session directory, and concurrent ones on a node race on it: array tasks of the
+  // Slurm study failed in MPI_Init_thread, "mkdir /tmp/ompi.<host>.<uid>/jf.0/1".)
   int provided = 0;
   SMOE_MPI_CHECK(MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided));
   SMOE_MPI_CHECK(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN));
