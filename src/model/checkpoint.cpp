@@ -135,6 +135,10 @@ at::Tensor Checkpoint::load_mxfp4(const std::string& prefix, int64_t count, int6
   at::Tensor out = at::empty({rows, cols}, at::kFloat);
   const uint8_t* b = bytes(blocks) + index * rows * groups * 16;
   const uint8_t* s = bytes(scales) + index * rows * groups;
+  // E8M0 has no infinity; 0xFF is its NaN.
+  const uint8_t* nan = std::find(s, s + rows * groups, uint8_t{0xFF});
+  SMOE_CHECK_INPUT(nan == s + rows * groups, where_.at(scales).file->path(), ": MXFP4 scales '", scales,
+                   "' hold the NaN byte 0xFF at [", index, ", ", (nan - s) / groups, ", ", (nan - s) % groups, "]");
   float* o = out.data_ptr<float>();
   at::parallel_for(0, rows, std::max<int64_t>(1, 4096 / groups), [&](int64_t r0, int64_t r1) {
     dequantize_mxfp4(b + r0 * groups * 16, s + r0 * groups, r1 - r0, groups, o + r0 * cols);

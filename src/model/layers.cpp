@@ -272,18 +272,15 @@ at::Tensor attend(const ModelConfig& c, int64_t window, const at::Tensor& q, con
   return batch_matmul(probs, v).transpose(1, 2).reshape({B, S, H * v.size(-1)});
 }
 
-// DeepSeek's rotary layout (MLA): pairs (2i, 2i+1) of the rotated part rotate
-// together. HF de-interleaves them to [evens | odds] and rotates halves; smoe does
-// the same, so that q.k sums in HF's order.
+// DeepSeek's rotary layout (MLA): pairs (2i, 2i+1) rotate together. HF
+// de-interleaves them to [evens | odds] and rotates halves; smoe does the same, so
+// that q.k sums in HF's order.
 at::Tensor rope_interleaved(const at::Tensor& x, const RopeTables& rope) {
-  const int64_t r = rope.cos.size(-1), D = x.size(-1);
-  std::vector<int64_t> rotated = x.sizes().vec();
-  rotated.back() = r;
-  std::vector<int64_t> pairs(rotated.begin(), rotated.end() - 1);
-  pairs.push_back(r / 2);
+  const auto sizes = x.sizes().vec();
+  std::vector<int64_t> pairs(sizes.begin(), sizes.end() - 1);
+  pairs.push_back(x.size(-1) / 2);
   pairs.push_back(2);
-  at::Tensor rot = x.narrow(-1, 0, r).reshape(pairs).transpose(-1, -2).reshape(rotated);
-  return apply_rope(r == D ? rot : at::cat({rot, x.narrow(-1, r, D - r)}, -1), rope);
+  return apply_rope(x.reshape(pairs).transpose(-1, -2).reshape(sizes), rope);
 }
 
 // ERNIE-4.5's rotary layout: pairs (2i, 2i+1) rotate in place, with each pair's

@@ -14,7 +14,10 @@ Routing route(const RouterConfig& config, const at::Tensor& x, const at::Tensor&
               const at::Tensor& logit_bias) {
   // Logits in the compute dtype, as the HF modules compute them (DeepSeek, GLM, ERNIE:
   // from float32 operands); scores in float32.
-  at::Tensor logits = config.float32_logits ? dense(x.to(at::kFloat), router.to(at::kFloat)) : dense(x, router, logit_bias);
+  at::Tensor logits =
+      config.float32_logits
+          ? dense(x.to(at::kFloat), router.to(at::kFloat), logit_bias.defined() ? logit_bias.to(at::kFloat) : logit_bias)
+          : dense(x, router, logit_bias);
   Routing r = route_logits(config, logits.to(at::kFloat), score_bias);
   if (!config.float32_weights) r.weights = r.weights.to(x.scalar_type());
   return r;

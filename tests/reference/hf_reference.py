@@ -390,11 +390,9 @@ def _router_bias(cfg, prefix):
     return None
 
 
-def random_weights(cfg, seed):
-    if is_deepseek(cfg):
-        return deepseek_random_weights(cfg, seed)
-    if cfg["model_type"] == "gpt_oss":
-        return gpt_oss_random_weights(cfg, seed)
+def _sampler(seed):
+    """(generator, lin, norm) of a seed: lin(o, i, scale) a [o, i] weight of std scale / sqrt(i),
+    norm(n) a norm weight near one; every checkpoint's draws come from the one generator."""
     g = torch.Generator().manual_seed(seed)
 
     def lin(o, i, scale=1.0):
@@ -402,6 +400,16 @@ def random_weights(cfg, seed):
 
     def norm(n):
         return 1.0 + 0.1 * torch.randn(n, generator=g)
+
+    return g, lin, norm
+
+
+def random_weights(cfg, seed):
+    if is_deepseek(cfg):
+        return deepseek_random_weights(cfg, seed)
+    if cfg["model_type"] == "gpt_oss":
+        return gpt_oss_random_weights(cfg, seed)
+    g, lin, norm = _sampler(seed)
 
     d, V, H, Hkv, D = cfg["hidden_size"], cfg["vocab_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"], _head_dim(cfg)
     mt = cfg["model_type"]
@@ -634,13 +642,7 @@ def forward(cfg, w, tokens, dtype, traces=None):
 def deepseek_random_weights(cfg, seed):
     """Float32 weights of a DeepSeek-layout model, the HF tensor names; with
     quantization_config, use fp8_checkpoint() to turn them into what is stored."""
-    g = torch.Generator().manual_seed(seed)
-
-    def lin(o, i, scale=1.0):
-        return torch.randn(o, i, generator=g) * scale / math.sqrt(i)
-
-    def norm(n):
-        return 1.0 + 0.1 * torch.randn(n, generator=g)
+    g, lin, norm = _sampler(seed)
 
     d, V, H = cfg["hidden_size"], cfg["vocab_size"], cfg["num_attention_heads"]
     dn, dr, dv = cfg["qk_nope_head_dim"], cfg["qk_rope_head_dim"], cfg["v_head_dim"]
@@ -953,13 +955,7 @@ def quantize_mxfp4(w):
 def gpt_oss_random_weights(cfg, seed):
     """What a gpt-oss checkpoint stores: experts stacked per layer in MXFP4 ([E, out, in/32, 16] blocks,
     [E, out, in/32] scales) with float biases, gate and up interleaved by row; the rest float."""
-    g = torch.Generator().manual_seed(seed)
-
-    def lin(o, i, scale=1.0):
-        return torch.randn(o, i, generator=g) * scale / math.sqrt(i)
-
-    def norm(n):
-        return 1.0 + 0.1 * torch.randn(n, generator=g)
+    g, lin, norm = _sampler(seed)
 
     d, V, H, Hkv, D = cfg["hidden_size"], cfg["vocab_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"], _head_dim(cfg)
     E, F = cfg["num_local_experts"], cfg["intermediate_size"]

@@ -175,6 +175,18 @@ def family_case(family, breaker, words, job=score):
     return make
 
 
+def mxfp4_nan_scale(m):
+    """Writes E8M0's NaN byte 0xFF as expert 2's scale of row 5, group 1, in layer 0's gate_up."""
+    p = os.path.join(m, "model.safetensors")
+    with open(p, "r+b") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        entry = json.loads(f.read(n))["model.layers.0.mlp.experts.gate_up_proj_scales"]
+        _, rows, groups = entry["shape"]
+        f.seek(8 + n + entry["data_offsets"][0] + (2 * rows + 5) * groups + 1)
+        f.write(b"\xff")
+    return p
+
+
 def config_edit(edit):
     """A breaker that edits config.json."""
     def breaker(m):
@@ -352,6 +364,8 @@ CASES = [
     ("gpt-oss MXFP4 scales mis-shaped", family_case(
         "gpt_oss", header_edit(lambda h: h["model.layers.1.mlp.experts.down_proj_scales"].update(shape=[8, 32, 4])),
         ["model.layers.1.mlp.experts.down_proj_scales", "[8, 32, 4]", "[8, 64, 2]"])),
+    ("gpt-oss MXFP4 scale holding E8M0's NaN", family_case(
+        "gpt_oss", mxfp4_nan_scale, ["model.layers.0.mlp.experts.gate_up_proj_scales", "0xFF", "[2, 5, 1]"])),
     ("gpt-oss layer types of the wrong length", family_case(
         "gpt_oss", config_edit(lambda c: c.update(layer_types=["full_attention"] * 3)),
         ["'layer_types'", "each of the 4 layers", "found 3 entries"])),

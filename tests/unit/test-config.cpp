@@ -20,6 +20,15 @@ nlohmann::json mixtral() {
           {"rms_norm_eps", 1e-5},    {"rope_theta", 1e6},        {"sliding_window", nullptr}};
 }
 
+// j with `key` set to `value`, or removed where value is null.
+nlohmann::json with_key(nlohmann::json j, const char* key, const nlohmann::json& value) {
+  if (value.is_null())
+    j.erase(key);
+  else
+    j[key] = value;
+  return j;
+}
+
 std::string error_of(const nlohmann::json& j) {
   try {
     parse_model_config(j, "/models/x/config.json");
@@ -115,11 +124,7 @@ TEST(ConfigMalformed, EachFaultNamed) {
       {"rope_scaling", nlohmann::json{{"type", "dynamic"}, {"factor", 4}}, "rope_scaling type 'dynamic' is not supported"},
   };
   for (const auto& c : cases) {
-    nlohmann::json j = mixtral();
-    if (c.value.is_null())
-      j.erase(c.key);
-    else
-      j[c.key] = c.value;
+    nlohmann::json j = with_key(mixtral(), c.key, c.value);
     std::string msg = error_of(j);
     EXPECT_NE(msg.find(c.fault), std::string::npos) << c.key << ": " << msg;
   }
@@ -228,11 +233,7 @@ TEST(ConfigMalformed, DeepseekFaultsNamed) {
       {"routed_scaling_factor", -1, "'routed_scaling_factor' must be positive"},
   };
   for (const auto& c : cases) {
-    nlohmann::json j = deepseek_v3();
-    if (c.value.is_null())
-      j.erase(c.key);
-    else
-      j[c.key] = c.value;
+    nlohmann::json j = with_key(deepseek_v3(), c.key, c.value);
     if (std::string(c.key) == "smoe_layer_experts")
       for (int l = 0; l < 3; ++l) j[c.key][l] = 0;
     std::string msg = error_of(j);
@@ -443,11 +444,7 @@ TEST(ConfigMalformed, NewFamiliesFaultsNamed) {
       {gpt_oss_20b, "swiglu_limit", -1, "'swiglu_limit' must be positive"},
   };
   for (const auto& c : cases) {
-    nlohmann::json j = c.config();
-    if (c.value.is_null())
-      j.erase(c.key);
-    else
-      j[c.key] = c.value;
+    nlohmann::json j = with_key(c.config(), c.key, c.value);
     std::string msg = error_of(j);
     EXPECT_NE(msg.find(c.fault), std::string::npos) << c.key << ": " << msg;
   }

@@ -2,7 +2,8 @@
 // in groups of 32, each group 16 bytes of E2M1 codes and one E8M0 scale byte.
 // Byte j of a group holds element 2j in its low nibble and 2j + 1 in its high
 // nibble; a nibble is S.EE.M (values ±{0, 0.5, 1, 1.5, 2, 3, 4, 6}, code 8 is -0);
-// the scale byte s multiplies the group by 2^(s - 127). Torch-free.
+// the scale byte s multiplies the group by 2^(s - 127); 0xFF is E8M0's NaN, which
+// the checkpoint loader refuses before decoding. Torch-free.
 #pragma once
 
 #include <cstdint>
