@@ -25,6 +25,7 @@ STATED = {
     "glm-4.5-air-config.json": (106, 12, "none"),
     "minimax-m2-config.json": (230, 10, "none"),
     "ernie-4.5-21b-a3b-config.json": (21, 3, "none"),
+    "ernie-4.5-300b-a47b-config.json": (300, 47, "none"),
     "gpt-oss-20b-config.json": (21, 3.6, "head"),
     "gpt-oss-120b-config.json": (117, 5.1, "head"),
 }
