@@ -260,9 +260,11 @@ at::Tensor ShardWriter::merged_projection(const Source& s, const LayerPlan& lp) 
     size_t reference = 0;
     for (int64_t e : members) {
       if (e == lp.reference[static_cast<size_t>(s.group)]) reference = mlps.size();
-      mlps.push_back({ck_.load(names_.expert(s.layer, e, Proj::Gate), at::kDouble),
-                      ck_.load(names_.expert(s.layer, e, Proj::Up), at::kDouble),
-                      ck_.load(names_.expert(s.layer, e, Proj::Down), at::kDouble)});
+      GatedMlp m;
+      m.gate_proj = ck_.load(names_.expert(s.layer, e, Proj::Gate), at::kDouble);
+      m.up_proj = ck_.load(names_.expert(s.layer, e, Proj::Up), at::kDouble);
+      m.down_proj = ck_.load(names_.expert(s.layer, e, Proj::Down), at::kDouble);
+      mlps.push_back(std::move(m));
       weights.push_back(lp.weight[static_cast<size_t>(e)]);
     }
     merged_ = merge_experts(mlps, weights, reference, options_.align);
