@@ -162,7 +162,7 @@ measure_speed() {
   SPEED_LABEL=()
   [ -f "$2" ] || return 0
   # score's messages go to the job's log: a failure there ends the job with its reason.
-  tps=$("$SMOE" score --model "$1" --corpus "$2" --threads 1 | sed -n 's/^tokens_per_second=//p')
+  tps=$("$SMOE" score --model "$1" --corpus "$2" --threads 1 --device "${SMOE_DEVICE:-cpu}" | sed -n 's/^tokens_per_second=//p')
   if ini_is decimal "$tps"; then SPEED_LABEL=(--label "tokens_per_second=$tps"); fi
   return 0
 }

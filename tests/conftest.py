@@ -18,7 +18,7 @@ from programs import run_program
 OPTIONS = {
     "--smoe": "the smoe binary under test",
     "--mpirun": "mpirun of the MPI that smoe was built with",
-    "--tool": "the clustering tool (tests/reference/clustering-tool.cpp)",
+    "--tool": "the clustering tool (tests/reference/clustering-tool.cpp), or the GPU check (tests/gpu/test-gpu.cpp)",
     "--family": "the model family a family check runs for",
     "--workdir": "a folder for the test's files; emptied first",
 }

@@ -34,6 +34,7 @@ int run_cluster(int argc, char** argv) {
       "index", po::value(&index), "entry of the grid (default: $SLURM_ARRAY_TASK_ID)")(
       "threads", po::value<int>()->default_value(0), "LibTorch threads")(
       "overwrite", po::bool_switch(&o.overwrite), kOverwriteHelp);
+  add_device_option(opts);
   po::variables_map vm;
   if (!parse_job_options(argc, argv, {"cluster", "--stats stats.h5 --task NAME --method M --factor F --out plan.h5",
                                       "Groups each MoE layer's experts for one task by one method and writes the "

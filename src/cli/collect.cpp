@@ -9,15 +9,13 @@ namespace smoe {
 
 int run_collect(int argc, char** argv) {
   CollectOptions o;
-  std::string dtype, device, schedule;
+  std::string schedule;
   std::vector<std::string> tasks;
   po::options_description opts("smoe collect options");
   opts.add_options()("model", po::value(&o.model)->required(), "checkpoint folder (HF layout)")(
       "task", po::value(&tasks)->required()->composing(),
       "NAME=FILE: a task and its corpus, JSONL or a Megatron indexed dataset (PREFIX or folder) (repeatable)")(
       "out", po::value(&o.out)->required(), "statistics file to write (HDF5)")(
-      "dtype", po::value(&dtype)->default_value(choice_name(dtype_names(), o.dtype)), ("compute dtype: " + choice_list(dtype_names())).c_str())(
-      "device", po::value(&device)->default_value("cpu"), "cpu, or cuda (one GPU per rank, NCCL)")(
       "threads", po::value<int>()->default_value(0), "LibTorch threads per rank (0: every core the rank may use)")(
       "context", po::value(&o.context)->default_value(o.context), "longest sequence; longer documents are cut")(
       "batch", po::value(&o.batch)->default_value(o.batch), "pieces of one document of equal length run together")(
@@ -36,13 +34,15 @@ int run_collect(int argc, char** argv) {
       "placement", po::value(&o.placement), "expert placement map (JSON); default: contiguous blocks")(
       "capacity-factor", po::value(&o.capacity_factor)->default_value(o.capacity_factor), "drop routed slots beyond this capacity (0: none)")(
       "overwrite", po::bool_switch(&o.overwrite), kOverwriteHelp);
+  add_device_option(opts);
+  add_dtype_option(opts);
   po::variables_map vm;
   if (!parse_job_options(argc, argv, {"collect", "--model DIR --task NAME=FILE [--task ...] --out stats.h5 [options]",
                                       "Runs the model over each task's corpus, experts sharded over the MPI ranks, "
                                       "and writes per-task, per-MoE-layer routing statistics to an HDF5 file."},
                          opts, vm))
     return 0;
-  o.dtype = parse_choice(dtype_names(), "--dtype", dtype);
+  o.dtype = compute_dtype(vm);
   o.schedule = parse_choice(schedule_names(), "--schedule", schedule);
   o.tasks = parse_named_files(tasks, "--task");
   o.inputs = option_inputs(vm, {"model", "placement", "tokenizer"});

@@ -13,6 +13,13 @@ namespace smoe {
 // the job has them) and its arguments, for the provenance.
 JobSetup job_setup(const std::string& job, int argc, char** argv, const po::variables_map& vm);
 
+// --device (cpu or cuda) and --dtype (f32, bf16, or auto: bf16 on cuda, f32 on
+// cpu), as every job that runs the model on a device declares them.
+void add_device_option(po::options_description& opts);
+void add_dtype_option(po::options_description& opts);
+// --dtype's choice for the chosen --device; exit 2 naming the option otherwise.
+ComputeDtype compute_dtype(const po::variables_map& vm);
+
 int run_score(int argc, char** argv);
 int run_collect(int argc, char** argv);
 int run_cluster(int argc, char** argv);

@@ -24,7 +24,29 @@ JobSetup job_setup(const std::string& job, int argc, char** argv, const po::vari
   s.args.assign(argv + 1, argv + argc);
   if (vm.count("device")) s.device = parse_choice(device_names(), "--device", vm["device"].as<std::string>());
   if (vm.count("threads")) s.threads = vm["threads"].as<int>();
+  if (vm.count("exact-ep")) s.exact_ep = vm["exact-ep"].as<bool>();
   return s;
+}
+
+void add_device_option(po::options_description& opts) {
+  opts.add_options()("device", po::value<std::string>()->default_value("cpu"),
+                     "cpu (MPI between ranks) or cuda (one GPU per rank, its local rank's; NCCL between ranks)")(
+      "exact-ep", po::bool_switch(),
+      "on cuda, expert GEMMs per (source rank, expert) as on cpu: results independent of the rank count, "
+      "slower than the default grouped GEMMs");
+}
+
+void add_dtype_option(po::options_description& opts) {
+  opts.add_options()("dtype", po::value<std::string>()->default_value("auto"),
+                     ("compute dtype: " + choice_list(dtype_names()) + ", or auto (bf16 on cuda, f32 on cpu)").c_str());
+}
+
+ComputeDtype compute_dtype(const po::variables_map& vm) {
+  const std::string dtype = vm["dtype"].as<std::string>();
+  if (dtype != "auto") return parse_choice(dtype_names(), "--dtype", dtype);
+  const bool cuda = vm.count("device") && parse_choice(device_names(), "--device", vm["device"].as<std::string>()) ==
+                                              DeviceKind::Cuda;
+  return cuda ? ComputeDtype::BF16 : ComputeDtype::F32;
 }
 
 }  // namespace smoe

@@ -11,14 +11,11 @@ namespace smoe {
 
 int run_score(int argc, char** argv) {
   ScoreOptions o;
-  std::string dtype, device, executor;
+  std::string executor;
   po::options_description opts("smoe score options");
   opts.add_options()("model", po::value(&o.model)->required(), "checkpoint folder (HF layout)")(
       "corpus", po::value(&o.corpus)->required(),
       "JSONL corpus ({\"text\": ...} or {\"input_ids\": [...]}), or a Megatron indexed dataset (PREFIX or folder)")(
-      "dtype", po::value(&dtype)->default_value(choice_name(dtype_names(), o.dtype)), ("compute dtype: " + choice_list(dtype_names())).c_str())(
-      "device", po::value(&device)->default_value("cpu"),
-      "cpu (MPI between ranks) or cuda (one GPU per rank, NCCL between ranks)")(
       "threads", po::value<int>()->default_value(0), "LibTorch threads (0: every core this process may use)")(
       "context", po::value(&o.context)->default_value(o.context), "longest sequence; longer documents are cut")(
       "batch", po::value(&o.batch)->default_value(o.batch), "pieces of one document of equal length run together, up to this many")(
@@ -30,13 +27,15 @@ int run_score(int argc, char** argv) {
       "if > 0, each expert takes at most factor * T * k / E of a rank's T tokens; the lowest gates are dropped")(
       "logits", po::value(&o.logits), "write logits, tokens and routing choices to this .safetensors file")(
       "overwrite", po::bool_switch(&o.overwrite), kOverwriteHelp);
+  add_device_option(opts);
+  add_dtype_option(opts);
   po::variables_map vm;
   if (!parse_job_options(argc, argv, {"score", "--model DIR --corpus FILE [options]",
                                       "Runs a checkpoint over a corpus and prints tokens, mean negative "
                                       "log-likelihood and perplexity=<value>."},
                          opts, vm))
     return 0;
-  o.dtype = parse_choice(dtype_names(), "--dtype", dtype);
+  o.dtype = compute_dtype(vm);
   o.executor = parse_choice(executor_names(), "--executor", executor);
   o.inputs = option_inputs(vm, {"model", "placement", "tokenizer"});
   JobContext context(job_setup("score", argc, argv, vm));

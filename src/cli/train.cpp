@@ -40,6 +40,7 @@ int run_train(int argc, char** argv) {
       "spread each layer's experts over the ranks (expert parallel) instead of replicating them")(
       "threads", po::value<int>()->default_value(0), "LibTorch threads per rank")(
       "overwrite", po::bool_switch(&o.overwrite), kOverwriteHelp);
+  add_device_option(opts);
   po::variables_map vm;
   if (!parse_job_options(argc, argv, {"train", "--out DIR (--data FILE ... | --suite DIR) [options]",
                                       "Trains a small Mixtral-layout SMoE from scratch (AdamW, warm-up and cosine "

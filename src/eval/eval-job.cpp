@@ -47,7 +47,8 @@ nlohmann::json samples_json(const TaskSamples& s) {
   if (!s.text_line.empty())
     j["text"] = {{"line", s.text_line}, {"nll", s.nll}, {"tokens", s.tokens}, {"bytes", s.bytes}};
   if (!s.choice_line.empty()) j["multiple_choice"] = {{"line", s.choice_line}, {"acc", s.acc}, {"acc_norm", s.acc_norm}};
-  if (!s.generate_line.empty()) j["generate"] = {{"line", s.generate_line}, {"exact_match", s.exact_match}};
+  if (!s.generate_line.empty())
+    j["generate"] = {{"line", s.generate_line}, {"exact_match", s.exact_match}, {"generated", s.generated}};
   return j;
 }
 
@@ -103,9 +104,9 @@ void evaluate_model(const EvalOptions& o, JobContext& ctx) {
   const ModelConfig& config = checkpoint.config();
   const int rank = ctx.rank();
   const ExpertPlacement placement = ExpertPlacement::from_option(o.placement, config, ctx.ranks());
-  Decoder decoder(checkpoint, {scalar_type(o.dtype), at::kCPU,
+  Decoder decoder(checkpoint, {scalar_type(o.dtype), ctx.device(),
                                [&](int64_t l, int64_t e) { return placement.owner(l, e) == rank; }});
-  ExpertParallelExecutor executor(ctx.host(), placement);
+  ExpertParallelExecutor executor(ctx.comm(), placement, 0.0, ctx.expert_gemms());
   auto tokenizer = make_tokenizer(o.tokenizer, checkpoint.dir());
 
   nlohmann::json results = nlohmann::json::object(), n_samples = nlohmann::json::object(),
@@ -127,7 +128,8 @@ void evaluate_model(const EvalOptions& o, JobContext& ctx) {
       {"samples", samples},
       {"config",
        {{"model", "smoe"}, {"model_args", "pretrained=" + checkpoint.dir()},
-        {"dtype", choice_name(dtype_names(), o.dtype)}, {"ranks", ctx.ranks()}, {"context", o.context}}},
+        {"dtype", choice_name(dtype_names(), o.dtype)}, {"device", ctx.device_name()}, {"ranks", ctx.ranks()},
+        {"context", o.context}}},
       {"smoe", smoe_record(o, checkpoint, ctx)}};
   if (rank == 0) write_json_file(temp, out);
   ctx.commit_outputs();

@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <c10/core/GradMode.h>
 
+#include <algorithm>
 #include <fstream>
 #include <functional>
 #include <nlohmann/json.hpp>
@@ -133,6 +134,8 @@ std::vector<EvalRecord> read_eval_records(const std::string& path, const Tokeniz
       SMOE_CHECK_INPUT(r.answer_text.find('\n') == std::string::npos, where, ": the answer holds a newline");
       r.answer = encode_at(tok, r.answer_text + "\n", where);
       SMOE_CHECK_INPUT(!r.prompt.empty(), where, ": the prompt is empty");
+      SMOE_CHECK_INPUT(static_cast<int64_t>(r.answer.size()) <= context, where, ": an answer of ", r.answer.size(),
+                       " tokens leaves no room for its prompt within --context ", context);
     } else if (j.contains("text") || j.contains("input_ids")) {
       r.kind = EvalRecord::Text;
       if (j.contains("text")) {
@@ -167,21 +170,21 @@ class RecordScorer {
   RecordScorer(const Decoder& decoder, MoeExecutor& executor, const Tokenizer& tokenizer, int64_t context)
       : decoder_(decoder), executor_(executor), tokenizer_(tokenizer), context_(context) {}
 
-  // Fills row [kind, line, scores...] of the record (see evaluate()).
-  void score(const EvalRecord& r, double* row);
+  // Fills row [kind, line, scores...] of the record (see evaluate()), and for a
+  // prompt the tokens it generated.
+  void score(const EvalRecord& r, double* row, std::vector<int64_t>* generated);
   // A forward call on an empty batch: one more call, no tokens.
-  void idle() { decoder_.forward(at::empty({0, 2}, at::kLong), executor_); }
+  void idle() { decoder_.hidden_states(at::empty({0, 2}, at::kLong), executor_); }
 
  private:
-  // Log-probabilities [S, V] of one sequence (the last `context` tokens).
-  at::Tensor logprobs(std::vector<int64_t> seq) {
-    if (static_cast<int64_t>(seq.size()) > context_) seq.erase(seq.begin(), seq.end() - context_);
-    at::Tensor tokens = at::tensor(seq, at::kLong).unsqueeze(0);
-    return at::log_softmax(decoder_.forward(tokens, executor_), -1)[0].cpu();
+  // The log-probabilities [n, V] (float32, on the CPU) of the `n` tokens that end
+  // row b of hidden states h [B, S, d], each predicted from the position before it.
+  at::Tensor logprobs(const at::Tensor& h, int64_t b, int64_t end, int64_t n) const {
+    return at::log_softmax(decoder_.head(h[b].narrow(0, end - n - 1, n)), -1).cpu();
   }
   void text(const EvalRecord& r, double* row);
   void choice(const EvalRecord& r, double* row);
-  void generate(const EvalRecord& r, double* row);
+  void generate(const EvalRecord& r, double* row, std::vector<int64_t>* generated);
 
   const Decoder& decoder_;
   MoeExecutor& executor_;
@@ -189,11 +192,22 @@ class RecordScorer {
   int64_t context_;
 };
 
-void RecordScorer::score(const EvalRecord& r, double* row) {
+// Sequences as one batch [B, longest], shorter ones padded at the end (causal
+// attention: padding after a sequence does not change it).
+at::Tensor padded_batch(const std::vector<std::vector<int64_t>>& seqs) {
+  size_t longest = 0;
+  for (const auto& s : seqs) longest = std::max(longest, s.size());
+  at::Tensor t = at::zeros({static_cast<int64_t>(seqs.size()), static_cast<int64_t>(longest)}, at::kLong);
+  for (size_t b = 0; b < seqs.size(); ++b)
+    std::copy(seqs[b].begin(), seqs[b].end(), t.data_ptr<int64_t>() + b * longest);
+  return t;
+}
+
+void RecordScorer::score(const EvalRecord& r, double* row, std::vector<int64_t>* generated) {
   row[1] = static_cast<double>(r.line);
   if (r.kind == EvalRecord::Text) text(r, row);
   else if (r.kind == EvalRecord::MultipleChoice) choice(r, row);
-  else generate(r, row);
+  else generate(r, row, generated);
 }
 
 // Perplexity: the text in pieces of `context` tokens.
@@ -208,10 +222,11 @@ void RecordScorer::text(const EvalRecord& r, double* row) {
       idle();  // keeps the call count
       continue;
     }
-    at::Tensor lp = logprobs(piece);
+    const auto n = static_cast<int64_t>(piece.size());
+    at::Tensor lp = logprobs(decoder_.hidden_states(padded_batch({piece}), executor_), 0, n, n - 1);
     auto a = lp.accessor<float, 2>();
-    for (size_t k = 1; k < piece.size(); ++k) nll -= a[static_cast<int64_t>(k) - 1][piece[k]];
-    predicted += static_cast<int64_t>(piece.size()) - 1;
+    for (int64_t k = 1; k < n; ++k) nll -= a[k - 1][piece[static_cast<size_t>(k)]];
+    predicted += n - 1;
   }
   row[0] = 1;
   row[2] = nll;
@@ -219,21 +234,26 @@ void RecordScorer::text(const EvalRecord& r, double* row) {
   row[4] = static_cast<double>(r.text_bytes);
 }
 
-// Multiple choice: the most likely continuation, by log-likelihood and by it per byte.
+// Multiple choice: the most likely continuation, by log-likelihood and by it per
+// byte. Every choice (after its context, the last `context` tokens of the two)
+// runs in one batch.
 void RecordScorer::choice(const EvalRecord& r, double* row) {
+  std::vector<std::vector<int64_t>> seqs;
+  for (const auto& c : r.choices) {
+    std::vector<int64_t> seq = r.context;
+    seq.insert(seq.end(), c.begin(), c.end());
+    if (static_cast<int64_t>(seq.size()) > context_) seq.erase(seq.begin(), seq.end() - context_);
+    seqs.push_back(std::move(seq));
+  }
+  const at::Tensor h = decoder_.hidden_states(padded_batch(seqs), executor_);
   double best = -1e300, best_norm = -1e300;
   int64_t pick = 0, pick_norm = 0;
   for (size_t c = 0; c < r.choices.size(); ++c) {
-    std::vector<int64_t> seq = r.context;
-    seq.insert(seq.end(), r.choices[c].begin(), r.choices[c].end());
-    const int64_t keep = std::min<int64_t>(static_cast<int64_t>(seq.size()), context_);
-    at::Tensor lp = logprobs(seq);
+    const auto n = static_cast<int64_t>(r.choices[c].size());
+    at::Tensor lp = logprobs(h, static_cast<int64_t>(c), static_cast<int64_t>(seqs[c].size()), n);
     auto a = lp.accessor<float, 2>();
     double ll = 0;
-    for (size_t k = 0; k < r.choices[c].size(); ++k) {
-      const int64_t pos = keep - static_cast<int64_t>(r.choices[c].size()) + static_cast<int64_t>(k);
-      ll += a[pos - 1][r.choices[c][k]];
-    }
+    for (int64_t k = 0; k < n; ++k) ll += a[k][r.choices[c][static_cast<size_t>(k)]];
     const double norm = ll / static_cast<double>(r.choice_bytes[c]);
     if (ll > best) {
       best = ll;
@@ -249,18 +269,22 @@ void RecordScorer::choice(const EvalRecord& r, double* row) {
   row[3] = pick_norm == r.label ? 1 : 0;
 }
 
-// Greedy generation, one token per call, as many calls as answer + "\n" has
-// tokens; a match when the decoded text is the answer, then a newline.
-void RecordScorer::generate(const EvalRecord& r, double* row) {
-  std::vector<int64_t> seq = r.prompt;
-  std::vector<int64_t> generated;
+// Greedy generation, as many tokens as answer + "\n" has, one forward call each:
+// the prompt (its last tokens, leaving the answer room within `context`), then
+// each new token alone, the earlier ones' keys and values kept in a cache. A
+// match when the decoded text is the answer, then a newline.
+void RecordScorer::generate(const EvalRecord& r, double* row, std::vector<int64_t>* generated) {
+  const size_t room = static_cast<size_t>(context_) + 1 - r.answer.size();
+  std::vector<int64_t> next(r.prompt.end() - static_cast<std::ptrdiff_t>(std::min(room, r.prompt.size())),
+                            r.prompt.end());
+  DecoderCache cache;
   for (size_t k = 0; k < r.answer.size(); ++k) {
-    at::Tensor lp = logprobs(seq);
-    const int64_t next = lp[lp.size(0) - 1].argmax().item<int64_t>();
-    generated.push_back(next);
-    seq.push_back(next);
+    const at::Tensor h = decoder_.hidden_states(padded_batch({next}), executor_, nullptr, &cache);
+    const int64_t id = decoder_.head(h[0].narrow(0, h.size(1) - 1, 1)).argmax().item<int64_t>();
+    generated->push_back(id);
+    next = {id};
   }
-  const std::string text = tokenizer_.decode(generated, true);
+  const std::string text = tokenizer_.decode(*generated, true);
   row[0] = 3;
   row[2] = text.compare(0, r.answer_text.size() + 1, r.answer_text + "\n") == 0 ? 1 : 0;
 }
@@ -272,16 +296,18 @@ int64_t forward_calls(const std::vector<EvalRecord>& records, int64_t context) {
     if (r.kind == EvalRecord::Text)
       calls += (static_cast<int64_t>(r.tokens.size()) + context - 1) / context;
     else if (r.kind == EvalRecord::MultipleChoice)
-      calls += static_cast<int64_t>(r.choices.size());
+      calls += 1;
     else
       calls += static_cast<int64_t>(r.answer.size());
   }
   return calls;
 }
 
-// The gathered table's rows, column by column, by kind.
-TaskSamples samples_of(const at::Tensor& table) {
+// The gathered table's rows, column by column, by kind; `generated` [records,
+// longest answer] holds each prompt's tokens plus one (0: none).
+TaskSamples samples_of(const at::Tensor& table, const at::Tensor& generated) {
   auto row = table.accessor<double, 2>();
+  auto gen = generated.accessor<int64_t, 2>();
   TaskSamples s;
   for (int64_t i = 0; i < table.size(0); ++i) {
     const int kind = static_cast<int>(row[i][0]);
@@ -298,6 +324,8 @@ TaskSamples samples_of(const at::Tensor& table) {
     } else if (kind == 3) {
       s.generate_line.push_back(line);
       s.exact_match.push_back(row[i][2]);
+      s.generated.emplace_back();
+      for (int64_t k = 0; k < generated.size(1) && gen[i][k] > 0; ++k) s.generated.back().push_back(gen[i][k] - 1);
     }
   }
   return s;
@@ -318,13 +346,24 @@ TaskSamples evaluate(const Decoder& decoder, MoeExecutor& executor, Communicator
 
   // One row per record of the file: kind (1 text, 2 multiple choice, 3 prompt),
   // line, then the scores (text: nll, tokens, bytes; choice: acc, acc_norm;
-  // prompt: exact match). Each rank fills its rows; a sum gathers them.
+  // prompt: exact match); and a row of generated tokens. Each rank fills its
+  // rows; a sum gathers them.
+  int64_t longest_answer = 0;
+  for (const auto& r : records) longest_answer = std::max(longest_answer, static_cast<int64_t>(r.answer.size()));
+  at::Tensor width = at::tensor({longest_answer}, at::kLong);
+  host.all_reduce_max(width);
   at::Tensor table = at::zeros({most[1].item<int64_t>(), 5}, at::kDouble);
+  at::Tensor generated = at::zeros({most[1].item<int64_t>(), width.item<int64_t>()}, at::kLong);
   RecordScorer scorer(decoder, executor, tokenizer, context);
-  for (const auto& r : records) scorer.score(r, table.data_ptr<double>() + r.index * 5);
+  for (const auto& r : records) {
+    std::vector<int64_t> ids;
+    scorer.score(r, table.data_ptr<double>() + r.index * 5, &ids);
+    for (size_t k = 0; k < ids.size(); ++k) generated[r.index][static_cast<int64_t>(k)] = ids[k] + 1;
+  }
   for (int64_t i = calls; i < most[0].item<int64_t>(); ++i) scorer.idle();
   host.all_reduce_sum(table);
-  return samples_of(table);
+  host.all_reduce_sum(generated);
+  return samples_of(table, generated);
 }
 
 }  // namespace smoe

@@ -97,7 +97,8 @@ class ScoreRun {
         decoder_(checkpoint_, decoder_options()),
         tokenizer_(make_tokenizer(o.tokenizer, checkpoint_.dir())) {
     if (parallel_) {
-      auto e = std::make_unique<ExpertParallelExecutor>(ctx.comm(), placement_, o.capacity_factor);
+      auto e =
+          std::make_unique<ExpertParallelExecutor>(ctx.comm(), placement_, o.capacity_factor, ctx.expert_gemms());
       ep_ = e.get();
       executor_ = std::move(e);
     } else {

@@ -79,17 +79,31 @@ const uint8_t* Checkpoint::bytes(const std::string& name) const {
   return where_.at(name).file->bytes(i);
 }
 
-at::Tensor Checkpoint::load(const std::string& name, at::ScalarType dtype, const std::vector<int64_t>& shape) const {
+at::Tensor dequantize_fp8(const at::Tensor& codes, const at::Tensor& scales, int64_t block_rows, int64_t block_cols) {
+  static const at::Tensor table = [] {
+    at::Tensor t = at::empty({256}, at::kFloat);
+    for (int b = 0; b < 256; ++b) t[b] = fp8_e4m3_to_float(static_cast<uint8_t>(b));
+    return t;
+  }();
+  const int64_t rows = codes.size(0), cols = codes.size(1);
+  const at::Tensor values =
+      table.to(codes.device()).index_select(0, codes.reshape({-1}).to(at::kInt)).view({rows, cols});
+  const at::Tensor s = scales.repeat_interleave(block_rows, 0).narrow(0, 0, rows).repeat_interleave(block_cols, 1);
+  return values * s.narrow(1, 0, cols);
+}
+
+at::Tensor Checkpoint::load(const std::string& name, at::ScalarType dtype, const std::vector<int64_t>& shape,
+                            c10::Device device) const {
   const TensorInfo& i = info(name);
   const Location& loc = where_.at(name);
   if (!shape.empty())
     SMOE_CHECK_INPUT(i.shape == shape, loc.file->path(), ": tensor '", name, "' has shape ", shape_text(i.shape),
                      ", the config (", config_.path, ") implies ", shape_text(shape));
-  if (i.dtype == Dtype::F8_E4M3) return load_fp8(name, dtype);
+  if (i.dtype == Dtype::F8_E4M3) return load_fp8(name, dtype, device);
   return tensor_from_file(loc.file, i, dtype);
 }
 
-at::Tensor Checkpoint::load_fp8(const std::string& name, at::ScalarType dtype) const {
+at::Tensor Checkpoint::load_fp8(const std::string& name, at::ScalarType dtype, c10::Device device) const {
   const TensorInfo& i = info(name);
   const std::string& path = where_.at(name).file->path();
   SMOE_CHECK_INPUT(i.shape.size() == 2, path, ": FP8 tensor '", name, "' must be 2-D to carry block scales, found shape ",
@@ -107,10 +121,20 @@ at::Tensor Checkpoint::load_fp8(const std::string& name, at::ScalarType dtype) c
   SMOE_CHECK_INPUT(si.shape == scale_shape, scale_path, ": block scales '", scale_name, "' have shape ",
                    shape_text(si.shape), "; ", shape_text(i.shape), " in blocks of ", br, "x", bc, " needs ",
                    shape_text(scale_shape));
-  std::vector<float> scale(static_cast<size_t>(si.numel()));
-  std::memcpy(scale.data(), bytes(scale_name), si.nbytes());  // the mapped bytes may be unaligned
-  at::Tensor out = at::empty({rows, cols}, at::kFloat);
-  const int64_t nan = dequantize_fp8_blocks(bytes(name), rows, cols, scale.data(), br, bc, out.data_ptr<float>());
+  at::Tensor scale = at::empty(scale_shape, at::kFloat);
+  std::memcpy(scale.data_ptr<float>(), bytes(scale_name), si.nbytes());  // the mapped bytes may be unaligned
+  at::Tensor out;
+  int64_t nan = -1;
+  if (device.is_cpu()) {
+    out = at::empty({rows, cols}, at::kFloat);
+    nan = dequantize_fp8_blocks(bytes(name), rows, cols, scale.data_ptr<float>(), br, bc, out.data_ptr<float>());
+  } else {
+    const at::Tensor codes =
+        at::from_blob(const_cast<uint8_t*>(bytes(name)), {rows, cols}, at::kByte).to(device);
+    out = dequantize_fp8(codes, scale.to(device), br, bc);
+    const at::Tensor nans = codes.bitwise_and(0x7F).eq(0x7F).reshape({-1}).nonzero();
+    if (nans.size(0) > 0) nan = nans[0][0].item<int64_t>();
+  }
   SMOE_CHECK_INPUT(nan < 0, path, ": FP8 tensor '", name, "' holds a NaN at [", nan / std::max<int64_t>(cols, 1), ", ",
                    nan % std::max<int64_t>(cols, 1), "]");
   // The decoded copy is all that is used from here on: hand the FP8 pages back now

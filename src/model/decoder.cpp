@@ -33,7 +33,7 @@ struct Loader {
   // read by token), so a tensor used in place in the mapping has its pages
   // faulted in at load rather than in the first batch.
   at::Tensor operator()(const std::string& name, const std::vector<int64_t>& shape, bool whole = true) const {
-    at::Tensor t = ck ? ck->load(name, dtype, shape) : from_memory(name, shape);
+    at::Tensor t = ck ? ck->load(name, dtype, shape, device) : from_memory(name, shape);  // FP8 decoded on the device
     if (ck && whole && device.is_cpu() && !own && t.data_ptr() == static_cast<const void*>(ck->bytes(name)))
       ck->populate_pages(name);
     if (!device.is_cpu()) t = t.to(device);
@@ -222,14 +222,16 @@ at::Tensor Decoder::embed(const at::Tensor& tokens) const {
 }
 
 at::Tensor Decoder::apply_layer(int64_t layer, const at::Tensor& h_in, MoeExecutor& executor,
-                                RoutingObserver* observer) const {
+                                RoutingObserver* observer, KvCache* cache) const {
   const ModelConfig& c = config_;
   const Layer& L = layers_.at(static_cast<size_t>(layer));
   SMOE_ASSERT(L.loaded, "layer ", layer, " is not loaded");
-  const int64_t B = h_in.size(0), S = h_in.size(1), d = c.hidden_size;
-  const RopeTables rope = rope_tables(S, c, c.rope_float32 ? at::kFloat : dtype_, device_);
+  const int64_t B = h_in.size(0), S = h_in.size(1), d = c.hidden_size, past = cache ? cache->length() : 0;
+  RopeTables rope = rope_tables(past + S, c, c.rope_float32 ? at::kFloat : dtype_, device_);
+  rope = {rope.cos.narrow(0, past, S), rope.sin.narrow(0, past, S)};
   const bool f32 = c.norm_weight_float32;
-  at::Tensor h = h_in + attention(c, layer, L.attention, rms_norm(h_in, L.input_norm, c.rms_norm_eps, f32), rope);
+  at::Tensor h =
+      h_in + attention(c, layer, L.attention, rms_norm(h_in, L.input_norm, c.rms_norm_eps, f32), rope, cache);
   at::Tensor x = rms_norm(h, L.post_attention_norm, c.rms_norm_eps, f32);
   if (!L.moe) return h + gated_mlp(L.mlp, x);
   const MoeLayer& m = *L.moe;
@@ -251,9 +253,16 @@ at::Tensor Decoder::head(const at::Tensor& h) const {
 }
 
 at::Tensor Decoder::forward(const at::Tensor& tokens, MoeExecutor& executor, RoutingObserver* observer) const {
+  return head(hidden_states(tokens, executor, observer));
+}
+
+at::Tensor Decoder::hidden_states(const at::Tensor& tokens, MoeExecutor& executor, RoutingObserver* observer,
+                                  DecoderCache* cache) const {
+  if (cache) cache->layers.resize(static_cast<size_t>(config_.num_layers));
   at::Tensor h = embed(tokens);
-  for (int64_t l = 0; l < config_.num_layers; ++l) h = apply_layer(l, h, executor, observer);
-  return head(h);
+  for (int64_t l = 0; l < config_.num_layers; ++l)
+    h = apply_layer(l, h, executor, observer, cache ? &cache->layers[static_cast<size_t>(l)] : nullptr);
+  return h;
 }
 
 namespace {

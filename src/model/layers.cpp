@@ -10,6 +10,8 @@
 #include <cstring>
 #include <limits>
 #include <optional>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "smoe/core/error.h"
@@ -244,32 +246,48 @@ at::Tensor batch_matmul(const at::Tensor& a, const at::Tensor& b) {
 
 namespace {
 
-// Position i sees j <= i (and, with a sliding window, i - j < window).
-at::Tensor causal_mask(int64_t window, int64_t S, at::Device device) {
-  at::Tensor idx = at::arange(S, at::TensorOptions().dtype(at::kLong).device(device));
-  at::Tensor masked = idx.unsqueeze(0) > idx.unsqueeze(1);
-  if (window > 0) masked = masked.logical_or(idx.unsqueeze(1) - idx.unsqueeze(0) >= window);
+// The last S of T positions against all T: position i sees j <= i (and, with a
+// sliding window, i - j < window).
+at::Tensor causal_mask(int64_t window, int64_t S, int64_t T, at::Device device) {
+  const auto opts = at::TensorOptions().dtype(at::kLong).device(device);
+  at::Tensor query = at::arange(T - S, T, opts).unsqueeze(1), key = at::arange(T, opts).unsqueeze(0);
+  at::Tensor masked = key > query;
+  if (window > 0) masked = masked.logical_or(query - key >= window);
   return masked;
 }
 
-// softmax(q k^T * scale + mask) v over [B, H, S, *] -> [B, S, H * dv]. With
-// sinks [H] (gpt-oss), each head's sink logit joins every row as one more column,
-// the row's largest logit is subtracted, and the sink's share is dropped after
-// the softmax, in the compute dtype as transformers does.
+// softmax(q k^T * scale + mask) v over q [B, H, S, *] and k, v [B, H, T, *] (the
+// queries are the last S positions) -> [B, S, H * dv]. With sinks [H] (gpt-oss),
+// each head's sink logit joins every row as one more column, the row's largest
+// logit is subtracted, and the sink's share is dropped after the softmax, in the
+// compute dtype as transformers does.
 at::Tensor attend(const ModelConfig& c, int64_t window, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                   const at::Tensor& sinks = {}) {
-  const int64_t B = q.size(0), H = q.size(1), S = q.size(2);
+  const int64_t B = q.size(0), H = q.size(1), S = q.size(2), T = k.size(2);
   at::Tensor scores = batch_matmul(q, k.transpose(2, 3)) * c.attention_scale;
-  scores = scores.masked_fill(causal_mask(window, S, q.device()), -std::numeric_limits<double>::infinity());
+  scores = scores.masked_fill(causal_mask(window, S, T, q.device()), -std::numeric_limits<double>::infinity());
   at::Tensor probs;
   if (sinks.defined()) {
     at::Tensor all = at::cat({scores, sinks.to(scores.scalar_type()).view({1, H, 1, 1}).expand({B, H, S, 1})}, -1);
     all = all - std::get<0>(all.max(-1, true));
-    probs = at::softmax(all, -1, at::kFloat).to(q.scalar_type()).narrow(-1, 0, S);
+    probs = at::softmax(all, -1, at::kFloat).to(q.scalar_type()).narrow(-1, 0, T);
   } else {
     probs = at::softmax(scores, -1, at::kFloat).to(q.scalar_type());
   }
   return batch_matmul(probs, v).transpose(1, 2).reshape({B, S, H * v.size(-1)});
+}
+
+// With a cache: the cached keys and values followed by the new ones, which the
+// cache keeps; without one, the new ones.
+std::pair<at::Tensor, at::Tensor> remember(KvCache* cache, at::Tensor k, at::Tensor v) {
+  if (cache == nullptr) return {k, v};
+  if (cache->k.defined()) {
+    k = at::cat({cache->k, k}, 2);
+    v = at::cat({cache->v, v}, 2);
+  }
+  cache->k = k;
+  cache->v = v;
+  return {k, v};
 }
 
 // DeepSeek's rotary layout (MLA): pairs (2i, 2i+1) rotate together. HF
@@ -302,8 +320,8 @@ at::Tensor rope_pairs(const at::Tensor& x, const RopeTables& rope) {
 // The latent norms are built without an eps in the HF modules: RMSNorm's default 1e-6.
 constexpr double kLatentNormEps = 1e-6;
 
-at::Tensor mla_attention(const ModelConfig& c, const AttentionWeights& w, const at::Tensor& x,
-                         const RopeTables& rope) {
+at::Tensor mla_attention(const ModelConfig& c, const AttentionWeights& w, const at::Tensor& x, const RopeTables& rope,
+                         KvCache* cache) {
   const int64_t B = x.size(0), S = x.size(1), H = c.num_heads;
   const MlaConfig& m = c.mla;
   const int64_t dn = m.qk_nope_head_dim, dr = m.qk_rope_head_dim, dv = m.v_head_dim;
@@ -317,15 +335,15 @@ at::Tensor mla_attention(const ModelConfig& c, const AttentionWeights& w, const 
   at::Tensor q_pe = rope_interleaved(q.narrow(-1, dn, dr), rope);
   k_pe = rope_interleaved(k_pe, rope).expand({B, H, S, dr});
   at::Tensor qs = at::cat({q.narrow(-1, 0, dn), q_pe}, -1);
-  at::Tensor ks = at::cat({kv.narrow(-1, 0, dn), k_pe}, -1);
-  return dense(attend(c, 0, qs, ks, kv.narrow(-1, dn, dv)), w.o_proj);
+  auto [ks, vs] = remember(cache, at::cat({kv.narrow(-1, 0, dn), k_pe}, -1), kv.narrow(-1, dn, dv));
+  return dense(attend(c, 0, qs, ks, vs), w.o_proj);
 }
 
 }  // namespace
 
 at::Tensor attention(const ModelConfig& c, int64_t layer, const AttentionWeights& w, const at::Tensor& x,
-                     const RopeTables& rope) {
-  if (c.mla.enabled()) return mla_attention(c, w, x, rope);
+                     const RopeTables& rope, KvCache* cache) {
+  if (c.mla.enabled()) return mla_attention(c, w, x, rope, cache);
   const int64_t B = x.size(0), S = x.size(1);
   const int64_t H = c.num_heads, Hkv = c.num_kv_heads, D = c.head_dim;
   at::Tensor q = dense(x, w.q_proj, w.q_bias);
@@ -351,12 +369,12 @@ at::Tensor attention(const ModelConfig& c, int64_t layer, const AttentionWeights
   // Float32 tables (rope_float32) rotate in float32; the result is cast back.
   q = (interleaved ? rope_pairs(q.transpose(1, 2), rope) : apply_rope(q.transpose(1, 2), rope)).to(x.scalar_type());
   k = (interleaved ? rope_pairs(k.transpose(1, 2), rope) : apply_rope(k.transpose(1, 2), rope)).to(x.scalar_type());
-  v = v.transpose(1, 2);
+  std::tie(k, v) = remember(cache, k, v.transpose(1, 2));
   if (Hkv != H) {
     // Query head h reads key/value head h / (H / Hkv).
-    const int64_t rep = H / Hkv;
-    k = k.unsqueeze(2).expand({B, Hkv, rep, S, D}).reshape({B, H, S, D});
-    v = v.unsqueeze(2).expand({B, Hkv, rep, S, D}).reshape({B, H, S, D});
+    const int64_t rep = H / Hkv, T = k.size(2);
+    k = k.unsqueeze(2).expand({B, Hkv, rep, T, D}).reshape({B, H, T, D});
+    v = v.unsqueeze(2).expand({B, Hkv, rep, T, D}).reshape({B, H, T, D});
   }
   return dense(attend(c, c.window(layer), q, k, v, w.sinks), w.o_proj, w.o_bias);
 }

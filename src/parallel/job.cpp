@@ -1,6 +1,8 @@
 #include "smoe/parallel/job.h"
 
+#include <ATen/Context.h>
 #include <ATen/Parallel.h>
+#include <ATen/detail/CUDAHooksInterface.h>
 #include <c10/core/Device.h>
 
 #include <cstdlib>
@@ -35,12 +37,10 @@ Provenance make_provenance(const JobSetup& setup) {
 JobContext::JobContext(const JobSetup& setup) {
   SMOE_CHECK_INPUT(setup.threads >= 0, "--threads must not be negative");
   threads_ = resolve_threads(setup.threads);
+  exact_ep_ = setup.exact_ep;
   at::set_num_threads(threads_);
   host_ = make_mpi_communicator();
-  if (setup.device == DeviceKind::Cuda) {
-    gpu_ = local_rank();
-    nccl_ = make_nccl_communicator(host_->mpi_comm(), gpu_);
-  }
+  if (setup.device == DeviceKind::Cuda) open_gpu();
   // Rank 0's provenance on every rank, so that every rank writes the same.
   for (auto& [key, value] : make_provenance(setup)) {
     std::string v = value;
@@ -51,8 +51,30 @@ JobContext::JobContext(const JobSetup& setup) {
 
 JobContext::~JobContext() = default;
 
+// The rank's GPU: its rank on the node, modulo the GPUs it sees. NCCL between
+// ranks where each has a GPU of its own; where ranks share one (NCCL refuses
+// that), the host communicator with device tensors staged through pinned memory.
+void JobContext::open_gpu() {
+  SMOE_CHECK_INPUT(at::hasCUDA(), "--device cuda: this smoe was built against a LibTorch without CUDA");
+  const int gpus = at::detail::getCUDAHooks().getNumGPUs();
+  SMOE_CHECK_INPUT(gpus > 0, "--device cuda: no GPU is visible to this process (CUDA_VISIBLE_DEVICES='",
+                   env("CUDA_VISIBLE_DEVICES"), "')");
+  const NodeRanks node = node_ranks(host_->mpi_comm());
+  gpu_ = node.rank % gpus;
+  cuda_ = true;
+  if (have_nccl() && node.size <= gpus) {
+    device_comm_ = make_nccl_communicator(host_->mpi_comm(), gpu_);
+  } else {
+    device_comm_ = make_staged_communicator(*host_, device());
+    if (rank() == 0)
+      log_info((have_nccl() ? str(node.size, " ranks share ", gpus, " GPU(s) on a node (NCCL refuses that)")
+                            : std::string("this smoe was built without NCCL")) +
+               ": device tensors go over MPI, staged through pinned host memory");
+  }
+}
+
 c10::Device JobContext::device() const {
-  return cuda() ? c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(gpu_)) : c10::Device(c10::kCPU);
+  return cuda_ ? c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(gpu_)) : c10::Device(c10::kCPU);
 }
 
 std::string JobContext::add_output(const OutputSpec& spec) {

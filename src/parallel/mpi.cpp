@@ -3,7 +3,6 @@
 #include <cstdlib>
 
 #include "smoe/core/error.h"
-#include "smoe/core/numbers.h"
 #include "smoe/core/log.h"
 #include "smoe/core/output.h"
 
@@ -35,14 +34,14 @@ MpiSession::~MpiSession() {
   if (!finalized) MPI_Finalize();
 }
 
-int local_rank() {
-  for (const char* var : {"OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "LOCAL_RANK"})
-    if (const char* v = std::getenv(var)) {
-      const int64_t rank = parse_int(v, var);
-      SMOE_CHECK_INPUT(rank >= 0 && rank < 65536, var, " ", rank, " is not a local rank");
-      return static_cast<int>(rank);
-    }
-  return 0;
+NodeRanks node_ranks(MPI_Comm comm) {
+  MPI_Comm node;
+  SMOE_MPI_CHECK(MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node));
+  NodeRanks r;
+  SMOE_MPI_CHECK(MPI_Comm_rank(node, &r.rank));
+  SMOE_MPI_CHECK(MPI_Comm_size(node, &r.size));
+  SMOE_MPI_CHECK(MPI_Comm_free(&node));
+  return r;
 }
 
 void abort_job_if_parallel(int status) {

@@ -93,7 +93,7 @@ Plan make_task_plan(const ClusterJobOptions& o, const ClusterOptions& c, const T
   if (c.method == Method::Naee) {
     SMOE_CHECK_INPUT(!o.model.empty(), "--method naee needs --model DIR");
     checkpoint = std::make_unique<Checkpoint>(o.model);
-    DecoderOptions d{at::kFloat, at::kCPU, {}};
+    DecoderOptions d{at::kFloat, ctx.device(), {}};
     d.load_layers = false;
     d.load_head = false;
     decoder = std::make_unique<Decoder>(*checkpoint, d);

@@ -87,7 +87,7 @@ class NaeeSearch {
  public:
   NaeeSearch(const MoeLayer& layer, const RouterConfig& router, const at::Tensor& sample)
       : router_(router), k_(router.top_k), num_experts_(layer.num_experts) {
-    x_ = sample.to(layer.router.scalar_type());
+    x_ = sample.to(layer.router.device(), layer.router.scalar_type());  // on the model's device
     logits_ = (layer.router_bias.defined() ? at::linear(x_, layer.router, layer.router_bias.to(x_.scalar_type()))
                                            : at::linear(x_, layer.router)).to(at::kDouble);
     if (layer.score_bias.defined()) bias_ = layer.score_bias.to(at::kDouble);
@@ -104,12 +104,12 @@ class NaeeSearch {
   // The layer's output with only `kept` experts, routed by the family's rule as the
   // pruned model routes (a subset no longer falls into the original groups).
   at::Tensor output(const std::vector<int64_t>& kept) const {
-    at::Tensor idx = at::tensor(kept, at::kLong);
+    at::Tensor idx = at::tensor(kept, at::kLong).to(x_.device());
     RouterConfig rc = router_;
     rc.top_k = std::min<int64_t>(k_, static_cast<int64_t>(kept.size()));
     if (static_cast<int64_t>(kept.size()) != num_experts_) rc.n_group = rc.topk_group = 1;
     Routing r = route_logits(rc, logits_.index_select(1, idx), bias_.defined() ? bias_.index_select(0, idx) : bias_);
-    at::Tensor out = at::zeros({x_.size(0), outputs_[0].size(1)}, at::kDouble);
+    at::Tensor out = at::zeros({x_.size(0), outputs_[0].size(1)}, outputs_[0].options());
     for (size_t j = 0; j < kept.size(); ++j) {
       at::Tensor gate = (r.weights * (r.experts == static_cast<int64_t>(j))).sum(-1, true);
       out += gate * outputs_[static_cast<size_t>(kept[j])];

@@ -103,7 +103,7 @@ class CollectRun {
         config_(checkpoint_.config()),
         placement_(ExpertPlacement::from_option(o.placement, config_, ctx.ranks())),
         decoder_(checkpoint_, decoder_options()),
-        executor_(ctx.comm(), placement_, o.capacity_factor),
+        executor_(ctx.comm(), placement_, o.capacity_factor, ctx.expert_gemms()),
         tokenizer_(make_tokenizer(o.tokenizer, checkpoint_.dir())) {}
 
   JobEnd run();

@@ -141,7 +141,7 @@ void save(const std::string& dir, const TrainOptions& o, const Decoder& decoder,
   if (rank < files) {
     std::vector<std::pair<std::string, at::Tensor>> tensors;
     for (const auto& [name, t] : decoder.named_parameters())
-      if (!o.shard_experts || is_expert(name) || rank == 0) tensors.emplace_back(name, t.detach());
+      if (!o.shard_experts || is_expert(name) || rank == 0) tensors.emplace_back(name, t.detach().cpu());
     save_safetensors(tmp + "/" + shard_name(rank), tensors,
                      {{"format", "pt"}, {"smoe_trained_steps", std::to_string(step)}});
   }
@@ -245,13 +245,14 @@ struct Params {
 
 // Every weight of the decoder, made trainable; replicated weights start from
 // rank 0's (their gradients are summed over ranks), sharded experts get their
-// whole gradient on their owner, through the exchanges.
-Params trainable(const Decoder& decoder, Communicator& host, bool shard_experts) {
+// whole gradient on their owner, through the exchanges. `comm` moves the
+// weights' device tensors.
+Params trainable(const Decoder& decoder, Communicator& comm, bool shard_experts) {
   Params params;
   for (const auto& [name, t] : decoder.named_parameters()) {
     at::Tensor p = t;
     const bool sharded = shard_experts && is_expert(name);
-    if (!sharded) host.broadcast(p, 0);
+    if (!sharded) comm.broadcast(p, 0);
     p.set_requires_grad(true);
     params.all.push_back(p);
     (sharded ? params.local_experts : params.replicated).push_back(p);
@@ -268,8 +269,8 @@ std::pair<double, double> forward_backward(const Decoder& decoder, MoeExecutor& 
   const at::Tensor inputs = batch.narrow(1, 0, S), targets = batch.narrow(1, 1, S);
   BalanceLoss balance;
   at::Tensor logits = decoder.forward(inputs, executor, &balance);
-  at::Tensor ce_sum =
-      at::cross_entropy_loss(logits.reshape({-1, o.vocab}), targets.reshape({-1}), {}, at::Reduction::Sum);
+  at::Tensor ce_sum = at::cross_entropy_loss(logits.reshape({-1, o.vocab}), targets.reshape({-1}).to(logits.device()),
+                                             {}, at::Reduction::Sum);
   at::Tensor loss = ce_sum / static_cast<double>(o.batch * S);
   if (balance.total.defined()) loss = loss + o.aux_loss * balance.total / static_cast<double>(o.layers * ranks);
   loss.backward();
@@ -277,26 +278,26 @@ std::pair<double, double> forward_backward(const Decoder& decoder, MoeExecutor& 
 }
 
 // Data parallel: sums the replicated weights' gradients over ranks (one flat
-// buffer), then clips by the global gradient norm (sharded experts' parts
-// summed over ranks).
-void reduce_and_clip(Params& params, Communicator& host, const TrainOptions& o) {
+// buffer, over `comm`, the device's communicator), then clips by the global
+// gradient norm (sharded experts' parts summed over ranks, over `host`).
+void reduce_and_clip(Params& params, Communicator& comm, Communicator& host, const TrainOptions& o) {
   for (auto& p : params.all)
     if (!p.grad().defined()) p.mutable_grad() = at::zeros_like(p);
   std::vector<at::Tensor> grads;
   for (auto& p : params.replicated) grads.push_back(p.grad().reshape({-1}));
   at::Tensor flat = at::cat(grads);
-  host.all_reduce_sum(flat);
+  comm.all_reduce_sum(flat);
   int64_t offset = 0;
   for (auto& p : params.replicated) {
     p.mutable_grad().copy_(flat.narrow(0, offset, p.numel()).view_as(p));
     offset += p.numel();
   }
-  at::Tensor norms = at::zeros({2}, at::kDouble);
-  for (auto& p : params.replicated) norms[0] += p.grad().to(at::kDouble).pow(2).sum();
-  for (auto& p : params.local_experts) norms[1] += p.grad().to(at::kDouble).pow(2).sum();
-  at::Tensor expert_sq = norms.narrow(0, 1, 1).contiguous();
+  double replicated_sq = 0, local_expert_sq = 0;
+  for (auto& p : params.replicated) replicated_sq += p.grad().to(at::kDouble).pow(2).sum().item<double>();
+  for (auto& p : params.local_experts) local_expert_sq += p.grad().to(at::kDouble).pow(2).sum().item<double>();
+  at::Tensor expert_sq = at::tensor({local_expert_sq}, at::kDouble);
   if (o.shard_experts) host.all_reduce_sum(expert_sq);
-  const double norm = std::sqrt(norms[0].item<double>() + expert_sq.item<double>());
+  const double norm = std::sqrt(replicated_sq + expert_sq.item<double>());
   if (norm > o.clip)
     for (auto& p : params.all) p.mutable_grad().mul_(o.clip / (norm + 1e-6));
 }
@@ -364,17 +365,17 @@ JobEnd train(const TrainOptions& options, JobContext& ctx) {
   if (resuming) checkpoint = std::make_unique<Checkpoint>(o.out);
   const ModelConfig config = resuming ? checkpoint->config() : parse_model_config(model_config(o), o.out + "/config.json");
   const ExpertPlacement placement = ExpertPlacement::contiguous(config, ranks);
-  DecoderOptions dopts{at::kFloat, at::kCPU, {}};
+  DecoderOptions dopts{at::kFloat, ctx.device(), {}};  // float32 weights and optimizer state on any device
   dopts.trainable = true;
   if (o.shard_experts) dopts.holds_expert = [&](int64_t l, int64_t e) { return placement.owner(l, e) == rank; };
   Decoder decoder = resuming ? Decoder(*checkpoint, dopts) : Decoder(config, initial_weights(o), dopts);
-  Params params = trainable(decoder, host, o.shard_experts);
+  Params params = trainable(decoder, ctx.comm(), o.shard_experts);
   torch::optim::AdamW optimizer(params.all, torch::optim::AdamWOptions(o.lr).betas({0.9, 0.95}).weight_decay(o.weight_decay));
   const std::string optimizer_file = o.out + "/optimizer-" + std::to_string(rank) + ".pt";
   if (resuming && fs::exists(optimizer_file)) torch::load(optimizer, optimizer_file);
 
   LocalMoeExecutor local;
-  ExpertParallelExecutor parallel(host, placement);
+  ExpertParallelExecutor parallel(ctx.comm(), placement, 0.0, ctx.expert_gemms());
   MoeExecutor& executor = o.shard_experts ? static_cast<MoeExecutor&>(parallel) : local;
   const int64_t per_rank = o.batch / ranks, S = o.context;
   std::string log;  // loss lines since the last checkpoint (rank 0)
@@ -388,7 +389,7 @@ JobEnd train(const TrainOptions& options, JobContext& ctx) {
     optimizer.zero_grad();
     const std::pair<double, double> losses =
         forward_backward(decoder, executor, step_batch(o, streams, step, rank, per_rank), o, ranks);
-    reduce_and_clip(params, host, o);
+    reduce_and_clip(params, ctx.comm(), host, o);
     optimizer.step();
 
     const double global_tokens = static_cast<double>(o.batch * S);

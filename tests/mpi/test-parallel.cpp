@@ -28,25 +28,25 @@ struct World {
   int size = comm->size();
 };
 
-TEST(MpiCommunicator, Collectives) {
-  World w;
+// The collectives on communicator `comm` of the world `w`.
+void check_collectives(const World& w, Communicator& comm) {
   at::Tensor t = at::full({3}, static_cast<double>(w.rank + 1), at::kDouble);
-  w.comm->all_reduce_sum(t);
+  comm.all_reduce_sum(t);
   EXPECT_DOUBLE_EQ(t[0].item<double>(), w.size * (w.size + 1) / 2.0);
   at::Tensor m = at::full({2}, static_cast<int64_t>(w.rank), at::kLong);
-  w.comm->all_reduce_max(m);
+  comm.all_reduce_max(m);
   EXPECT_EQ(m[1].item<int64_t>(), w.size - 1);
 
-  at::Tensor g = w.comm->all_gather(at::full({2, 2}, static_cast<float>(w.rank), at::kFloat));
+  at::Tensor g = comm.all_gather(at::full({2, 2}, static_cast<float>(w.rank), at::kFloat));
   ASSERT_EQ(g.sizes(), (std::vector<int64_t>{w.size, 2, 2}));
   for (int p = 0; p < w.size; ++p) EXPECT_EQ(g[p][1][1].item<float>(), static_cast<float>(p));
 
   at::Tensor b = at::full({4}, static_cast<float>(w.rank == w.size - 1 ? 7 : -1), at::kFloat);
-  w.comm->broadcast(b, w.size - 1);
+  comm.broadcast(b, w.size - 1);
   EXPECT_TRUE(at::equal(b, at::full({4}, 7.0f)));
 
   at::Tensor rows = at::arange(w.rank + 1, at::kLong).unsqueeze(1).repeat({1, 3}) + 100 * w.rank;
-  at::Tensor all = w.comm->gather_rows(rows, 0);
+  at::Tensor all = comm.gather_rows(rows, 0);
   if (w.rank == 0) {
     EXPECT_EQ(all.size(0), w.size * (w.size + 1) / 2);
     EXPECT_EQ(all[all.size(0) - 1][2].item<int64_t>(), 100 * (w.size - 1) + w.size - 1);
@@ -55,9 +55,9 @@ TEST(MpiCommunicator, Collectives) {
   }
 }
 
-TEST(MpiCommunicator, VariableAllToAllWithEmptyParts) {
-  World w;
-  // Rank r sends (r + p) % 3 rows to rank p; row values encode (source, destination, row).
+// Rank r sends (r + p) % 3 rows to rank p over `comm`; row values encode
+// (source, destination, row).
+void check_variable_all_to_all(const World& w, Communicator& comm) {
   std::vector<int64_t> send_counts;
   std::vector<at::Tensor> parts;
   for (int p = 0; p < w.size; ++p) {
@@ -66,8 +66,8 @@ TEST(MpiCommunicator, VariableAllToAllWithEmptyParts) {
     for (int64_t i = 0; i < n; ++i) parts.push_back(at::tensor({w.rank * 100.f + p * 10.f + i, 1.f * i}).unsqueeze(0));
   }
   at::Tensor send = parts.empty() ? at::empty({0, 2}) : at::cat(parts, 0);
-  std::vector<int64_t> recv_counts = w.comm->exchange_counts(send_counts);
-  at::Tensor got = w.comm->all_to_all(send, send_counts, recv_counts);
+  std::vector<int64_t> recv_counts = comm.exchange_counts(send_counts);
+  at::Tensor got = comm.all_to_all(send, send_counts, recv_counts);
   int64_t row = 0;
   for (int p = 0; p < w.size; ++p) {
     ASSERT_EQ(recv_counts[static_cast<size_t>(p)], (p + w.rank) % 3);
@@ -75,6 +75,27 @@ TEST(MpiCommunicator, VariableAllToAllWithEmptyParts) {
       EXPECT_EQ(got[row][0].item<float>(), p * 100.f + w.rank * 10.f + i);
   }
   EXPECT_EQ(row, got.size(0));
+}
+
+TEST(MpiCommunicator, Collectives) {
+  World w;
+  check_collectives(w, *w.comm);
+}
+
+TEST(MpiCommunicator, VariableAllToAllWithEmptyParts) {
+  World w;
+  check_variable_all_to_all(w, *w.comm);
+}
+
+// The communicator ranks sharing a GPU use, staged through host memory: here
+// with CPU tensors, so that its staging and copying back run on this machine.
+TEST(StagedCommunicator, CollectivesAndAllToAll) {
+  World w;
+  std::unique_ptr<Communicator> staged = make_staged_communicator(*w.comm, at::kCPU);
+  EXPECT_EQ(staged->rank(), w.rank);
+  EXPECT_EQ(staged->size(), w.size);
+  check_collectives(w, *staged);
+  check_variable_all_to_all(w, *staged);
 }
 
 // Every rank reads its own part; together they read every record once, numbered
@@ -192,10 +213,12 @@ TEST(ExpertParallelExecutor, EqualsLocalExecutionForEveryPlacement) {
     MoeLayer mine = full;
     for (int64_t e = 0; e < E; ++e)
       if (placement.owner(0, e) != w.rank) mine.experts[static_cast<size_t>(e)] = GatedMlp{};
-    ExpertParallelExecutor ep(*w.comm, placement);
-    at::Tensor got = ep.run(mine, x, r, nullptr);
-    EXPECT_LE((got - expect).abs().max().item<float>(), 1e-5f);
-    EXPECT_EQ(ep.dropped_slots(), 0);
+    for (ExpertGemms gemms : {ExpertGemms::PerSource, ExpertGemms::Grouped}) {
+      ExpertParallelExecutor ep(*w.comm, placement, 0.0, gemms);
+      at::Tensor got = ep.run(mine, x, r, nullptr);
+      EXPECT_LE((got - expect).abs().max().item<float>(), 1e-5f) << (gemms == ExpertGemms::Grouped ? "grouped" : "per source");
+      EXPECT_EQ(ep.dropped_slots(), 0);
+    }
   }
   // A rank with no tokens still takes part.
   MoeLayer mine = full;

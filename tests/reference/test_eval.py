@@ -62,7 +62,7 @@ def reference(request, inputs, results, workdir):
 
     nll = tokens = nbytes = 0
     mc = acc = acc_norm = gen = em = 0
-    docs, picks, matches = [], [], []  # per example: (line, nll, tokens, bytes), (line, acc, acc_norm), (line, em)
+    docs, picks, matches = [], [], []  # per example: (line, nll, tokens, bytes), (line, acc, acc_norm), (line, em, tokens)
     with open(f"{workdir}/suite/{t}/eval.jsonl") as f:
         for number, line in enumerate(f, 1):
             r = json.loads(line)
@@ -96,7 +96,7 @@ def reference(request, inputs, results, workdir):
                     out.append(nxt)
                 gen += 1
                 em += out == want
-                matches.append((number, float(out == want)))
+                matches.append((number, float(out == want), out))
     ppl = math.exp(nll / tokens)
     bpb = nll / nbytes / math.log(2)
     # Standard errors from the reference's per-example scores.
@@ -174,10 +174,12 @@ def test_multiple_choice_samples_equal_the_references(results, reference):
 
 
 def test_generate_samples_equal_the_references(results, reference):
-    """Per prompt: line, exact match."""
+    """Per prompt: line, exact match, and the greedy tokens (smoe generates with a
+    key/value cache, the reference runs the whole sequence for each token)."""
     matches = reference["matches"]
     assert results["one"]["samples"][reference["task"]]["generate"] == \
-        {"line": [m[0] for m in matches], "exact_match": [m[1] for m in matches]}
+        {"line": [m[0] for m in matches], "exact_match": [m[1] for m in matches],
+         "generated": [m[2] for m in matches]}
 
 
 @pytest.mark.parametrize("task", TASKS)

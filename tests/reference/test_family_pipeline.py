@@ -392,10 +392,16 @@ def test_other_method_pruned_model_scores_a_finite_perplexity(other_method):
 # ---- the pruned model runs as the reference runs it
 
 @pytest.fixture(scope="module")
-def pruned_reference(fam, inputs, pruned):
-    """The reference's perplexity and routing of the (uncurl) pruned model on the corpus."""
-    pdecoded = ref.dequantize_checkpoint(pruned["new"], fam.fp8_block) if fam.fp8 else \
+def pruned_weights(fam, pruned):
+    """The (uncurl) pruned model's weights as the reference runs them."""
+    return ref.dequantize_checkpoint(pruned["new"], fam.fp8_block) if fam.fp8 else \
         {n: t.float() if t.is_floating_point() else t for n, t in pruned["new"].items()}
+
+
+@pytest.fixture(scope="module")
+def pruned_reference(inputs, pruned, pruned_weights):
+    """The reference's perplexity and routing of the pruned model on the corpus."""
+    pdecoded = pruned_weights
     nll = n = 0.0
     routing = {}
     with torch.no_grad():
@@ -444,14 +450,36 @@ def evals(pruned, workdir, smoe_run):
         smoe_run("eval", "--model", pruned["folder"], "--out", out, "--task", f"years={workdir}/suite/years/eval.jsonl",
                  "--threads", "1", ranks=ranks)
         with open(out) as f:
-            results.append(json.load(f)["results"])
-    print(f"\nsmoe eval of the pruned model: {json.dumps(results[0])[:120]}")
+            results.append(json.load(f))
+    print(f"\nsmoe eval of the pruned model: {json.dumps(results[0]['results'])[:120]}")
     return results
 
 
 def test_eval_of_the_pruned_model_reports_perplexity(evals):
-    assert "perplexity" in json.dumps(evals[0]), json.dumps(evals[0])
+    assert "perplexity" in json.dumps(evals[0]["results"]), json.dumps(evals[0]["results"])
 
 
 def test_eval_of_the_pruned_model_is_the_same_on_2_ranks(evals):
-    assert evals[0] == evals[1], f"1 rank {json.dumps(evals[0])[:300]}, 2 ranks {json.dumps(evals[1])[:300]}"
+    one, two = evals[0]["results"], evals[1]["results"]
+    assert one == two, f"1 rank {json.dumps(one)[:300]}, 2 ranks {json.dumps(two)[:300]}"
+
+
+def test_eval_generates_the_references_greedy_tokens(pruned, pruned_weights, evals, workdir):
+    """smoe eval generates with a key/value cache, one new token per forward call;
+    the reference runs the whole sequence for each token. (The prompts are short:
+    the GPU check on the CPU, mpi.gpu-check-on-cpu, takes gpt-oss's cache past its
+    sliding window.)"""
+    want = []
+    with open(f"{workdir}/suite/years/eval.jsonl") as f, torch.no_grad():
+        for line in f:
+            r = json.loads(line)
+            if "prompt" not in r:
+                continue
+            seq, out = list(r["prompt"].encode()), []
+            for _ in (r["answer"] + "\n").encode():
+                logits, _ = ref.forward(pruned["cfg"], pruned_weights, torch.tensor([seq + out]), torch.float32)
+                out.append(int(logits[0, -1].argmax()))
+            want.append(out)
+    for ranks, e in zip((1, 2), evals):
+        got = e["samples"]["years"]["generate"]["generated"]
+        assert got == want, f"{ranks} rank(s): generated {got}, reference {want}"

@@ -191,6 +191,29 @@ def test_bad_input_exits_2_naming_the_fault(setup, run, smoe, name):
     input_error(run, smoe, args, needles, setup["out"] if writes else None)
 
 
+# Every job that runs the model takes --device; this LibTorch has no CUDA, so cuda is refused
+# up front (exit 2, the option named) and nothing is written.
+DEVICE_JOBS = {
+    "score": lambda s: ["score", *good(s)],
+    "collect": lambda s: ["collect", "--model", s["model"], "--task", f"t={s['corpus']}", "--out", s["out"]],
+    "eval": lambda s: ["eval", "--model", s["model"], "--task", f"t={s['corpus']}", "--out", s["out"]],
+    "train": lambda s: ["train", "--data", s["corpus"], "--out", s["out"]],
+    "cluster": lambda s: ["cluster", "--stats", s["w"] + "/stats.h5", "--task", "t", "--method", "naee",
+                          "--factor", "2", "--model", s["model"], "--out", s["out"]],
+}
+
+
+@pytest.mark.parametrize("job", DEVICE_JOBS)
+def test_device_cuda_without_cuda_exits_2_naming_the_option(setup, run, smoe, job):
+    input_error(run, smoe, DEVICE_JOBS[job](setup) + ["--device", "cuda"], ["--device cuda", "without CUDA"],
+                setup["out"])
+
+
+@pytest.mark.parametrize("job", DEVICE_JOBS)
+def test_unknown_device_exits_2_naming_the_option(setup, run, smoe, job):
+    input_error(run, smoe, DEVICE_JOBS[job](setup) + ["--device", "tpu"], ["--device", "tpu"], setup["out"])
+
+
 @pytest.fixture(scope="module")
 def broken_model(setup, run, smoe):
     """A copy of the model broken three ways in turn, scored after each: its second

@@ -22,6 +22,7 @@ struct TaskSamples {
   std::vector<double> acc, acc_norm;
   std::vector<int64_t> generate_line;
   std::vector<double> exact_match;
+  std::vector<std::vector<int64_t>> generated;  // per prompt: the greedy tokens (as many as its answer has)
 };
 
 // The metrics smoe computes, in lm-evaluation-harness's names.

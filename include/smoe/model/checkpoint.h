@@ -4,6 +4,7 @@
 #pragma once
 
 #include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
 
 #include <map>
 #include <memory>
@@ -14,6 +15,11 @@
 #include "smoe/model/config.h"
 
 namespace smoe {
+
+// FP8 E4M3 codes [rows, cols] (uint8) times their block scales [ceil(rows / block_rows),
+// ceil(cols / block_cols)] (float32), as float32 on the codes' device: the same
+// values as io/fp8.h's dequantize_fp8_blocks, bit for bit.
+at::Tensor dequantize_fp8(const at::Tensor& codes, const at::Tensor& scales, int64_t block_rows, int64_t block_cols);
 
 class Checkpoint {
  public:
@@ -31,9 +37,12 @@ class Checkpoint {
   const uint8_t* bytes(const std::string& name) const;
 
   // Loads a tensor as `dtype`. With `shape` given, InputError naming the file
-  // when the stored shape differs. An F8_E4M3 tensor is dequantised straight from
-  // the mapped file with its `<name>_scale_inv` block scales (io/fp8.h).
-  at::Tensor load(const std::string& name, at::ScalarType dtype, const std::vector<int64_t>& shape = {}) const;
+  // when the stored shape differs. An F8_E4M3 tensor is dequantised with its
+  // `<name>_scale_inv` block scales: on the CPU straight from the mapped file
+  // (io/fp8.h); for another `device`, its codes and scales are copied there and
+  // decoded there (dequantize_fp8). Other tensors come back on the CPU.
+  at::Tensor load(const std::string& name, at::ScalarType dtype, const std::vector<int64_t>& shape = {},
+                  c10::Device device = c10::kCPU) const;
 
   bool is_fp8(const std::string& name) const { return info(name).dtype == Dtype::F8_E4M3; }
   // Item `index` of a stacked MXFP4 tensor (gpt-oss's experts): `<prefix>_blocks`
@@ -57,7 +66,7 @@ class Checkpoint {
   uint64_t total_bytes() const;
 
  private:
-  at::Tensor load_fp8(const std::string& name, at::ScalarType dtype) const;
+  at::Tensor load_fp8(const std::string& name, at::ScalarType dtype, c10::Device device) const;
 
   struct Location {
     std::shared_ptr<const SafetensorsFile> file;

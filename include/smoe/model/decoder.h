@@ -41,6 +41,13 @@ struct DecoderOptions {
 // and up interleaved by row, down [d, F], their biases, as `dtype`.
 GatedMlp load_stacked_expert(const Checkpoint& checkpoint, int64_t l, int64_t E, int64_t e, at::ScalarType dtype);
 
+// Every layer's keys and values so far, for generation: a forward pass given a
+// cache runs only the tokens after those it has seen, at their positions.
+struct DecoderCache {
+  std::vector<KvCache> layers;
+  int64_t length() const { return layers.empty() ? 0 : layers.front().length(); }
+};
+
 class Decoder {
  public:
   // From a checkpoint on disk, which must outlive the decoder.
@@ -59,7 +66,7 @@ class Decoder {
   // The forward pass in parts: embed -> apply_layer for each layer -> head.
   at::Tensor embed(const at::Tensor& tokens) const;  // [B, S] -> [B, S, d]
   at::Tensor apply_layer(int64_t layer, const at::Tensor& h, MoeExecutor& executor,
-                         RoutingObserver* observer = nullptr) const;
+                         RoutingObserver* observer = nullptr, KvCache* cache = nullptr) const;
   at::Tensor head(const at::Tensor& h) const;  // [B, S, d] -> logits [B, S, V] float32
 
   const ModelConfig& config() const { return config_; }
@@ -68,6 +75,10 @@ class Decoder {
 
   // tokens: [B, S] int64 -> logits [B, S, V] float32.
   at::Tensor forward(const at::Tensor& tokens, MoeExecutor& executor, RoutingObserver* observer = nullptr) const;
+  // tokens: [B, S] int64 -> the last layer's output [B, S, d], for head() on the
+  // positions a caller needs; with a cache, the tokens follow those it holds.
+  at::Tensor hidden_states(const at::Tensor& tokens, MoeExecutor& executor, RoutingObserver* observer = nullptr,
+                           DecoderCache* cache = nullptr) const;
 
   // nullptr for a dense layer.
   const MoeLayer* moe_layer(int64_t layer) const;

@@ -49,10 +49,20 @@ struct AttentionWeights {
   at::Tensor kv_a_proj, kv_a_norm, kv_b_proj; // [kv_lora_rank+dr, d], [kv_lora_rank], [H*(dn+dv), kv_lora_rank]
 };
 
+// The keys and values one attention layer has computed so far, for generation:
+// [B, heads, T, dim] each, after RoPE (grouped-query attention: the key/value
+// heads; MLA: every head). Empty before the first call.
+struct KvCache {
+  at::Tensor k, v;
+  int64_t length() const { return k.defined() ? k.size(2) : 0; }
+};
+
 // Causal self-attention of decoder layer `layer` over x: [B, S, d] -> [B, S, d]:
 // grouped-query, or multi-head latent attention where config.mla is enabled.
+// With a cache, x holds the S tokens after the cache's T, `rope` their positions'
+// rows (T to T + S), and their keys and values join the cache.
 at::Tensor attention(const ModelConfig& config, int64_t layer, const AttentionWeights& w, const at::Tensor& x,
-                     const RopeTables& rope);
+                     const RopeTables& rope, KvCache* cache = nullptr);
 
 // The gated MLP used by dense layers and by every expert: down(silu(gate x) * up x),
 // or gpt-oss's clamped SwiGLU with biases (config.swiglu_limit).

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
 #include <mpi.h>
 
 #include <cstdint>
@@ -61,6 +62,10 @@ std::unique_ptr<Communicator> make_mpi_communicator(MPI_Comm comm = MPI_COMM_WOR
 // NCCL on CUDA device `device`, its unique id broadcast over `bootstrap`. Throws
 // RuntimeError where smoe was built without NCCL.
 std::unique_ptr<Communicator> make_nccl_communicator(MPI_Comm bootstrap, int device);
+
+// Tensors on `device` over `host` (not owned; it must outlive the result), each
+// staged through host memory (pinned for CUDA): for ranks that share a GPU.
+std::unique_ptr<Communicator> make_staged_communicator(Communicator& host, c10::Device device);
 
 // Whether this build has the NCCL communicator.
 bool have_nccl();

@@ -14,9 +14,16 @@
 
 namespace smoe {
 
+// How a rank runs its experts on the rows it received. PerSource: one GEMM per
+// (source rank, expert) block, which holds exactly the rows one process would
+// give that expert, so results do not depend on the rank count (--exact-ep).
+// Grouped: one GEMM per expert over every source's rows (the default on GPUs).
+enum class ExpertGemms { PerSource, Grouped };
+
 class ExpertParallelExecutor : public MoeExecutor {
  public:
-  ExpertParallelExecutor(Communicator& comm, const ExpertPlacement& placement, double capacity_factor = 0.0);
+  ExpertParallelExecutor(Communicator& comm, const ExpertPlacement& placement, double capacity_factor = 0.0,
+                         ExpertGemms gemms = ExpertGemms::PerSource);
 
   at::Tensor run(const MoeLayer& layer, const at::Tensor& x, const Routing& r, RoutingObserver* observer) override;
 
@@ -30,6 +37,7 @@ class ExpertParallelExecutor : public MoeExecutor {
   Communicator& comm_;
   const ExpertPlacement& placement_;
   double capacity_factor_;
+  ExpertGemms gemms_;
   int64_t dropped_ = 0;
   int64_t routed_ = 0;
   double exchange_seconds_ = 0.0;

@@ -11,6 +11,7 @@
 #include "smoe/core/choices.h"
 #include "smoe/core/output.h"
 #include "smoe/parallel/comm.h"
+#include "smoe/parallel/ep-executor.h"
 
 namespace c10 {
 struct Device;
@@ -29,13 +30,15 @@ struct JobSetup {
   std::string job;                  // "collect"
   std::vector<std::string> args;    // the job's arguments as given (after the job's name)
   DeviceKind device = DeviceKind::Cpu;
+  bool exact_ep = false;            // --exact-ep: per-(source, expert) GEMMs on GPUs too
   int threads = 0;                  // LibTorch threads per rank; 0: every core the rank may use
 };
 
 class JobContext {
  public:
   // Sets the thread count, joins the MPI job, and on cuda picks the rank's GPU
-  // (its local rank) and bootstraps NCCL.
+  // (its rank on the node, modulo the GPUs it sees) and bootstraps NCCL (or, where
+  // ranks share a GPU, stages device tensors through host memory over MPI).
   explicit JobContext(const JobSetup& setup);
   ~JobContext();
   JobContext(const JobContext&) = delete;
@@ -43,14 +46,17 @@ class JobContext {
 
   // CPU tensors over MPI: counts, sums, flags and gathers for output.
   Communicator& host() { return *host_; }
-  // The device's tensors: NCCL on cuda, else the host communicator.
-  Communicator& comm() { return nccl_ ? *nccl_ : *host_; }
+  // The device's tensors: NCCL (or staged MPI) on cuda, else the host communicator.
+  Communicator& comm() { return device_comm_ ? *device_comm_ : *host_; }
   int rank() const { return host_->rank(); }
   int ranks() const { return host_->size(); }
-  bool cuda() const { return nccl_ != nullptr; }
+  bool cuda() const { return cuda_; }
   // The device tensors live on (c10::Device, as at::Device).
   c10::Device device() const;
   const char* device_name() const { return cuda() ? "cuda" : "cpu"; }
+  // How expert-parallel ranks run their experts: grouped GEMMs on GPUs unless
+  // --exact-ep asks for results that do not depend on the rank count.
+  ExpertGemms expert_gemms() const { return cuda_ && !exact_ep_ ? ExpertGemms::Grouped : ExpertGemms::PerSource; }
   int threads() const { return threads_; }
   // Returns once every rank has called it.
   void barrier() { host_->barrier(); }
@@ -76,7 +82,10 @@ class JobContext {
 
  private:
   int threads_ = 1;
-  std::unique_ptr<Communicator> host_, nccl_;
+  void open_gpu();
+
+  std::unique_ptr<Communicator> host_, device_comm_;
+  bool cuda_ = false, exact_ep_ = false;
   int gpu_ = 0;
   Provenance provenance_;
   struct SharedOutput {

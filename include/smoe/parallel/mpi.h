@@ -38,9 +38,12 @@ class MpiSession {
   int size_ = 1;
 };
 
-// This process's rank on its node, from the launcher (Open MPI, Slurm, torchrun
-// variables); 0 when none is set. It picks the GPU of a rank.
-int local_rank();
+// This process's rank among the ranks of `comm` on its node, and their number
+// (MPI's shared-memory split, whatever the launcher). It picks the GPU of a rank.
+struct NodeRanks {
+  int rank = 0, size = 1;
+};
+NodeRanks node_ranks(MPI_Comm comm);
 
 // Ends every rank of the job with `status` (MPI_Abort) when MPI runs with more than
 // one rank; otherwise returns. For a failure on one rank: its peers may be waiting
