@@ -14,7 +14,7 @@ MixtralForCausalLM; these forwards compute the logits of every position. `--no-l
 baseline than any of the peers (collecting statistics needs no logits).
 
   /usr/bin/python3 tests/bench/baseline_collect.py --model DIR --corpus FILE \
-      [--dtype f32|bf16] [--threads 2] [--batch 1] [--no-lm-head] [--out stats.pt]
+      [--dtype f32|bf16] [--threads 2] [--device cpu|cuda] [--batch 1] [--no-lm-head] [--out stats.pt]
 
 Prints one line of JSON: tokens, seconds of the loop over the corpus (model
 loading excluded, as in smoe's own figure), tokens/s.
@@ -135,9 +135,9 @@ class Model(nn.Module):  # MixtralModel: the decoder stack
         B, S = tokens.shape
         x = self.embed_tokens(tokens)
         D = self.cfg["hidden_size"] // self.cfg["num_attention_heads"]
-        cos, sin = ref.rope(S, D, self.cfg["rope_theta"], x.dtype)
-        i, j = torch.arange(S)[:, None], torch.arange(S)[None, :]
-        mask = torch.zeros(S, S, dtype=x.dtype).masked_fill(j > i, torch.finfo(x.dtype).min)
+        cos, sin = (t.to(x.device) for t in ref.rope(S, D, self.cfg["rope_theta"], x.dtype))
+        i, j = torch.arange(S, device=x.device)[:, None], torch.arange(S, device=x.device)[None, :]
+        mask = torch.zeros(S, S, dtype=x.dtype, device=x.device).masked_fill(j > i, torch.finfo(x.dtype).min)
         for layer in self.layers:
             x = layer(x, cos, sin, mask)
         return self.norm(x)
@@ -146,15 +146,14 @@ class Model(nn.Module):  # MixtralModel: the decoder stack
 class Statistics:
     """Forward hooks on every router (gate) and every expert, accumulating in float64."""
 
-    def __init__(self, model):
+    def __init__(self, model, device="cpu"):
         self.layers = {}
         for l, layer in enumerate(model.layers):
             moe = layer.block_sparse_moe
             E = moe.E
-            s = {"count": torch.zeros(E, dtype=torch.int64), "coact": torch.zeros(E, E, dtype=torch.int64),
-                 "gate_sum": torch.zeros(E, dtype=torch.float64), "prob_sum": torch.zeros(E, dtype=torch.float64),
-                 "logit_sum": torch.zeros(E, dtype=torch.float64), "logit_gram": torch.zeros(E, E, dtype=torch.float64),
-                 "act_norm_sum": torch.zeros(E, dtype=torch.float64), "reap_sum": torch.zeros(E, dtype=torch.float64)}
+            z = lambda *shape, dtype=torch.float64: torch.zeros(*shape, dtype=dtype, device=device)  # noqa: E731
+            s = {"count": z(E, dtype=torch.int64), "coact": z(E, E, dtype=torch.int64), "gate_sum": z(E),
+                 "prob_sum": z(E), "logit_sum": z(E), "logit_gram": z(E, E), "act_norm_sum": z(E), "reap_sum": z(E)}
             self.layers[l] = s
             moe.gate.register_forward_hook(self._router_hook(moe, s))
             for e, expert in enumerate(moe.experts):
@@ -223,6 +222,7 @@ def main():
     ap.add_argument("--corpus", required=True, help="JSONL with input_ids; each record one batch row")
     ap.add_argument("--dtype", default="f32", choices=["f32", "bf16"])
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--out", help="save the statistics (torch.save) for comparison")
     ap.add_argument("--batch", type=int, default=1, help="documents of equal length per forward pass")
     ap.add_argument("--no-lm-head", dest="lm_head", action="store_false",
@@ -230,7 +230,9 @@ def main():
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     model, cfg = load_model(a.model, torch.float32 if a.dtype == "f32" else torch.bfloat16, a.lm_head)
-    stats = Statistics(model)
+    model = model.to(a.device)
+    stats = Statistics(model, a.device)
+    sync = torch.cuda.synchronize if a.device.startswith("cuda") else (lambda: None)
     with open(a.corpus) as f:
         docs = [json.loads(line)["input_ids"] for line in f if line.strip()]
     tokens = 0
@@ -241,12 +243,13 @@ def main():
             j = i + 1
             while j < len(docs) and j - i < a.batch and len(docs[j]) == len(docs[i]):
                 j += 1
-            model(torch.tensor(docs[i:j]))
+            model(torch.tensor(docs[i:j], device=a.device))
             tokens += sum(len(d) for d in docs[i:j])
             i = j
+    sync()
     seconds = time.perf_counter() - start
     if a.out:
-        torch.save(stats.layers, a.out)
+        torch.save({l: {k: v.cpu() for k, v in s.items()} for l, s in stats.layers.items()}, a.out)
     print(json.dumps({"tokens": tokens, "seconds": seconds, "tokens_per_s": tokens / seconds}))
 
 
