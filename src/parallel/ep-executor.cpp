@@ -45,27 +45,33 @@ at::Tensor send_order(const at::Tensor& experts, const at::Tensor& weights, int6
   return std::get<0>(at::sort(experts.index_select(0, slots) * slots_total + slots, true, 0, false)) % slots_total;
 }
 
+// Rows [offset, offset + n) of x, grouped by expert in expert order: each expert
+// runs on its rows (one GEMM each); their outputs join `blocks`.
+void run_in_expert_order(const MoeLayer& layer, const at::Tensor& x, const at::Tensor& experts, int64_t offset,
+                         int64_t n, int rank, std::vector<at::Tensor>* blocks) {
+  const std::vector<int64_t> per_expert = to_vector(at::bincount(experts.narrow(0, offset, n), {}, layer.num_experts));
+  for (int64_t e = 0; e < layer.num_experts; ++e) {
+    const int64_t m = per_expert[static_cast<size_t>(e)];
+    if (m == 0) continue;
+    const GatedMlp& expert = layer.experts[static_cast<size_t>(e)];
+    SMOE_ASSERT(expert.defined(), "layer ", layer.layer, " expert ", e, " received tokens on rank ", rank,
+                ", which does not hold it");
+    blocks->push_back(gated_mlp(expert, x.narrow(0, offset, m)));
+    offset += m;
+  }
+}
+
 // Runs the local experts on what each source rank sent, one (source, expert)
 // block at a time: a block holds exactly the rows of one batch that one process
 // would give that expert, so the GEMMs, and the results, do not depend on the
 // rank count.
 at::Tensor run_received(const MoeLayer& layer, const at::Tensor& recv_x, const at::Tensor& recv_experts,
                         const std::vector<int64_t>& recv_counts, int rank) {
-  const int64_t E = layer.num_experts;
   std::vector<at::Tensor> blocks;
   int64_t offset = 0;
   for (const int64_t n : recv_counts) {
-    if (n == 0) continue;
-    const std::vector<int64_t> per_expert = to_vector(at::bincount(recv_experts.narrow(0, offset, n), {}, E));
-    for (int64_t e = 0; e < E; ++e) {
-      const int64_t m = per_expert[static_cast<size_t>(e)];
-      if (m == 0) continue;
-      const GatedMlp& expert = layer.experts[static_cast<size_t>(e)];
-      SMOE_ASSERT(expert.defined(), "layer ", layer.layer, " expert ", e, " received tokens on rank ", rank,
-                  ", which does not hold it");
-      blocks.push_back(gated_mlp(expert, recv_x.narrow(0, offset, m)));
-      offset += m;
-    }
+    if (n > 0) run_in_expert_order(layer, recv_x, recv_experts, offset, n, rank, &blocks);
+    offset += n;
   }
   return blocks.empty() ? at::empty_like(recv_x) : at::cat(blocks, 0);
 }
@@ -74,22 +80,11 @@ at::Tensor run_received(const MoeLayer& layer, const at::Tensor& recv_x, const a
 // all its rows: fewer, larger GEMMs (a GPU's speed), but a row's result may
 // differ in the last bits with the rank count. Rows come back in received order.
 at::Tensor run_grouped(const MoeLayer& layer, const at::Tensor& recv_x, const at::Tensor& recv_experts, int rank) {
-  const int64_t E = layer.num_experts, n = recv_x.size(0);
+  const int64_t n = recv_x.size(0);
   if (n == 0) return at::empty_like(recv_x);
   const at::Tensor order = std::get<1>(at::sort(recv_experts, /*stable=*/true, 0, false));
-  const std::vector<int64_t> per_expert = to_vector(at::bincount(recv_experts, {}, E));
-  const at::Tensor sorted = recv_x.index_select(0, order);
   std::vector<at::Tensor> blocks;
-  int64_t offset = 0;
-  for (int64_t e = 0; e < E; ++e) {
-    const int64_t m = per_expert[static_cast<size_t>(e)];
-    if (m == 0) continue;
-    const GatedMlp& expert = layer.experts[static_cast<size_t>(e)];
-    SMOE_ASSERT(expert.defined(), "layer ", layer.layer, " expert ", e, " received tokens on rank ", rank,
-                ", which does not hold it");
-    blocks.push_back(gated_mlp(expert, sorted.narrow(0, offset, m)));
-    offset += m;
-  }
+  run_in_expert_order(layer, recv_x.index_select(0, order), recv_experts.index_select(0, order), 0, n, rank, &blocks);
   const at::Tensor back = at::empty_like(order).scatter_(0, order, at::arange(n, order.options()));
   return at::cat(blocks, 0).index_select(0, back);
 }
