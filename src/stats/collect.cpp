@@ -261,9 +261,12 @@ bool CollectRun::layerwise(TaskRun& tr, BatchReader& batches, int64_t first) {
   const int64_t steps = most[0].item<int64_t>();
   tr.progress.set_total(total[1].item<int64_t>() * config_.num_layers, false);
   held.resize(static_cast<size_t>(steps));  // empty batches where this rank has run out
+  // The hidden states stay in host memory whatever the device; each step's states
+  // visit the device for the layer's pass.
   std::vector<at::Tensor> hidden(static_cast<size_t>(steps));
   for (int64_t step = 0; step < steps; ++step)
-    hidden[static_cast<size_t>(step)] = decoder_.embed(make_batch(held[static_cast<size_t>(step)], o_.context).tokens);
+    hidden[static_cast<size_t>(step)] =
+        decoder_.embed(make_batch(held[static_cast<size_t>(step)], o_.context).tokens).to(at::kCPU);
   for (int64_t l = 0; l < config_.num_layers; ++l) {
     decoder_.load_layer(l);
     const bool observe = l >= first;
@@ -273,7 +276,7 @@ bool CollectRun::layerwise(TaskRun& tr, BatchReader& batches, int64_t first) {
         collector.set_tokens(bt.document, bt.position);
       }
       at::Tensor& h = hidden[static_cast<size_t>(step)];
-      h = decoder_.apply_layer(l, h, executor_, observe ? &collector : nullptr);
+      h = decoder_.apply_layer(l, h.to(decoder_.device()), executor_, observe ? &collector : nullptr).to(at::kCPU);
     }
     decoder_.release_layer(l);
     if (observe && sync({batches.tokens()}, l + 1, tr, nullptr)) return true;
