@@ -204,6 +204,22 @@ TEST(EvalRecords, MultipleChoiceIsSplitAsTheHarnessSplitsIt) {
   EXPECT_EQ(records[1].choices[0], (std::vector<int64_t>{2, 3}));
 }
 
+// Generation runs within --context: an answer (with its newline) longer than the
+// context is refused, naming the file and line; one that fits is read.
+TEST(EvalRecords, AnAnswerMustFitWithinTheContext) {
+  auto tok = make_tokenizer("byte");
+  const std::string path = write_corpus("answers.jsonl",
+      "{\"prompt\": \"Q\", \"answer\": \"ok\"}\n{\"prompt\": \"Q\", \"answer\": \"abcdefgh\"}\n");
+  EXPECT_EQ(read_eval_records(path, *tok, 256, 9, 0, 1).size(), 2u);
+  try {
+    read_eval_records(path, *tok, 256, 8, 0, 1);
+    ADD_FAILURE() << "an answer of 9 tokens was read within --context 8";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find(path + ":2: an answer of 9 tokens leaves no room for its prompt within "
+                                         "--context 8"), std::string::npos) << e.what();
+  }
+}
+
 TEST(Tokenizer, BadSentencePieceModelIsAnInputError) {
 #if defined(__SANITIZE_ADDRESS__)
   // The SentencePiece shim is loaded with RTLD_DEEPBIND (its protobuf clashes with
