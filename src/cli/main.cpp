@@ -30,7 +30,7 @@ JobSetup job_setup(const std::string& job, int argc, char** argv, const po::vari
 
 void add_device_option(po::options_description& opts) {
   opts.add_options()("device", po::value<std::string>()->default_value("cpu"),
-                     "cpu (MPI between ranks) or cuda (one GPU per rank, its local rank's; NCCL between ranks)")(
+                     "cpu (MPI between ranks) or cuda (rank r on a node uses GPU r % GPUs; NCCL between ranks)")(
       "exact-ep", po::bool_switch(),
       "on cuda, expert GEMMs per (source rank, expert) as on cpu: results independent of the rank count, "
       "slower than the default grouped GEMMs");

@@ -6,7 +6,8 @@ passes or fails). On a Mixtral-layout model with Mixtral-8x7B's layer shapes
 
   - the GPU's bf16 GEMM peak (8192^3 torch.mm, best of 5);
   - `smoe collect --device cuda` tokens/s on 1 rank, and on 2 ranks sharing the GPU
-    (staged MPI) with the share of rank 0's time in the exchanges;
+    (staged MPI), with grouped expert GEMMs and with --exact-ep, with the share of
+    rank 0's time in the exchanges;
   - the HF-hooks baseline (tests/bench/baseline_collect.py --device cuda, same
     model, batch and dtype), with and without its LM head;
   - `smoe score --device cuda` tokens/s (eval's forward pass);
@@ -88,12 +89,12 @@ def run(cmd):
     return p
 
 
-def smoe_collect(a, model, corpus, ranks):
-    out = os.path.join(a.workdir, f"stats-{ranks}.h5")
+def smoe_collect(a, model, corpus, ranks, *extra):
+    out = os.path.join(a.workdir, f"stats-{ranks}{''.join(extra)}.h5")
     cmd = (["mpirun", "--bind-to", "none", "-n", str(ranks)] if ranks > 1 else []) + [
         a.smoe, "collect", "--model", model, "--task", f"bench={corpus}", "--out", out, "--overwrite",
         "--device", a.device, "--dtype", "bf16", "--context", str(SEQ), "--batch", str(a.batch),
-        "--progress-seconds", "0"]
+        "--progress-seconds", "0", *extra]
     p = run(cmd)
     m = re.search(r"collect: (\d+) tokens in ([\d.e+-]+) s: ([\d.e+-]+) tokens/s; rank 0 spent ([\d.e+-]+) s "
                   r"\(([\d.e+-]+)%\)", p.stderr)
@@ -132,10 +133,11 @@ def main():
     flops = flops_per_token(cfg)
     rows = [("smoe collect, 1 rank", smoe_collect(a, model, corpus, 1)),
             ("smoe collect, 2 ranks sharing the device", smoe_collect(a, model, corpus, 2)),
+            ("smoe collect, 2 ranks sharing the device, --exact-ep", smoe_collect(a, model, corpus, 2, "--exact-ep")),
             ("baseline: HF hooks, causal LM (LM head)", baseline(a, model, corpus, True)),
             ("baseline: HF hooks, decoder stack only", baseline(a, model, corpus, False))]
     score = smoe_score(a, model, corpus)
-    base = rows[2][1]["tokens_per_s"]
+    base = dict(rows)["baseline: HF hooks, causal LM (LM head)"]["tokens_per_s"]
     print(f"\n{device}: bf16 GEMM peak {peak / 1e12:.1f} TFLOP/s; {cfg['num_hidden_layers']} layers of "
           f"hidden {cfg['hidden_size']}, {cfg['num_local_experts']} experts top-{cfg['num_experts_per_tok']} "
           f"of FFN {cfg['intermediate_size']}; {a.docs} sequences of {SEQ}, batch {a.batch}, bf16\n")

@@ -32,17 +32,21 @@ args=(-G Ninja -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF "-DCMAKE_PREFIX_PA
 if [ ! -f /usr/local/cuda/include/nccl.h ]; then
   nccl=$("$python" -c "import nvidia.nccl, os; print(os.path.dirname(nvidia.nccl.__file__))" 2>/dev/null || true)
   if [ -n "$nccl" ] && [ -f "$nccl/include/nccl.h" ]; then
-    lib=$(ls "$nccl"/lib/libnccl.so* | head -n 1)
-    args+=("-DNCCL_INCLUDE_DIR=$nccl/include" "-DNCCL_LIBRARY=$lib")
+    for lib in "$nccl"/lib/libnccl.so*; do
+      args+=("-DNCCL_INCLUDE_DIR=$nccl/include" "-DNCCL_LIBRARY=$lib")
+      break
+    done
   fi
 fi
 jobs_built=1
-if ! cmake -S . -B "$build" "${args[@]}" > "$build.configure.log" 2>&1; then
-  echo "tests/gpu/run.sh: the whole project does not configure here (see $build.configure.log):"
-  grep -m 3 -i "error\|not found" "$build.configure.log" || true
-  echo "tests/gpu/run.sh: building the model library and smoe-gpu-check alone; the job checks are skipped"
+mkdir -p "$build"
+if ! cmake -S . -B "$build" "${args[@]}" > "$build/configure.log" 2>&1; then
+  echo "tests/gpu/run.sh: the whole project does not configure here (see $build/configure.log):"
+  grep -m 3 -i "error\|not found" "$build/configure.log" || true
+  echo "tests/gpu/run.sh: building the model library and smoe-gpu-check alone (in $build/check-only);" \
+    "the job checks are skipped"
   jobs_built=0
-  rm -rf "$build"
+  build=$build/check-only  # a folder of its own: nothing the script did not make is removed
   cmake -S . -B "$build" "${args[@]}" -DSMOE_GPU_CHECK=ON
 fi
 targets=(--target smoe-gpu-check)
